@@ -1,0 +1,26 @@
+"""Errors a user can act on: each carries a one-line message saying what was wrong and what to do."""
+
+
+class ReasonlabError(Exception):
+    """A failure caused by input or environment, reported to the user as one line."""
+
+
+class SpecError(ReasonlabError, ValueError):
+    """A run-spec setting is invalid; `field` names the setting so a form can show it inline."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
+class DataError(ReasonlabError):
+    """A dataset file is missing or malformed."""
+
+
+class ModelError(ReasonlabError):
+    """A model or adapter cannot be resolved or loaded."""
+
+
+class RunCancelled(Exception):
+    """Raised inside a run when the user asked it to stop (Ctrl-C or SIGTERM)."""

@@ -268,13 +268,20 @@ class RunStore:
 
     # -- metrics --------------------------------------------------------------------------
 
-    def log_metrics(self, run_id: int, points: list[tuple[int, str, float, float]]) -> None:
-        """Write (step, name, value, time) points and update the run's summary, in one transaction."""
-        if not points:
-            return
+    def log_metrics(
+        self,
+        run_id: int,
+        points: list[tuple[int, str, float, float]],
+        progress: tuple[int, int | None] | None = None,
+    ) -> None:
+        """Write (step, name, value, time) points, the run's summary and progress in one transaction."""
         clean = [(run_id, s, n, float(v), t) for s, n, v, t in points if math.isfinite(float(v))]
         latest = {n: float(v) for _, n, v, _ in points if math.isfinite(float(v))}
         with self.transaction():
+            if progress is not None:
+                self.db.execute(
+                    "update runs set progress_done = ?, progress_total = ? where id = ?", [*progress, run_id]
+                )
             self.db.conn.executemany(
                 "insert into metrics (run_id, step, name, value, time) values (?, ?, ?, ?, ?)", clean
             )

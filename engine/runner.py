@@ -1,0 +1,218 @@
+"""Executes one stored run: marks it running, dispatches on its kind, and always leaves it in a
+final state — completed, failed with a one-line reason, or cancelled (Ctrl-C, SIGTERM)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import platform
+import signal
+import subprocess
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from engine.errors import ReasonlabError, RunCancelled
+from engine.spec import RunSpec
+from engine.store import Run, RunStore
+from engine.tracker import Tracker
+
+# Handlers are imported only when a run of that kind executes, so listing runs stays torch-free.
+HANDLERS = {
+    "eval": "engine.evaluation:run_eval",
+    "sft": "engine.training:run_sft",
+    "rft": "engine.training:run_rft",
+    "rollout": "engine.rollout:run_rollout",
+    "pipeline": "engine.pipeline:run_pipeline",
+}
+PACKAGES = ("torch", "transformers", "peft", "accelerate", "sqlite-utils", "reasonlab")
+
+
+@dataclass
+class RunContext:
+    """What a run handler gets: its spec, the store, a tracker, its folder and a logger."""
+
+    store: RunStore
+    run: Run
+    tracker: Tracker
+    console: Console
+    log: logging.Logger
+    resuming: bool = False
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> RunSpec:
+        return self.run.spec
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.run_dir)
+
+    def run_artifact(self, value: str, kind: str, setting: str) -> Path:
+        """`value` is a run id (whose `kind` artifact is used) or a path."""
+        if value.isdigit():
+            parent = self.store.get_run(int(value))
+            artifact = self.store.artifact(parent.id, kind)
+            if artifact is None:
+                raise ReasonlabError(
+                    f"{setting}: run {parent.id} ({parent.kind}, {parent.status}) has no {kind} artifact; "
+                    f"pick a completed run that produced one."
+                )
+            return Path(artifact["path"])
+        path = Path(value).expanduser()
+        if not path.exists():
+            raise ReasonlabError(f"{setting}: {value} is neither a run id nor an existing path.")
+        return path
+
+    def load_model(self, *, adapter: str | None = None, trainable_adapter: bool = False):
+        from engine.model import load_model
+
+        adapter = self.spec.adapter if adapter is None else adapter
+        adapter_path = self.run_artifact(adapter, "adapter", "adapter") if adapter else None
+        self.log.info("loading model %s%s", self.spec.model, f" with adapter {adapter_path}" if adapter_path else "")
+        return load_model(
+            self.spec.model, adapter=adapter_path, device=self.spec.device, dtype=self.spec.dtype,
+            trainable_adapter=trainable_adapter,
+        )
+
+    def add_artifact(self, kind: str, path: Path) -> None:
+        self.store.add_artifact(self.run.id, kind, path)
+        self.log.info("artifact %s: %s", kind, path)
+
+    @contextmanager
+    def progress(self, description: str, total: int, completed: int = 0) -> Iterator["ProgressHandle"]:
+        """A terminal progress bar with ETA that also reports progress to the store."""
+        bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=self.console, disable=not self.console.is_terminal, transient=False,
+        )
+        with bar:
+            task_id = bar.add_task(description, total=total, completed=completed)
+            handle = ProgressHandle(bar, task_id, self.tracker, completed, total)
+            self.tracker.progress(completed, total)
+            yield handle
+        self.tracker.flush()
+
+
+@dataclass
+class ProgressHandle:
+    bar: Progress
+    task_id: int
+    tracker: Tracker
+    done: int
+    total: int
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        self.bar.update(self.task_id, completed=self.done)
+        self.tracker.progress(self.done, self.total)
+
+
+def execute(store: RunStore, run_id: int, *, resume: bool = False, console: Console | None = None) -> Run:
+    """Run a queued run (or resume a cancelled/failed one) to a final state and return it."""
+    run = store.get_run(run_id)
+    if resume and run.status not in ("cancelled", "failed"):
+        raise ReasonlabError(f"Run {run_id} is {run.status}; only cancelled or failed runs can be resumed.")
+    if not resume and run.status != "queued":
+        raise ReasonlabError(f"Run {run_id} is already {run.status}; use `python -m engine resume {run_id}` to continue it.")
+    console = console or Console(stderr=True)
+    Path(run.run_dir).mkdir(parents=True, exist_ok=True)
+    log, handler = _open_log(run)
+    store.mark_running(run_id, os.getpid(), environment())
+    tracker = Tracker(store, run_id)
+    context = RunContext(store, store.get_run(run_id), tracker, console, log, resuming=resume)
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_cancelled)
+    log.info("%s run %d (%s) %s", "resuming" if resume else "starting", run_id, run.kind, run.spec.to_json())
+    try:
+        _handler(run.kind)(context)
+        tracker.flush()
+        store.mark_finished(run_id, "completed")
+        log.info("completed: %s", context.results)
+    except (RunCancelled, KeyboardInterrupt):
+        tracker.flush()
+        store.mark_finished(run_id, "cancelled", "Cancelled by the user; `python -m engine resume %d` continues it." % run_id)
+        log.info("cancelled")
+    except ReasonlabError as exc:
+        tracker.flush()
+        store.mark_finished(run_id, "failed", str(exc))
+        log.error("failed: %s", exc)
+        raise
+    except Exception as exc:
+        tracker.flush()
+        message = f"Internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+        store.mark_finished(run_id, "failed", f"{message} (traceback in {Path(run.run_dir) / 'log.txt'})")
+        log.error("failed:\n%s", traceback.format_exc())
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        log.removeHandler(handler)
+        handler.close()
+    return store.get_run(run_id)
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_commit": _git_commit(),
+        "argv": sys.argv,
+    }
+
+
+def _handler(kind: str):
+    module, name = HANDLERS[kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _raise_cancelled(signum, frame) -> None:
+    raise RunCancelled()
+
+
+def _open_log(run: Run) -> tuple[logging.Logger, logging.Handler]:
+    """The run's log file, unless our stdout already goes there (a run started by the TUI)."""
+    path = Path(run.run_dir) / "log.txt"
+    log = logging.getLogger(f"reasonlab.run.{run.id}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if _same_file(sys.stdout, path):
+        handler: logging.Handler = logging.StreamHandler(sys.stdout)
+    else:
+        handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    return log, handler
+
+
+def _same_file(stream, path: Path) -> bool:
+    try:
+        return path.exists() and os.path.samestat(os.fstat(stream.fileno()), path.stat())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -148,13 +148,14 @@ def _runs(args, console: Console) -> int:
     store = RunStore(args.db)
     store.reap_dead_runs()
     table = Table()
-    for column in ("id", "name", "kind", "status", "model", "accuracy", "loss", "started", "duration"):
-        table.add_column(column, justify="right" if column in ("id", "accuracy", "loss", "duration") else "left")
+    for column in ("id", "name", "kind", "status", "model", "acc", "loss", "started", "duration"):
+        numeric = column in ("id", "acc", "loss", "duration")
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=column != "model", max_width=None if numeric else 24)
     for run in store.list_runs(kind=args.kind, status=args.status, tag=args.tag, limit=args.limit):
         table.add_row(
-            str(run.id), run.name, run.kind, run.status, run.spec.model,
+            str(run.id), run.name, run.kind, run.status, Path(run.spec.model).name,
             _fmt(run.summary.get("accuracy")), _fmt(run.summary.get("loss")),
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started_at)) if run.started_at else "",
+            time.strftime("%m-%d %H:%M", time.localtime(run.started_at)) if run.started_at else "",
             f"{run.duration:.0f} s" if run.duration is not None else "",
         )
     Console().print(table)

@@ -77,7 +77,7 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, generator, device
     rows = torch.arange(len(prompts), device=device)  # original row of each live batch entry
     generated: list[list[int]] = [[] for _ in prompts]
     logits = model(
-        input_ids=input_ids, attention_mask=attention, position_ids=positions, past_key_values=cache, use_cache=True
+        input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache, use_cache=True
     ).logits[:, -1, :]
     for step in range(sampling.max_new_tokens):
         next_tokens = _pick(logits, sampling, generator)
@@ -99,7 +99,7 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, generator, device
         positions = positions[:, -1:] + 1
         logits = model(
             input_ids=next_tokens[:, None], attention_mask=attention, position_ids=positions,
-            past_key_values=cache, use_cache=True,
+            cache=cache, use_cache=True,
         ).logits[:, -1, :]
     return [_finish(tokenizer, tokens, stop) for tokens in generated]
 

@@ -49,9 +49,46 @@ def resolve_model(name: str) -> str:
         if not (path / "config.json").exists():
             raise ModelError(f"Model directory {path} has no config.json; pass a saved Hugging Face model directory.")
         return str(path)
-    if path.suffix == ".gguf" or name.startswith((".", "/", "~")):
-        raise ModelError(f"Model path {name} does not exist; pass an existing directory, a Hugging Face id or 'smollm2-135m'.")
-    return name
+    if path.suffix == ".gguf" or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise ModelError(
+            f"Model {name!r} is not an existing directory nor a Hugging Face id (owner/name); "
+            "pass 'smollm2-135m', a local model directory or an id like HuggingFaceTB/SmolLM2-360M-Instruct."
+        )
+    return _hub_snapshot(name)
+
+
+def _hub_snapshot(repo_id: str) -> str:
+    """The local folder of a hub model: from the cache, else downloaded when the hub is reachable.
+    Checking reachability first turns a minute of retries into an immediate, clear error."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+    try:
+        return snapshot_download(repo_id, local_files_only=True, allow_patterns=patterns)
+    except LocalEntryNotFoundError:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
+        raise ModelError(
+            f"Model {repo_id!r} is not in the local Hugging Face cache and the hub cannot be reached; "
+            "download it where there is internet (huggingface-cli download) or pass a local directory."
+        )
+    try:
+        return snapshot_download(repo_id, allow_patterns=patterns)
+    except Exception as exc:  # the hub's errors are many; the user needs one line
+        raise ModelError(f"Cannot download model {repo_id!r} ({type(exc).__name__}); check the id and your access.") from None
+
+
+def _hub_reachable() -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        return False
+    return True
 
 
 def pick_device(device: str) -> torch.device:

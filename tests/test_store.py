@@ -1,0 +1,127 @@
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import sqlite_utils
+
+from engine.errors import ReasonlabError
+from engine.spec import RunSpec
+from engine.store import RunStore, migrations
+from engine.tracker import Tracker
+
+
+def test_run_round_trip(db_path):
+    store = RunStore(db_path)
+    spec = RunSpec(kind="sft", name="first", lora_rank=4)
+    run = store.create_run(spec, tags=["b", "a", "a"])
+    loaded = store.get_run(run.id)
+    assert loaded.spec == spec
+    assert loaded.status == "queued" and loaded.tags == ("a", "b") and loaded.name == "first"
+    assert os.path.isdir(loaded.run_dir) and loaded.run_dir.endswith(f"runs/{run.id}")
+    store.mark_running(run.id, 123, {"python": "3"})
+    store.mark_finished(run.id, "failed", "boom")
+    done = store.get_run(run.id)
+    assert (done.status, done.error, done.pid, done.environment) == ("failed", "boom", 123, {"python": "3"})
+    assert done.duration is not None and done.duration >= 0
+
+
+def test_metrics_samples_artifacts(db_path, tmp_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="eval"))
+    store.log_metrics(run.id, [(1, "loss", 2.0, 0.0), (2, "loss", 1.0, 0.0), (2, "lr", float("nan"), 0.0)], (5, 10))
+    assert store.metric_series(run.id, "loss") == [(1, 2.0), (2, 1.0)]
+    assert store.metric_series(run.id, "loss", after_step=1) == [(2, 1.0)]
+    got = store.get_run(run.id)
+    assert got.summary == {"loss": 1.0} and (got.progress_done, got.progress_total) == (5, 10)
+    row = {"idx": 0, "sample": 0, "question": "q", "target": 2.0, "output": "<answer>2</answer>", "answer": 2.0, "correct": True}
+    store.add_samples(run.id, [row, {**row, "sample": 1, "answer": float("nan"), "correct": False}])
+    store.add_samples(run.id, [row])  # a resumed run re-sending a committed row does not duplicate it
+    rows = store.samples(run.id)
+    assert len(rows) == 2 and rows[1]["answer"] is None
+    assert len(store.samples(run.id, correct=True)) == 1
+    assert store.done_indices(run.id) == {0}
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"x" * 100)
+    store.add_artifact(run.id, "adapter", folder)
+    assert store.artifact(run.id, "adapter")["bytes"] == 100
+
+
+def test_list_filter_search_and_delete(db_path):
+    store = RunStore(db_path)
+    a = store.create_run(RunSpec(kind="eval", name="baseline"), tags=["cot"])
+    b = store.create_run(RunSpec(kind="sft", name="lr sweep"), tags=["sweep"])
+    child = store.create_run(RunSpec(kind="eval", adapter=str(b.id)), parent_id=b.id)
+    assert [r.id for r in store.list_runs(kind="eval")] == [child.id, a.id]
+    assert [r.id for r in store.list_runs(tag="sweep")] == [b.id]
+    assert [r.id for r in store.list_runs(search="sweep")] == [b.id]
+    assert store.all_tags() == ["cot", "sweep"]
+    store.delete_run(b.id)
+    assert store.get_run(child.id).parent_id is None
+    with pytest.raises(ReasonlabError, match="No run with id"):
+        store.get_run(b.id)
+
+
+def test_migrates_an_existing_older_database(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="m002_progress_and_summary")
+    db["runs"].insert({"kind": "eval", "status": "completed", "spec": json.dumps({"kind": "eval"}), "created_at": 1.0})
+    db.close()
+    store = RunStore(path)
+    run = store.get_run(1)
+    assert run.status == "completed" and run.summary == {} and run.progress_done is None
+    assert {m.name for m in migrations.applied(store.db)} == {"m001_initial", "m002_progress_and_summary"}
+    assert store.db.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_unreadable_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.db"
+    path.write_text("this is not sqlite" * 100)
+    with pytest.raises(ReasonlabError, match="Cannot open run database"):
+        RunStore(path)
+
+
+def test_reader_is_not_blocked_while_a_writer_logs(db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="sft"))
+    stop = threading.Event()
+    written = []
+
+    def write():
+        writer = RunStore(db_path)
+        tracker = Tracker(writer, run.id, flush_seconds=0)
+        while not stop.is_set():
+            tracker.log(len(written) + 1, loss=1.0)
+            written.append(1)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        worst, reads = 0.0, 0
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline or len(written) < 50:
+            began = time.perf_counter()
+            store.list_runs()
+            store.metric_series(run.id, "loss")
+            worst = max(worst, time.perf_counter() - began)
+            reads += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert reads > 10 and len(store.metric_series(run.id, "loss")) == len(written)
+    assert worst < 2.0  # would hit the 10 s busy timeout if a write transaction blocked readers
+
+
+def test_reap_marks_runs_whose_process_died(db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="eval"))
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    store.mark_running(run.id, proc.pid, {})
+    assert store.reap_dead_runs() == [run.id]
+    assert store.get_run(run.id).status == "failed"

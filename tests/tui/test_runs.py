@@ -1,0 +1,143 @@
+"""The runs screen: filters, search, sorting, delete, cancel, tags and notes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.spec import RunSpec
+from engine.store import RunStore
+from tests.tui.conftest import wait_for
+from textual.widgets import Input, Select, TextArea
+
+from tui.screens.confirm import ConfirmDialog
+from tui.screens.edit_run import EditRunDialog
+from tui.screens.runs import RunsScreen
+from tui.widgets.runs_table import RunsTable
+
+
+def shown_ids(app) -> list[int]:
+    return app.screen.query_one(RunsTable).run_ids
+
+
+async def test_filters_and_search(make_app, seeded_db):
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: shown_ids(app) == [6, 5, 4, 3, 2, 1])
+        screen = app.screen
+        screen.query_one("#filter-kind", Select).value = "eval"
+        await wait_for(pilot, lambda: shown_ids(app) == [5, 2])
+        screen.query_one("#filter-status", Select).value = "completed"
+        await wait_for(pilot, lambda: shown_ids(app) == [2])
+        screen.query_one("#filter-kind", Select).clear()
+        screen.query_one("#filter-status", Select).clear()
+        await wait_for(pilot, lambda: "rft" in screen.query_one("#filter-tag", Select)._legal_values)
+        screen.query_one("#filter-tag", Select).value = "rft"
+        await wait_for(pilot, lambda: shown_ids(app) == [6, 3])
+        screen.query_one("#filter-tag", Select).clear()
+        await pilot.press("slash")
+        assert isinstance(screen.focused, Input)
+        await pilot.press(*"baseline")
+        await wait_for(pilot, lambda: shown_ids(app) == [2, 1])
+        screen.query_one("#filter-search", Input).value = "#3"
+        await wait_for(pilot, lambda: shown_ids(app) == [3])
+        assert "1 runs" in str(screen.query_one("#runs-status").render())
+
+
+async def test_sort_by_column(make_app, seeded_db):
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(shown_ids(app)) == 6)
+        app.screen.sort_by("accuracy")
+        await wait_for(pilot, lambda: shown_ids(app)[:4] == [1, 4, 3, 2])  # 0.7, 0.5 (rollout), 0.48, 0.25
+        await pilot.press("r")
+        await wait_for(pilot, lambda: shown_ids(app)[:4] == [2, 3, 4, 1])
+        app.screen.sort_by("name")
+        await wait_for(pilot, lambda: shown_ids(app)[0] == 2)  # eval-base first; rollout-4 has no name
+
+
+async def test_delete_with_confirmation_removes_row_and_run_dir(make_app, seeded_db):
+    run_dir = Path(RunStore(seeded_db).get_run(1).run_dir)
+    assert (run_dir / "adapter").is_dir()
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(shown_ids(app)) == 6)
+        app.screen.query_one(RunsTable).select_run(1)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("n")  # keep
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+        assert run_dir.exists()
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and 1 not in shown_ids(app))
+    assert not run_dir.exists()
+    assert [r.id for r in RunStore(seeded_db).list_runs()] == [6, 5, 4, 3, 2]
+
+
+async def test_cancel_running_run(make_app, db_path, monkeypatch):
+    monkeypatch.setenv("FAKE_ENGINE_SECONDS", "60")
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="sft", name="slow"))
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.launcher.start(run.id, run.run_dir)
+        await wait_for(pilot, lambda: [r.status for r in app.screen.query_one(RunsTable)._rows] == ["running"])
+        await pilot.press("x")
+        await wait_for(pilot, lambda: [r.status for r in app.screen.query_one(RunsTable)._rows] == ["cancelled"])
+    assert store.get_run(run.id).status == "cancelled"
+
+
+async def test_cancel_run_without_process_marks_it_cancelled(make_app, db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="eval"))
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: shown_ids(app) == [run.id])
+        await pilot.press("x")
+        await wait_for(pilot, lambda: [r.status for r in app.screen.query_one(RunsTable)._rows] == ["cancelled"])
+    assert store.get_run(run.id).error == "Cancelled from the app"
+
+
+async def test_dead_running_run_shows_as_failed(make_app, db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="eval"))
+    store.mark_running(run.id, pid=2**22 + 12345, environment={})
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: [r.status for r in app.screen.query_one(RunsTable)._rows] == ["failed"])
+
+
+async def test_edit_tags_and_notes(make_app, seeded_db):
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(shown_ids(app)) == 6)
+        app.screen.query_one(RunsTable).select_run(2)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditRunDialog))
+        assert app.screen.query_one("#edit-tags", Input).value == "baseline"
+        app.screen.query_one("#edit-tags", Input).value = "baseline, keep  keep"
+        app.screen.query_one("#edit-notes", TextArea).text = "the reference eval"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await wait_for(pilot, lambda: RunStore(seeded_db).get_run(2).notes == "the reference eval")
+    assert RunStore(seeded_db).get_run(2).tags == ("baseline", "keep")
+
+
+async def test_compare_needs_two_selected_runs(make_app, seeded_db):
+    from tui.screens.compare import CompareScreen
+
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(shown_ids(app)) == 6)
+        table = app.screen.query_one(RunsTable)
+        await pilot.press("c")
+        assert isinstance(app.screen, RunsScreen)
+        table.select_run(2)
+        await pilot.press("space")
+        table.select_run(1)
+        await pilot.press("space")
+        assert table.marked == {1, 2}
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        assert app.screen.run_ids == [1, 2]

@@ -1,0 +1,123 @@
+"""SVG snapshots of each screen at 80×24 on the seeded database (fixed times, UTC).
+
+Regenerate after an intended change with `pytest tests/tui/test_snapshots.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+from tests.tui.conftest import FAKE_ENGINE
+from textual.widgets import Input
+
+from tui.app import ReasonlabApp
+from tui.screens.compare import CompareScreen
+from tui.screens.launch import LaunchScreen
+from tui.screens.run import RunScreen
+from tui.widgets.metric_chart import MetricChart
+from tui.widgets.runs_table import RunsTable
+from tui.widgets.setting_field import SettingField
+
+SIZE = (80, 24)
+
+
+def app_for(db) -> ReasonlabApp:
+    return ReasonlabApp(db, engine=FAKE_ENGINE)
+
+
+async def until(pilot, predicate) -> None:
+    from tests.tui.conftest import wait_for
+
+    await wait_for(pilot, predicate)
+    await pilot.pause()
+
+
+async def runs_loaded(pilot) -> None:
+    await until(pilot, lambda: len(pilot.app.screen.query_one(RunsTable).run_ids) == 6)
+
+
+class TestRunsScreen:
+    def test_all_runs(self, snap_compare, seeded_db):
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=runs_loaded)
+
+    def test_selected_and_sorted(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await runs_loaded(pilot)
+            await pilot.press("down", "space", "down", "space", "s", "s", "s", "s", "s")
+            await until(pilot, lambda: pilot.app.screen.query_one(RunsTable).run_ids[0] == 1)
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+
+class TestLaunchScreen:
+    @staticmethod
+    async def open_form(pilot, kind: str = "eval") -> None:
+        await runs_loaded(pilot)
+        pilot.app.launch(kind)
+        await until(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen) and any(
+            f.candidate_ids for f in pilot.app.screen.query("#setting-adapter").results(SettingField)
+        ))
+
+    def test_eval_form(self, snap_compare, seeded_db):
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=self.open_form)
+
+    def test_invalid_value(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await self.open_form(pilot, "sft")
+            pilot.app.screen.query_one("#input-learning_rate", Input).value = "2"
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+
+class TestRunScreen:
+    @staticmethod
+    async def open_run(pilot) -> None:
+        await runs_loaded(pilot)
+        pilot.app.open_run(1)
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.run is not None)
+
+    def test_charts(self, snap_compare, seeded_db):
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=self.open_run)
+
+    def test_samples(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await self.open_run(pilot)
+            await pilot.press("2")
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+
+class TestCompareScreen:
+    @staticmethod
+    async def open_compare(pilot) -> None:
+        await runs_loaded(pilot)
+        pilot.app.compare([1, 3])
+        await until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen) and pilot.app.screen.query(MetricChart))
+
+    def test_curves(self, snap_compare, seeded_db):
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=self.open_compare)
+
+    def test_spec_diff(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await self.open_compare(pilot)
+            await pilot.press("2")
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+    def test_outcomes(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await runs_loaded(pilot)
+            pilot.app.compare([1, 2])
+            await until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen) and pilot.app.screen.query(MetricChart))
+            await pilot.press("4")
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+
+class TestHelpScreen:
+    def test_help(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await runs_loaded(pilot)
+            await pilot.press("f1")
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)

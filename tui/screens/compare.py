@@ -1,0 +1,183 @@
+"""Two or more runs side by side: spec diff, overlaid curves, summary and outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Label, TabbedContent, TabPane
+
+from engine.errors import ReasonlabError
+from engine.store import Run, RunStore
+from tui.data import (
+    METRIC_TITLES,
+    Outcome,
+    format_duration,
+    format_timestamp,
+    format_value,
+    metric_title,
+    outcomes,
+    spec_diff,
+)
+from tui.queries import open_store
+from tui.widgets.metric_chart import MetricChart
+from tui.widgets.outcome_matrix import OutcomeMatrix
+
+if TYPE_CHECKING:
+    from tui.app import ReasonlabApp
+
+
+@dataclass(frozen=True)
+class Comparison:
+    runs: list[Run]
+    series: dict[str, list[list[tuple[int, float]]]]
+    """Per metric, each run's points (empty where a run has none)."""
+    outcomes: list[dict[str, Outcome]]
+
+    @property
+    def labels(self) -> list[str]:
+        return [f"#{r.id} {r.label}" for r in self.runs]
+
+
+def metric_order(names: set[str]) -> list[str]:
+    """Known metrics in their usual order, then the rest alphabetically."""
+    known = [m for m in METRIC_TITLES if m in names]
+    return known + sorted(names - set(known))
+
+
+def read_comparison(store: RunStore, run_ids: list[int]) -> Comparison:
+    runs = [store.get_run(i) for i in run_ids]
+    names = {n for r in runs for n in store.metric_names(r.id)}
+    series = {m: [store.metric_series(r.id, m) for r in runs] for m in metric_order(names)}
+    per_run = []
+    for run in runs:
+        step = store.final_step(run.id)
+        per_run.append({} if step is None else outcomes(store.samples(run.id, step=step)))
+    return Comparison(runs, series, per_run)
+
+
+class CompareScreen(Screen):
+    CSS_PATH = "compare.tcss"
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", tooltip="Back to the runs", id="compare.back"),
+        Binding("1", "tab('curves')", "Curves", tooltip="Each metric, runs overlaid", id="compare.curves"),
+        Binding("2", "tab('diff')", "Spec diff", tooltip="Settings that differ between the runs", id="compare.diff"),
+        Binding("3", "tab('summary')", "Summary", tooltip="Facts and final metrics side by side", id="compare.summary"),
+        Binding("4", "tab('outcomes')", "Outcomes", tooltip="Each question's outcome per run", id="compare.outcomes"),
+        Binding("r", "reload", "Reload", tooltip="Read the runs again", id="compare.reload"),
+    ]
+
+    class Read(Message):
+        def __init__(self, comparison: Comparison) -> None:
+            super().__init__()
+            self.comparison = comparison
+
+    class Failed(Message):
+        """A run could not be read (deleted meanwhile)."""
+
+        def __init__(self, reason: str) -> None:
+            super().__init__()
+            self.reason = reason
+
+    app: ReasonlabApp
+
+    def __init__(self, run_ids: list[int]) -> None:
+        super().__init__()
+        self.run_ids = run_ids
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent(id="compare-tabs"):
+            with TabPane("Curves", id="curves"):
+                with VerticalScroll():
+                    yield Grid(id="compare-charts")
+            with TabPane("Spec diff", id="diff"):
+                yield DataTable(cursor_type="row", id="diff-table")
+            with TabPane("Summary", id="summary"):
+                yield DataTable(cursor_type="row", id="summary-table")
+            with TabPane("Outcomes", id="outcomes"):
+                yield OutcomeMatrix(id="outcome-matrix")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.sub_title = "Compare " + ", ".join(f"#{i}" for i in self.run_ids)
+        self.action_reload()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_reload(self) -> None:
+        self._read()
+
+    @work(thread=True, exclusive=True, group="compare-read")
+    def _read(self) -> None:
+        with open_store(self.app.db_path) as store:
+            try:
+                comparison = read_comparison(store, self.run_ids)
+            except ReasonlabError as exc:
+                self.post_message(self.Failed(str(exc)))
+                return
+        self.post_message(self.Read(comparison))
+
+    def on_compare_screen_failed(self, message: Failed) -> None:
+        self.notify(message.reason, severity="error")
+        self.dismiss()
+
+    async def on_compare_screen_read(self, message: Read) -> None:
+        c = message.comparison
+        await self._show_curves(c)
+        self._show_diff(c)
+        self._show_summary(c)
+        self.query_one(OutcomeMatrix).show(c.labels, c.outcomes)
+
+    async def _show_curves(self, c: Comparison) -> None:
+        grid = self.query_one("#compare-charts", Grid)
+        await grid.remove_children()
+        charts = []
+        for metric, per_run in c.series.items():
+            chart = MetricChart(metric, classes="compare-chart")
+            for label, points in zip(c.labels, per_run):
+                chart.series[label] = points
+            charts.append(chart)
+        if charts:
+            await grid.mount_all(charts)
+        else:
+            await grid.mount(Label("None of these runs has logged a metric yet."))
+
+    def _show_diff(self, c: Comparison) -> None:
+        table = self.query_one("#diff-table", DataTable)
+        table.clear(columns=True)
+        table.add_column("Setting")
+        for label in c.labels:
+            table.add_column(label)
+        rows = spec_diff([r.spec.to_dict() for r in c.runs])
+        for key, values in rows:
+            table.add_row(key, *(Text(format_value(v) if v != "" else "(empty)") for v in values))
+        if not rows:
+            table.add_row("(the specs are identical)", *("" for _ in c.labels))
+
+    def _show_summary(self, c: Comparison) -> None:
+        table = self.query_one("#summary-table", DataTable)
+        table.clear(columns=True)
+        table.add_column("")
+        for label in c.labels:
+            table.add_column(label)
+        facts = {
+            "kind": [r.kind for r in c.runs],
+            "status": [r.status for r in c.runs],
+            "model": [r.spec.model for r in c.runs],
+            "started": [format_timestamp(r.started_at) for r in c.runs],
+            "duration": [format_duration(r.duration) for r in c.runs],
+        }
+        for name, values in facts.items():
+            table.add_row(name, *(Text(v) for v in values))
+        for metric in metric_order({m for r in c.runs for m in r.summary}):
+            table.add_row(metric_title(metric), *(format_value(r.summary.get(metric)) for r in c.runs))
+        table.add_row("questions (final)", *(str(len(o)) for o in c.outcomes))

@@ -1,0 +1,250 @@
+"""One run, live: charts, progress, log tail, samples, spec and artifacts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Label, Log, TabbedContent, TabPane
+
+from engine.errors import ReasonlabError
+from engine.store import FINAL_STATUSES, Run
+from tui.data import CHARTS_BY_KIND, format_duration
+from tui.queries import open_store, sample_counts, samples_after
+from tui.screens.sample_detail import SampleDialog
+from tui.widgets.metric_chart import MetricChart
+from tui.widgets.run_details import RunDetails
+from tui.widgets.run_progress import RunProgress
+from tui.widgets.samples_view import SamplesView
+
+if TYPE_CHECKING:
+    from tui.app import ReasonlabApp
+
+LOG_TAIL_BYTES = 64 * 1024
+"""How much of an existing log is read when the screen opens."""
+
+SAMPLES_PER_POLL = 1000
+
+
+@dataclass(frozen=True)
+class PollState:
+    """Where the last poll stopped, so the next reads only what is new."""
+
+    after_steps: dict[str, int] = field(default_factory=dict)
+    log_offset: int | None = None
+    """Byte offset read up to; None before the first read (start near the end)."""
+    sample_step: int | None = None
+    sample_after_id: int = 0
+    sample_filter: bool | None = None
+
+
+@dataclass(frozen=True)
+class PollResult:
+    run: Run
+    points: dict[str, list[tuple[int, float]]]
+    log_lines: list[str]
+    log_offset: int
+    sample_step: int | None
+    samples: list[dict[str, Any]]
+    sample_counts: tuple[int, int]
+    artifacts: list[dict[str, Any]]
+
+    @property
+    def has_news(self) -> bool:
+        return any(self.points.values()) or bool(self.log_lines) or bool(self.samples)
+
+
+def read_log(path: Path, offset: int | None) -> tuple[list[str], int]:
+    """Complete lines written since `offset` (a carriage return keeps only the text after it,
+    as a terminal would show a progress bar) and the new offset."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return [], offset or 0
+    start = max(0, size - LOG_TAIL_BYTES) if offset is None else offset
+    if size <= start:
+        return [], min(start, size)
+    with path.open("rb") as f:
+        f.seek(start)
+        data = f.read(size - start)
+    end = data.rfind(b"\n") + 1
+    if end == 0:
+        return [], start
+    lines = data[:end].decode("utf-8", errors="replace").split("\n")[:-1]
+    if offset is None and start > 0:
+        lines = lines[1:]  # the tail starts mid-line
+    lines = [line.rsplit("\r", 1)[-1] for line in lines]
+    return lines, start + end
+
+
+class RunScreen(Screen):
+    CSS_PATH = "run.tcss"
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", tooltip="Back to the runs", id="run.back"),
+        Binding("1", "tab('charts')", "Charts", tooltip="Loss, learning rate and accuracy against steps", id="run.charts"),
+        Binding("2", "tab('samples')", "Samples", tooltip="Generated samples; enter shows one in full", id="run.samples"),
+        Binding("3", "tab('log')", "Log", tooltip="The end of the run's log", id="run.log"),
+        Binding("4", "tab('details')", "Details", tooltip="Settings, facts and artifacts", id="run.details"),
+        Binding("x", "cancel_run", "Cancel", tooltip="Cancel the run", id="run.cancel"),
+    ]
+
+    class Polled(Message):
+        def __init__(self, state: PollState, result: PollResult) -> None:
+            super().__init__()
+            self.state = state
+            self.result = result
+
+    class Gone(Message):
+        """The run is no longer in the database."""
+
+    class Cancelled(Message):
+        def __init__(self, note: str) -> None:
+            super().__init__()
+            self.note = note
+
+    app: ReasonlabApp
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.run: Run | None = None
+        self.state = PollState()
+        self.metrics: tuple[str, ...] = ()
+        self._polling = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label(f"Run #{self.run_id}", id="run-title")
+        yield RunProgress(id="run-progress")
+        with TabbedContent(id="run-tabs"):
+            with TabPane("Charts", id="charts"):
+                yield Grid(id="charts-grid")
+            with TabPane("Samples", id="samples"):
+                yield SamplesView(id="samples-view")
+            with TabPane("Log", id="log"):
+                yield Log(max_lines=2000, id="run-log")
+            with TabPane("Details", id="details"):
+                yield RunDetails(id="run-details")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.sub_title = f"Run #{self.run_id}"
+        self.poll()
+        self._timer = self.set_interval(self.app.run_poll_interval, self.poll)
+
+    # -- polling --------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        if not self._polling:
+            self._polling = True
+            self._poll(self.state, self.metrics)
+
+    @work(thread=True, group="run-poll")
+    def _poll(self, state: PollState, metrics: tuple[str, ...]) -> None:
+        try:
+            with open_store(self.app.db_path) as store:
+                run = store.get_run(self.run_id)
+                metrics = metrics or CHARTS_BY_KIND.get(run.kind, ())
+                points = {m: store.metric_series(self.run_id, m, state.after_steps.get(m, -1)) for m in metrics}
+                step = store.final_step(self.run_id)
+                after_id = state.sample_after_id if step == state.sample_step else 0
+                samples = [] if step is None else samples_after(
+                    store, self.run_id, step, after_id, state.sample_filter, SAMPLES_PER_POLL
+                )
+                counts = (0, 0) if step is None else sample_counts(store, self.run_id, step)
+                artifacts = store.artifacts(self.run_id)
+        except ReasonlabError:
+            self.post_message(self.Gone())
+            return
+        log_lines, log_offset = read_log(Path(run.run_dir) / "log.txt", state.log_offset)
+        result = PollResult(run, points, log_lines, log_offset, step, samples, counts, artifacts)
+        self.post_message(self.Polled(state, result))
+
+    def on_run_screen_polled(self, message: Polled) -> None:
+        self._polling = False
+        if message.state != self.state:
+            return  # the sample filter changed while reading; the next poll reads again
+        r = message.result
+        first = self.run is None
+        self.run = r.run
+        if first:
+            self._first_show(r.run)
+        self._show_run(r.run)
+        for metric, points in r.points.items():
+            self.query_one(f"#chart-{metric}", MetricChart).extend(points)
+        self.query_one("#run-log", Log).write_lines(r.log_lines)
+        samples = self.query_one(SamplesView)
+        if r.sample_step != self.state.sample_step:
+            samples.reset()
+        samples.add(r.samples)
+        samples.show_counts(r.sample_step, *r.sample_counts)
+        self.query_one(RunDetails).show(r.run, r.artifacts)
+        self.state = PollState(
+            after_steps={m: pts[-1][0] if pts else self.state.after_steps.get(m, -1) for m, pts in r.points.items()},
+            log_offset=r.log_offset,
+            sample_step=r.sample_step,
+            sample_after_id=r.samples[-1]["id"] if r.samples else (
+                self.state.sample_after_id if r.sample_step == self.state.sample_step else 0
+            ),
+            sample_filter=self.state.sample_filter,
+        )
+        if r.run.status in FINAL_STATUSES and not r.has_news:
+            self._timer.pause()  # nothing more will come
+
+    def _first_show(self, run: Run) -> None:
+        self.metrics = CHARTS_BY_KIND.get(run.kind, ())
+        grid = self.query_one("#charts-grid", Grid)
+        grid.mount_all(MetricChart(m, id=f"chart-{m}") for m in self.metrics)
+
+    def _show_run(self, run: Run) -> None:
+        parts = [f"#{run.id} {run.label}", run.kind, run.status, run.spec.model]
+        if run.duration is not None:
+            parts.append(format_duration(run.duration))
+        self.query_one("#run-title", Label).update(" · ".join(parts))
+        self.query_one(RunProgress).show(run)
+
+    def on_run_screen_gone(self) -> None:
+        self.notify(f"Run #{self.run_id} no longer exists.", severity="warning")
+        self.dismiss()
+
+    # -- actions --------------------------------------------------------------------------
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    @on(SamplesView.FilterChanged)
+    def _samples_filter_changed(self, event: SamplesView.FilterChanged) -> None:
+        self.query_one(SamplesView).reset()
+        self.state = PollState(
+            after_steps=self.state.after_steps, log_offset=self.state.log_offset,
+            sample_step=None, sample_after_id=0, sample_filter=event.correct,
+        )
+        self._timer.resume()
+        self.poll()
+
+    @on(SamplesView.Opened)
+    def _sample_opened(self, event: SamplesView.Opened) -> None:
+        self.app.push_screen(SampleDialog(event.sample))
+
+    def action_cancel_run(self) -> None:
+        self._cancel()
+
+    @work(thread=True, group="run-write")
+    def _cancel(self) -> None:
+        with open_store(self.app.db_path) as store:
+            try:
+                note = self.app.launcher.cancel(store, self.run_id)
+            except ReasonlabError as exc:
+                note = str(exc)
+        self.post_message(self.Cancelled(note))
+
+    def on_run_screen_cancelled(self, message: Cancelled) -> None:
+        self.notify(message.note)
+        self._timer.resume()

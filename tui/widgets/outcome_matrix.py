@@ -1,0 +1,53 @@
+"""Question × run outcomes of several runs' final evaluations."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Checkbox, DataTable, Label
+
+from tui.data import Outcome, outcome_matrix
+
+
+class OutcomeMatrix(Vertical):
+    """Filtering happens here, on data already read (no database access)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.labels: list[str] = []
+        self.per_run: list[dict[str, Outcome]] = []
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="matrix-bar"):
+            yield Checkbox("Only questions whose outcome differs", compact=True, id="matrix-differing")
+            yield Label(id="matrix-count")
+        yield DataTable(cursor_type="row", id="matrix-table")
+
+    def show(self, labels: list[str], per_run: list[dict[str, Outcome]]) -> None:
+        self.labels = labels
+        self.per_run = per_run
+        self._fill()
+
+    @on(Checkbox.Changed, "#matrix-differing")
+    def _filter_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        self._fill()
+
+    def _fill(self) -> None:
+        only_differing = self.query_one("#matrix-differing", Checkbox).value
+        rows = outcome_matrix(self.per_run, only_differing)
+        table = self.query_one("#matrix-table", DataTable)
+        table.clear(columns=True)
+        table.add_column("Question", key="question", width=40)
+        for i, label in enumerate(self.labels):
+            table.add_column(label, key=f"run-{i}")
+        for n, (question, cells) in enumerate(rows):
+            table.add_row(
+                Text(" ".join(question.split()), no_wrap=True, overflow="ellipsis"),
+                *(Text(c.symbol if c else "·", justify="center") for c in cells),
+                key=str(n),
+            )
+        total = len(outcome_matrix(self.per_run)) if only_differing else len(rows)
+        self.query_one("#matrix-count", Label).update(f"{len(rows)} of {total} questions")

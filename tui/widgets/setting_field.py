@@ -1,0 +1,118 @@
+"""One run-spec setting in the launch form: a label, an input or picker, and its error."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from textual import events
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Input, Label, Select
+
+from engine.errors import SpecError
+from engine.spec import RunSpec
+
+PARENT_SETTINGS = {"data": "rollout data", "adapter": "adapter"}
+PLACEHOLDERS = {"data": "run id or JSON file", "adapter": "run id or adapter folder"}
+"""Settings that may name another run (the first one set becomes the parent run); the form
+offers suitable completed runs for them."""
+
+
+class SettingField(Vertical):
+    """Validates its own text as it changes, using the spec's rules for this one setting."""
+
+    class Focused(Message):
+        """The field got focus; the form shows its help."""
+
+        def __init__(self, field: SettingField) -> None:
+            super().__init__()
+            self.field = field
+
+    def __init__(self, kind: str, setting: dataclasses.Field, text: str) -> None:
+        super().__init__(id=f"setting-{setting.name}", classes="setting")
+        self.kind = kind
+        self.setting = setting
+        self.initial_text = text
+        self.setting_name = setting.name
+        self.candidate_ids: set[int] = set()
+        self.error: str | None = None
+
+    @property
+    def help(self) -> str:
+        meta = self.setting.metadata
+        limits = []
+        if meta["minimum"] is not None:
+            limits.append(f"min {meta['minimum']:g}")
+        if meta["maximum"] is not None:
+            limits.append(f"max {meta['maximum']:g}")
+        default = RunSpec.default_for(self.kind, self.setting_name)
+        extra = f" Default: {default!r}." if default != "" else ""
+        return meta["help"] + extra + (f" ({', '.join(limits)})" if limits else "")
+
+    def compose(self) -> ComposeResult:
+        choices = self.setting.metadata["choices"]
+        with Horizontal(classes="setting-row"):
+            yield Label(self.setting_name, classes="setting-label")
+            if choices:
+                yield Select(
+                    [(str(c), str(c)) for c in choices], value=self.initial_text,
+                    allow_blank=False, compact=True, id=f"input-{self.setting_name}",
+                )
+            else:
+                if self.setting_name in PARENT_SETTINGS:
+                    yield Select(
+                        [], prompt=f"choose a run ({PARENT_SETTINGS[self.setting_name]})", compact=True,
+                        classes="parent-picker",
+                    )
+                yield Input(
+                    self.initial_text, placeholder=PLACEHOLDERS.get(self.setting_name, "(empty)"),
+                    compact=True, id=f"input-{self.setting_name}",
+                )
+        yield Label("", classes="setting-error")
+
+    @property
+    def text(self) -> str:
+        control = self.query_one(f"#input-{self.setting_name}")
+        if isinstance(control, Select):
+            return str(control.value)
+        assert isinstance(control, Input)
+        return control.value
+
+    def show_error(self, reason: str | None) -> None:
+        self.error = reason
+        self.query_one(".setting-error", Label).update(reason or "")
+        self.set_class(bool(reason), "-invalid")
+
+    def set_candidates(self, candidates: list[tuple[str, int]]) -> None:
+        """Offer these runs (label, id) in the parent picker."""
+        self.candidate_ids = {run_id for _, run_id in candidates}
+        self.query_one(".parent-picker", Select).set_options(candidates)
+        self.validate()
+
+    def validate(self) -> bool:
+        """Show the reason the current text is refused, if it is; True when it is accepted."""
+        text = self.text.strip()
+        reason = None
+        if self.setting_name in PARENT_SETTINGS and text.isdigit() and int(text) not in self.candidate_ids:
+            reason = f"run #{text} is not a completed run with {PARENT_SETTINGS[self.setting_name]}"
+        else:
+            try:
+                RunSpec.from_text(self.kind, {self.setting_name: text})
+            except SpecError as exc:
+                if exc.field == self.setting_name:
+                    reason = exc.reason
+        self.show_error(reason)
+        return reason is None
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.validate()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.select.has_class("parent-picker") and event.value != Select.NULL:
+            self.query_one(Input).value = str(event.value)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.post_message(self.Focused(self))

@@ -199,26 +199,8 @@ class RunStore:
         search: str | None = None,
         limit: int | None = None,
     ) -> list[Run]:
-        where, args = [], []
-        if kind:
-            where.append("kind = ?")
-            args.append(kind)
-        if status:
-            where.append("status = ?")
-            args.append(status)
-        if tag:
-            where.append("exists (select 1 from json_each(runs.tags) where value = ?)")
-            args.append(tag)
-        if search:
-            where.append(
-                "(name like ? or kind like ? or model like ? or notes like ? or tags like ? or cast(id as text) = ?)"
-            )
-            like = f"%{search}%"
-            args += [like, like, like, like, like, search.strip()]
-        sql = "select * from runs"
-        if where:
-            sql += " where " + " and ".join(where)
-        sql += " order by id desc"
+        where, args = run_filter_sql(kind=kind, status=status, tag=tag, search=search)
+        sql = f"select * from runs{where} order by id desc"
         if limit:
             sql += f" limit {int(limit)}"
         return [Run.from_row(r) for r in self.db.query(sql, args)]
@@ -371,6 +353,31 @@ class RunStore:
     def artifact(self, run_id: int, kind: str) -> dict[str, Any] | None:
         rows = list(self.db.query("select * from artifacts where run_id = ? and kind = ?", [run_id, kind]))
         return rows[0] if rows else None
+
+
+def run_filter_sql(
+    *, kind: str | None = None, status: str | None = None, tag: str | None = None, search: str | None = None
+) -> tuple[str, list[Any]]:
+    """A ` where …` clause (empty when nothing filters) and its arguments for querying `runs`."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if kind:
+        clauses.append("kind = ?")
+        args.append(kind)
+    if status:
+        clauses.append("status = ?")
+        args.append(status)
+    if tag:
+        clauses.append("exists (select 1 from json_each(runs.tags) where value = ?)")
+        args.append(tag)
+    search = (search or "").strip()
+    if search:
+        like = f"%{search}%"
+        clauses.append(
+            "(name like ? or kind like ? or model like ? or notes like ? or tags like ? or cast(id as text) = ?)"
+        )
+        args += [like, like, like, like, like, search.lstrip("#")]
+    return (" where " + " and ".join(clauses) if clauses else ""), args
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.store import RunStore
+from engine.store import RunStore, run_filter_sql
 
 KEY_RESULT = "coalesce(json_extract(summary, '$.accuracy'), json_extract(summary, '$.correct_rate'))"
 """The 'Acc' column: final accuracy, or the share of correct samples for rollouts."""
@@ -74,31 +74,9 @@ class RunPage:
     """How many runs match the filter (the page may hold fewer)."""
 
 
-def _where(f: RunFilter) -> tuple[str, list[Any]]:
-    clauses, args = [], []
-    if f.kind:
-        clauses.append("kind = ?")
-        args.append(f.kind)
-    if f.status:
-        clauses.append("status = ?")
-        args.append(f.status)
-    if f.tag:
-        clauses.append("exists (select 1 from json_each(runs.tags) where value = ?)")
-        args.append(f.tag)
-    search = f.search.strip()
-    if search:
-        like = f"%{search}%"
-        clauses.append(
-            "(name like ? or kind like ? or model like ? or notes like ? or tags like ?"
-            " or cast(id as text) = ?)"
-        )
-        args += [like, like, like, like, like, search.lstrip("#")]
-    return (" where " + " and ".join(clauses) if clauses else ""), args
-
-
 def run_page(store: RunStore, f: RunFilter, order: RunOrder, limit: int) -> RunPage:
     """The first `limit` runs matching `f` in `order` (runs without a value sort last)."""
-    where, args = _where(f)
+    where, args = run_filter_sql(kind=f.kind, status=f.status, tag=f.tag, search=f.search)
     expr = SORT_EXPRESSIONS[order.column]
     order_args = [time.time()] if "?" in expr else []
     direction = "desc" if order.descending else "asc"

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -112,7 +113,7 @@ def _execute(store: RunStore, run_id: int, args, console: Console, *, resume: bo
     if args.json:
         print(json.dumps(result_object(run)))
     else:
-        print_summary(Console(), run)
+        print_summary(_stdout_console(), run)
     return {"completed": 0, "cancelled": 130}.get(run.status, 1)
 
 
@@ -147,10 +148,13 @@ def print_summary(console: Console, run: Run) -> None:
 def _runs(args, console: Console) -> int:
     store = RunStore(args.db)
     store.reap_dead_runs()
-    table = Table()
-    for column in ("id", "name", "kind", "status", "model", "acc", "loss", "started", "duration"):
-        numeric = column in ("id", "acc", "loss", "duration")
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=column != "model", max_width=None if numeric else 24)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column, width in RUN_COLUMNS.items():
+        flexible = width is None
+        table.add_column(
+            column, justify="right" if column in ("id", "acc", "loss", "duration") else "left",
+            no_wrap=True, overflow="ellipsis", min_width=None if flexible else width, max_width=20 if flexible else None,
+        )
     for run in store.list_runs(kind=args.kind, status=args.status, tag=args.tag, limit=args.limit):
         table.add_row(
             str(run.id), run.name, run.kind, run.status, Path(run.spec.model).name,
@@ -158,14 +162,19 @@ def _runs(args, console: Console) -> int:
             time.strftime("%m-%d %H:%M", time.localtime(run.started_at)) if run.started_at else "",
             f"{run.duration:.0f} s" if run.duration is not None else "",
         )
-    Console().print(table)
+    _stdout_console().print(table)
     return 0
+
+
+RUN_COLUMNS = {  # fixed widths; None: up to 20 characters, cut with an ellipsis
+    "id": 4, "name": None, "kind": 8, "status": 9, "model": None, "acc": 5, "loss": 6, "started": 11, "duration": 8,
+}
 
 
 def _show(args, console: Console) -> int:
     store = RunStore(args.db)
     run = store.get_run(args.run)
-    out = Console()
+    out = _stdout_console()
     out.print(f"[bold]run {run.id}[/bold] {run.label} · {run.kind} · {run.status}", highlight=False)
     if run.error:
         out.print(f"[red]{run.error}[/red]", highlight=False)
@@ -209,6 +218,12 @@ def _data(args, console: Console) -> int:
     for path in write_data(out):
         console.print(f"wrote {path}")
     return 0
+
+
+def _stdout_console() -> Console:
+    """Wide enough for every column when piped; a terminal's own width otherwise."""
+    console = Console()
+    return console if console.is_terminal else Console(width=140)
 
 
 def _fmt(value: float | None) -> str:

@@ -115,7 +115,9 @@ def load_model(
 ) -> LoadedModel:
     """Load model and tokenizer; with `adapter`, attach a saved peft LoRA adapter."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # run logs get our own progress, not per-tensor bars
     source = resolve_model(name)
     target = pick_device(device)
     tokenizer = load_tokenizer(name)

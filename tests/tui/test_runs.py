@@ -141,3 +141,22 @@ async def test_compare_needs_two_selected_runs(make_app, seeded_db):
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
         assert app.screen.run_ids == [1, 2]
+
+
+async def test_empty_database_tells_a_new_user_what_to_do(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        empty = app.screen.query_one("#runs-empty")
+        await wait_for(pilot, lambda: empty.display)
+        assert "No runs yet" in str(empty.render()) and "launch" in str(empty.render())
+
+
+async def test_filters_that_hide_every_run_say_so(make_app, seeded_db):
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(shown_ids(app)) == 6)
+        empty = app.screen.query_one("#runs-empty")
+        assert not empty.display
+        app.screen.query_one("#filter-search", Input).value = "no run is called this"
+        await wait_for(pilot, lambda: empty.display)
+        assert "No runs match" in str(empty.render())

@@ -30,6 +30,15 @@ PAGE_SIZE = 100
 
 ASCENDING_FIRST = {"name", "kind", "status", "model"}
 
+EMPTY_DATABASE = (
+    "No runs yet.\n\n"
+    "Press [b]n[/b] to launch one — an [b]eval[/b] of the embedded SmolLM2-135M with the cot "
+    "prompt is a good first run; then [b]sft[/b], [b]rollout[/b] and [b]rft[/b], or the whole "
+    "[b]pipeline[/b].\nRuns started from the terminal (python -m engine …) show up here too.\n\n"
+    "[b]F1[/b] help · [b]ctrl+p[/b] commands · [b]q[/b] quit"
+)
+EMPTY_FILTERED = "No runs match these filters. Clear them, or press [b]/[/b] to change the search."
+
 
 class RunsScreen(Screen):
     CSS_PATH = "runs.tcss"
@@ -117,6 +126,7 @@ class RunsScreen(Screen):
         yield Header()
         yield FilterBar()
         yield RunsTable(id="runs-table")
+        yield Static(id="runs-empty")
         yield Static(id="runs-status")
         yield Footer(compact=True)
 
@@ -164,6 +174,10 @@ class RunsScreen(Screen):
 
     def _show_status(self) -> None:
         shown, total = len(self.page.rows), self.page.total
+        empty = self.query_one("#runs-empty", Static)
+        empty.display = total == 0
+        if total == 0:
+            empty.update(EMPTY_FILTERED if self.run_filter != RunFilter() else EMPTY_DATABASE)
         parts = [f"{shown} of {total} runs" if shown < total else f"{total} runs"]
         if self.table.marked:
             parts.append(f"{len(self.table.marked)} selected")

@@ -135,6 +135,12 @@ class RunSpec:
     rounds: int = setting(
         2, "Expert-iteration rounds (rollout then RFT) after SFT.", ("pipeline",), minimum=1
     )
+    bootstrap: str = setting(
+        "reference",
+        "Pipeline: 'reference' first trains on the task's reference reasoning for the train "
+        "questions, then rolls out; 'rollout' rolls out straight from the SFT model.",
+        ("pipeline",), choices=("reference", "rollout"),
+    )
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

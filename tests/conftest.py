@@ -20,6 +20,9 @@ def tiny_model_dir(tmp_path_factory):
         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    # One thread: a tiny model gains nothing from more, and on a shared machine threads that
+    # wait for each other make every small op several times slower.
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     path = tmp_path_factory.mktemp("tiny-llama")

@@ -1,0 +1,101 @@
+"""The `pipeline` run kind: SFT, then expert iteration, each stage its own linked run.
+
+The default path, and why: the base 135M model almost never reasons its way to a correct
+answer, so rollouts from it (or from the direct-answer SFT model) yield next to no RFT data.
+The first RFT round therefore trains, on top of the SFT adapter, on the task's reference
+reasoning for the train questions ('bootstrap: reference'; train data only). Each round then
+rolls out k samples per train question from the latest adapter and fine-tunes that adapter
+on the correct ones:
+
+    sft -> rft (reference reasoning) -> [rollout -> rft] x rounds
+
+Stages are created as runs tagged `pipeline:<id>`, each the child of the previous one (the
+first the child of the pipeline run) and executed in this process. Resuming the pipeline
+skips completed stages and resumes a stopped one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.datasets import save_examples
+from engine.errors import RunCancelled
+from engine.runner import execute
+from engine.spec import RunSpec
+from engine.tasks import get_task
+from engine.tasks.base import Example
+from engine.training import training_questions
+
+
+@dataclass(frozen=True)
+class Stage:
+    label: str
+    kind: str
+
+
+def stages(spec: RunSpec) -> list[Stage]:
+    plan = [Stage("sft", "sft")]
+    if spec.bootstrap == "reference":
+        plan.append(Stage("rft0", "rft"))
+    for r in range(1, spec.rounds + 1):
+        plan += [Stage(f"rollout{r}", "rollout"), Stage(f"rft{r}", "rft")]
+    return plan
+
+
+def run_pipeline(ctx) -> None:
+    spec, store = ctx.spec, ctx.store
+    plan = stages(spec)
+    tag = f"pipeline:{ctx.run.id}"
+    children = sorted(store.list_runs(tag=tag), key=lambda run: run.id)
+    parent_id, adapter_run = ctx.run.id, ""
+    for index, stage in enumerate(plan):
+        ctx.tracker.progress(index, len(plan))
+        ctx.tracker.flush()  # the stage runs for minutes: show the progress now
+        if index < len(children):
+            child = children[index]
+        else:
+            child = store.create_run(_stage_spec(ctx, stage, parent_id, adapter_run), parent_id=parent_id, tags=[tag])
+        if child.status != "completed":
+            ctx.log.info("stage %s: run %d", stage.label, child.id)
+            child = execute(store, child.id, resume=child.status != "queued", console=ctx.console)
+            if child.status == "cancelled":
+                raise RunCancelled()
+        _record(ctx, index, stage, child)
+        parent_id = child.id
+        if stage.kind != "rollout":
+            adapter_run = str(child.id)
+    ctx.tracker.progress(len(plan), len(plan))
+
+
+def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpec:
+    """A stage's spec: the pipeline's settings, its kind, and what it starts from."""
+    spec = ctx.spec
+    common = {"kind": stage.kind, "name": f"{spec.name or f'pipeline-{ctx.run.id}'} {stage.label}", "adapter": adapter_run}
+    if stage.kind == "rollout":
+        # Generation wants wider batches than training does on a CPU: at least the rollout default.
+        batch_size = max(spec.batch_size, RunSpec.default_for("rollout", "batch_size"))
+        return spec.replace(**common, mode="cot", batch_size=batch_size)
+    if stage.kind == "rft":
+        data = str(previous_id) if stage.label != "rft0" else str(_write_reference_data(ctx))
+        return spec.replace(**common, data=data, limit=0)
+    return spec.replace(**common)
+
+
+def _write_reference_data(ctx):
+    """RFT rows for the train questions with the task's reference reasoning (train only)."""
+    task = get_task(ctx.spec.task)
+    questions = training_questions(task, ctx.spec.dataset, ctx.spec.limit)
+    path = ctx.run_dir / "reference_rft.json"
+    save_examples(path, [Example(ex.question, ex.answer, task.completion(ex, "cot")) for ex in questions])
+    return path
+
+
+def _record(ctx, index: int, stage: Stage, child) -> None:
+    names = ("accuracy", "answer_rate") if stage.kind != "rollout" else ("success_rate", "correct_rate", "rft_rows")
+    values = {name: child.summary[name] for name in names if name in child.summary}
+    ctx.results.update({f"{stage.label}_{name}": value for name, value in values.items()})
+    ctx.results[f"{stage.label}_run"] = child.id
+    ctx.results[f"{stage.label}_seconds"] = round(child.duration or 0.0, 1)
+    if stage.kind != "rollout":
+        ctx.tracker.log(index, **values)
+    ctx.log.info("stage %s (run %d) done: %s", stage.label, child.id, values)

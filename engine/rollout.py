@@ -1,0 +1,118 @@
+"""The `rollout` run kind: sample k reasoning chains per training question and keep the
+correct ones as RFT data.
+
+Every sample is stored. Each batch of questions is committed in one transaction, so a run
+killed at any moment (even kill -9) loses at most that batch: resuming skips the questions whose
+samples are stored, and the store ignores a row it already holds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from engine.datasets import save_examples
+from engine.generation import Sampling, generate
+from engine.tasks import get_task
+from engine.tasks.base import Example
+from engine.training import training_questions
+
+STEP = 0  # rollout samples all live at step 0; idx = question index, sample = j
+
+
+def run_rollout(ctx) -> None:
+    spec = ctx.spec
+    task = get_task(spec.task)
+    questions = training_questions(task, spec.dataset, spec.limit)
+    done = ctx.store.done_indices(ctx.run.id, STEP)
+    todo = [i for i in range(len(questions)) if i not in done]
+    tally = Tally.of(ctx.store.samples(ctx.run.id, step=STEP))
+    loaded = ctx.load_model()
+    k = spec.num_samples
+    per_batch = max(1, spec.batch_size // k)  # questions per generation batch and per commit
+    ctx.log.info("rollout: %d questions (%d already done), k=%d, %d questions per batch", len(questions), len(done), k, per_batch)
+    with ctx.progress(f"rollout k={k}", total=len(questions), completed=len(done)) as bar:
+        for start in range(0, len(todo), per_batch):
+            batch = todo[start : start + per_batch]
+            # Seeded by the first question's index, so a resumed run samples what it would have.
+            sampling = Sampling(spec.effective_max_new_tokens, spec.temperature, spec.top_p, spec.seed + batch[0])
+            prompts = [task.prompt(questions[i].question, spec.mode, loaded.tokenizer) for i in batch]
+            began = time.perf_counter()
+            completions = generate(
+                loaded.model, loaded.tokenizer, prompts, sampling, num_return_sequences=k, batch_size=spec.batch_size
+            )
+            seconds = time.perf_counter() - began
+            rows = []
+            for i, samples in zip(batch, completions):
+                ex = questions[i]
+                for j, completion in enumerate(samples):
+                    answer = task.parse(completion.text, spec.mode)
+                    rows.append(
+                        {
+                            "step": STEP, "idx": i, "sample": j, "question": ex.question, "target": ex.answer,
+                            "output": completion.text, "answer": answer, "correct": task.is_correct(answer, ex.answer),
+                        }
+                    )
+            ctx.store.add_samples(ctx.run.id, rows)
+            tally.add(rows, sum(c.tokens for samples in completions for c in samples), seconds)
+            ctx.tracker.log(tally.questions, **tally.metrics())
+            bar.advance(len(batch))
+    examples = correct_examples(ctx.store, ctx.run.id)
+    path = ctx.run_dir / "rft.json"
+    save_examples(path, examples)
+    ctx.add_artifact("rft_data", path)
+    ctx.tracker.log(tally.questions, **tally.metrics(), rft_rows=len(examples))
+    ctx.results.update(tally.metrics(), rft_rows=len(examples))
+    if not examples:
+        ctx.log.warning("no correct samples; RFT cannot use this run")
+        ctx.console.print("[yellow]warning:[/yellow] no correct samples; RFT cannot use this run.", highlight=False)
+
+
+def correct_examples(store, run_id: int) -> list[Example]:
+    """A rollout run's correct samples as RFT rows [question, answer, reasoning], in question
+    order, without repeating the same text for the same question."""
+    seen: set[tuple[str, str]] = set()
+    examples = []
+    for row in store.samples(run_id, step=STEP, correct=True):
+        key = (row["question"], row["output"].strip())
+        if key not in seen:
+            seen.add(key)
+            examples.append(Example(row["question"], row["target"], row["output"].strip()))
+    return examples
+
+
+@dataclass
+class Tally:
+    """Rollout metrics over the whole run, a resumed one included."""
+
+    questions: int = 0
+    solved: int = 0
+    samples: int = 0
+    correct: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def of(cls, rows: list[dict]) -> "Tally":
+        tally = cls()
+        tally.add(rows, 0, 0.0)
+        return tally
+
+    def add(self, rows: list[dict], tokens: int, seconds: float) -> None:
+        by_question: dict[int, bool] = {}
+        for r in rows:
+            by_question[r["idx"]] = by_question.get(r["idx"], False) or bool(r["correct"])
+        self.questions += len(by_question)
+        self.solved += sum(by_question.values())
+        self.samples += len(rows)
+        self.correct += sum(bool(r["correct"]) for r in rows)
+        self.tokens += tokens
+        self.seconds += seconds
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "questions_done": self.questions,
+            "success_rate": self.solved / self.questions if self.questions else 0.0,
+            "correct_rate": self.correct / self.samples if self.samples else 0.0,
+            "tokens_per_s": self.tokens / self.seconds if self.seconds else 0.0,
+        }

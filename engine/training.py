@@ -1,0 +1,330 @@
+"""LoRA fine-tuning for the `sft` and `rft` run kinds.
+
+Both use one loop; they differ only in their examples and prompt format. SFT trains on direct
+answers ("question <answer>" then "6000</answer>"), RFT on the cot prompt followed by reasoning
+that ends in the answer tag. The loss covers the completion and EOS, never the prompt.
+
+CPU cost: every cot prompt starts with the same ~200 tokens (system prompt, worked examples).
+Each micro-batch runs that shared prefix once, with batch size 1, repeats its KV cache across
+the batch and runs only the rest of each example: the same gradients for ~4x fewer tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from engine.checkpoint import ADAPTER, has_checkpoint, load_state, save_checkpoint
+from engine.errors import DataError, ReasonlabError, RunCancelled
+from engine.evaluation import evaluate
+from engine.generation import Sampling
+from engine.tasks import get_task
+from engine.tasks.base import Example, Task
+
+MODE = {"sft": "direct", "rft": "cot"}  # the prompt format each kind trains and evaluates in
+MIN_SHARED_PREFIX = 16  # a shorter common prefix is not worth its own forward pass
+BUCKET_BATCHES = 8  # batches formed from one length-sorted window, so padding stays small
+MAX_GRAD_NORM = 1.0
+COURSE_MAX_PARAMETERS = 380_000_000
+COURSE_MAX_ADAPTER_MB = 20.0
+SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+
+
+def run_sft(ctx) -> None:
+    task = get_task(ctx.spec.task)
+    train(ctx, task, training_questions(task, ctx.spec.dataset, ctx.spec.limit))
+
+
+def run_rft(ctx) -> None:
+    task = get_task(ctx.spec.task)
+    examples = rft_examples(ctx, task)
+    train(ctx, task, examples[: ctx.spec.limit] if ctx.spec.limit else examples)
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def training_questions(task: Task, dataset: str, limit: int) -> list[Example]:
+    """Training (or rollout) questions; the valid split is refused, it is for scoring only."""
+    if dataset == "valid":
+        raise ReasonlabError("dataset: 'valid' is held out for evaluation; train and roll out on 'train' or a file.")
+    examples = task.load(dataset)
+    examples = examples[:limit] if limit else examples
+    refuse_valid_questions(task, examples)
+    return examples
+
+
+def rft_examples(ctx, task: Task) -> list[Example]:
+    """RFT rows from `spec.data`: a rollout run's correct samples or a JSON file."""
+    from engine.rollout import correct_examples
+
+    data = ctx.spec.data
+    if not data:
+        raise ReasonlabError("data: rft needs --data: a rollout run id or a JSON file of [question, answer, reasoning] rows.")
+    if not data.isdigit():
+        return task.load(str(ctx.run_artifact(data, "rft_data", "data")))
+    source = ctx.store.get_run(int(data))
+    if source.kind != "rollout":
+        raise ReasonlabError(f"data: run {source.id} is a {source.kind} run, not a rollout; pass a rollout run id or a JSON file.")
+    if source.spec.mode != "cot":
+        raise ReasonlabError(f"data: rollout run {source.id} sampled {source.spec.mode} answers; RFT trains on cot reasoning.")
+    examples = correct_examples(ctx.store, source.id)
+    if not examples:
+        raise ReasonlabError(
+            f"data: rollout run {source.id} has no correct samples; roll out from a trained adapter "
+            "(--adapter), with more samples (--num-samples), or pass a JSON file."
+        )
+    return examples
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: list[int]
+    prompt_len: int  # tokens before the completion; they get no loss
+
+    @property
+    def completion_len(self) -> int:
+        return len(self.ids) - self.prompt_len
+
+
+def encode(tokenizer, task: Task, examples: list[Example], mode: str) -> list[Encoded]:
+    """Prompt and completion are tokenized apart, exactly as generation sees them."""
+    prompts = tokenizer([task.prompt(ex.question, mode, tokenizer) for ex in examples], add_special_tokens=False)
+    completions = tokenizer(
+        [task.completion(ex, mode) + tokenizer.eos_token for ex in examples], add_special_tokens=False
+    )
+    return [Encoded(p + c, len(p)) for p, c in zip(prompts["input_ids"], completions["input_ids"])]
+
+
+def shared_prefix_length(encoded: list[Encoded]) -> int:
+    """Tokens every example starts with, stopping before any example's last prompt token (so
+    every loss target lies after the prefix); 0 when too short to be worth sharing."""
+    first = encoded[0].ids
+    n = min(e.prompt_len for e in encoded) - 1
+    for e in encoded:
+        while n and e.ids[:n] != first[:n]:
+            n = next(i for i in range(n) if e.ids[i] != first[i])
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def training_plan(lengths: list[int], batch_size: int, grad_accum: int, epochs: int, seed: int) -> list[list[list[int]]]:
+    """Optimiser steps, each a list of micro-batches of example indices. A pure function of its
+    arguments, so a resumed run replays the same order from its step. Batches are cut from
+    length-sorted windows of a shuffled epoch (little padding), then shuffled themselves."""
+    steps: list[list[list[int]]] = []
+    for epoch in range(epochs):
+        rng = random.Random(f"{seed}:{epoch}")
+        order = list(range(len(lengths)))
+        rng.shuffle(order)
+        window = batch_size * BUCKET_BATCHES
+        batches = []
+        for start in range(0, len(order), window):
+            part = sorted(order[start : start + window], key=lambda i: lengths[i])
+            batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+        rng.shuffle(batches)
+        steps += [batches[i : i + grad_accum] for i in range(0, len(batches), grad_accum)]
+    return steps
+
+
+# -- the loop -----------------------------------------------------------------------------
+
+
+def batch_loss(model, rows: list[Encoded], prefix_len: int, pad_id: int) -> torch.Tensor:
+    """Summed cross-entropy over the completion tokens of `rows` (right-padded; causal
+    attention means real tokens never see the padding, so no attention mask is needed)."""
+    device = next(model.parameters()).device
+    width = max(len(r.ids) for r in rows) - prefix_len
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    scored = torch.zeros((len(rows), width), dtype=torch.bool)  # positions holding a target token
+    for b, r in enumerate(rows):
+        ids[b, : len(r.ids) - prefix_len] = torch.tensor(r.ids[prefix_len:])
+        scored[b, r.prompt_len - prefix_len : len(r.ids) - prefix_len] = True
+    ids, scored = ids.to(device), scored.to(device)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cache = None
+    if prefix_len:
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        prefix = torch.tensor([rows[0].ids[:prefix_len]], device=device)
+        base.get_decoder()(input_ids=prefix, past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(len(rows))
+    hidden = base.get_decoder()(input_ids=ids, past_key_values=cache, use_cache=cache is not None).last_hidden_state
+    # The hidden state at position t predicts token t + 1: project only where that is a target.
+    logits = base.get_output_embeddings()(hidden[:, :-1][scored[:, 1:]])
+    return F.cross_entropy(logits.float(), ids[:, 1:][scored[:, 1:]], reduction="sum")
+
+
+def optimizer_step(model, params, optimizer, scheduler, encoded, micro_batches, prefix_len, pad_id) -> tuple[float, float]:
+    """One optimiser step over its micro-batches; returns (mean token loss, grad norm)."""
+    tokens = sum(encoded[i].completion_len for batch in micro_batches for i in batch)
+    total = 0.0
+    for batch in micro_batches:
+        loss = batch_loss(model, [encoded[i] for i in batch], prefix_len, pad_id) / tokens
+        loss.backward()
+        total += loss.item()
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM).item()
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total, grad_norm
+
+
+def load_trainable(ctx, checkpoint_dir: Path):
+    """The model with a trainable LoRA adapter: the checkpoint's when resuming, else the
+    spec's starting adapter, else a fresh one."""
+    spec = ctx.spec
+    if ctx.resuming and has_checkpoint(checkpoint_dir):
+        return ctx.load_model(adapter=str(checkpoint_dir / ADAPTER), trainable_adapter=True)
+    if spec.adapter:
+        return ctx.load_model(trainable_adapter=True)
+    from peft import LoraConfig, get_peft_model
+
+    loaded = ctx.load_model(adapter="")
+    config = LoraConfig(
+        r=spec.lora_rank, lora_alpha=spec.effective_lora_alpha, lora_dropout=0.0,
+        target_modules="all-linear", bias="none", task_type="CAUSAL_LM",
+    )
+    loaded.model = get_peft_model(loaded.model, config)
+    return loaded
+
+
+def train(ctx, task: Task, examples: list[Example]) -> None:
+    spec, log = ctx.spec, ctx.log
+    mode = MODE[spec.kind]
+    if not examples:
+        raise DataError("No training rows; check --data / --dataset and --limit.")
+    refuse_valid_questions(task, examples)
+    checkpoint_dir = ctx.run_dir / "checkpoint"
+    torch.manual_seed(spec.seed)  # the fresh adapter's initialisation; a checkpoint restores its own RNG state
+    loaded = load_trainable(ctx, checkpoint_dir)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    encoded = encode(tokenizer, task, examples, mode)
+    prefix_len = shared_prefix_length(encoded)
+    plan = training_plan([len(e.ids) for e in encoded], spec.batch_size, spec.grad_accum, spec.epochs, spec.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
+    from transformers import get_scheduler
+
+    scheduler = get_scheduler(
+        SCHEDULERS[spec.lr_schedule], optimizer,
+        num_warmup_steps=round(spec.warmup_ratio * len(plan)), num_training_steps=len(plan),
+    )
+    step = 0
+    if ctx.resuming and has_checkpoint(checkpoint_dir):
+        state = load_state(checkpoint_dir)
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        step = state.step
+        log.info("resuming from the checkpoint at step %d", step)
+    valid = task.load("valid")
+    valid = valid[: spec.eval_limit] if spec.eval_limit else valid
+    log.info(
+        "training %s on %d examples (%s prompts, %d shared prefix tokens): %d steps, %d trainable parameters",
+        spec.kind, len(examples), mode, prefix_len, len(plan), sum(p.numel() for p in params),
+    )
+
+    def evaluate_valid(at_step: int) -> dict[str, float]:
+        model.eval()
+        max_new_tokens = spec.replace(mode=mode, max_new_tokens=0).effective_max_new_tokens
+        result = evaluate(
+            loaded, task, valid, mode=mode, sampling=Sampling(max_new_tokens), batch_size=spec.batch_size,
+            on_rows=lambda rows: ctx.store.add_samples(ctx.run.id, [r | {"step": at_step} for r in rows]),
+        )
+        model.train()
+        metrics = {k: result.metrics[k] for k in ("accuracy", "answer_rate")}
+        ctx.tracker.log(at_step, **metrics)
+        log.info("step %d: valid %s", at_step, metrics)
+        return metrics
+
+    def save() -> None:
+        save_checkpoint(checkpoint_dir, model, optimizer, scheduler, step)
+        ctx.add_artifact("checkpoint", checkpoint_dir)
+
+    metrics: dict[str, float] = {}
+    evaluated_at = None
+    meter = _Meter()
+    model.train()
+    try:
+        with ctx.progress(f"{spec.kind} steps", total=len(plan), completed=step) as bar:
+            while step < len(plan):
+                began = time.perf_counter()
+                loss, grad_norm = optimizer_step(
+                    model, params, optimizer, scheduler, encoded, plan[step], prefix_len, tokenizer.pad_token_id
+                )
+                step += 1
+                meter.add(loss, sum(map(len, plan[step - 1])), time.perf_counter() - began)
+                bar.advance()
+                if step % spec.log_interval == 0 or step == len(plan):
+                    ctx.tracker.log(step, **meter.read(), lr=scheduler.get_last_lr()[0], grad_norm=grad_norm)
+                if spec.eval_interval and step % spec.eval_interval == 0:
+                    metrics, evaluated_at = evaluate_valid(step), step
+                if spec.checkpoint_interval and step % spec.checkpoint_interval == 0:
+                    save()
+            if evaluated_at != step:
+                metrics = evaluate_valid(step)
+        _finish(ctx, loaded, step, metrics | {"steps": step, "train_examples": len(examples)} | meter.totals())
+    except (RunCancelled, KeyboardInterrupt):
+        save()
+        log.info("stopped at step %d; checkpoint saved", step)
+        raise
+
+
+def _finish(ctx, loaded, step: int, results: dict[str, float]) -> None:
+    """Save the adapter, record its size and the parameter count, warn past the course limits."""
+    adapter_dir = ctx.run_dir / "adapter"
+    loaded.model.save_pretrained(adapter_dir, safe_serialization=True)
+    ctx.add_artifact("adapter", adapter_dir)
+    size = {
+        "adapter_mb": sum(p.stat().st_size for p in adapter_dir.rglob("*") if p.is_file()) / 1e6,
+        "parameters": loaded.parameter_count,
+    }
+    ctx.tracker.log(step, **size, train_examples=results["train_examples"])
+    ctx.results.update(results | size)
+    if size["parameters"] > COURSE_MAX_PARAMETERS or size["adapter_mb"] > COURSE_MAX_ADAPTER_MB:
+        message = (
+            f"over the course limits: {size['parameters'] / 1e6:.0f}M parameters (limit 380M), "
+            f"adapter {size['adapter_mb']:.1f} MB (limit 20 MB)"
+        )
+        ctx.log.warning(message)
+        ctx.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
+def refuse_valid_questions(task: Task, examples: list[Example]) -> None:
+    held_out = {ex.question for ex in task.load("valid")}
+    leaked = sum(ex.question in held_out for ex in examples)
+    if leaked:
+        raise DataError(f"{leaked} of the questions are valid questions; valid data never enters training or rollouts.")
+
+
+class _Meter:
+    """Loss and throughput since the last read, and over the whole session."""
+
+    def __init__(self) -> None:
+        self.loss = self.steps = self.samples = self.seconds = 0.0
+        self.all_samples = self.all_seconds = 0.0
+        self.last_loss = math.nan
+
+    def add(self, loss: float, samples: int, seconds: float) -> None:
+        self.loss += loss
+        self.steps += 1
+        self.samples += samples
+        self.seconds += seconds
+        self.all_samples += samples
+        self.all_seconds += seconds
+
+    def read(self) -> dict[str, float]:
+        values = {"loss": self.loss / self.steps, "samples_per_s": self.samples / self.seconds}
+        self.last_loss = values["loss"]
+        self.loss = self.steps = self.samples = self.seconds = 0.0
+        return values
+
+    def totals(self) -> dict[str, float]:
+        rate = self.all_samples / self.all_seconds if self.all_seconds else 0.0
+        return {"loss": self.last_loss, "samples_per_s": rate}

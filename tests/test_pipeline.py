@@ -1,0 +1,70 @@
+"""The pipeline on the tiny model: stages as linked runs, each starting from the last adapter,
+and a stopped pipeline resuming without redoing or duplicating stages."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import rollout, training
+from engine.errors import RunCancelled
+from engine.generation import Completion
+from engine.model import load_tokenizer
+from engine.runner import execute
+from engine.spec import RunSpec
+from engine.store import RunStore
+from engine.tasks import get_task
+
+
+@pytest.fixture
+def solving_rollouts(tiny_model_dir, monkeypatch):
+    """Rollouts that answer with the reference reasoning: a random model solves nothing."""
+    task = get_task("unit_conversion")
+    tokenizer = load_tokenizer(tiny_model_dir)
+    answers = {task.prompt(ex.question, "cot", tokenizer): task.completion(ex, "cot") for ex in task.load("train")[:8]}
+
+    def generate(model, tokenizer, prompts, sampling, *, num_return_sequences, batch_size):
+        return [[Completion(answers[p], 10)] * num_return_sequences for p in prompts]
+
+    monkeypatch.setattr(rollout, "generate", generate)
+
+
+def _pipeline(model: str) -> RunSpec:
+    return RunSpec(
+        kind="pipeline", model=model, limit=8, batch_size=8, epochs=1, eval_limit=2, eval_interval=0,
+        num_samples=2, max_new_tokens=8, rounds=1, checkpoint_interval=0,
+    )
+
+
+def test_pipeline_links_stages_and_chains_adapters(tiny_model_dir, db_path, solving_rollouts):
+    store = RunStore(db_path)
+    pipeline = execute(store, store.create_run(_pipeline(tiny_model_dir)).id)
+    assert pipeline.status == "completed"
+    sft, rft0, rollout1, rft1 = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    assert [r.kind for r in (sft, rft0, rollout1, rft1)] == ["sft", "rft", "rollout", "rft"]
+    assert [r.parent_id for r in (sft, rft0, rollout1, rft1)] == [pipeline.id, sft.id, rft0.id, rollout1.id]
+    assert all(r.status == "completed" for r in (sft, rft0, rollout1, rft1))
+    assert rft0.spec.adapter == str(sft.id) and rollout1.spec.adapter == str(rft0.id)
+    assert rft1.spec.adapter == str(rft0.id) and rft1.spec.data == str(rollout1.id)
+    assert rollout1.spec.mode == "cot" and rollout1.summary["success_rate"] == 1.0
+    assert store.get_run(pipeline.id).summary["accuracy"] == rft1.summary["accuracy"]
+
+
+def test_stopped_pipeline_resumes_the_stopped_stage(tiny_model_dir, db_path, solving_rollouts, monkeypatch):
+    store = RunStore(db_path)
+    spec = _pipeline(tiny_model_dir).replace(bootstrap="rollout")  # sft -> rollout1 -> rft1
+    real_step = training.optimizer_step
+
+    def stop(*args):
+        raise RunCancelled()
+
+    monkeypatch.setattr(training, "optimizer_step", stop)
+    pipeline = execute(store, store.create_run(spec).id)
+    assert pipeline.status == "cancelled"
+    (sft,) = store.list_runs(tag=f"pipeline:{pipeline.id}")
+    assert sft.status == "cancelled"
+
+    monkeypatch.setattr(training, "optimizer_step", real_step)
+    assert execute(store, pipeline.id, resume=True).status == "completed"
+    stages = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    assert [r.kind for r in stages] == ["sft", "rollout", "rft"] and stages[0].id == sft.id
+    assert all(r.status == "completed" for r in stages)

@@ -1,0 +1,183 @@
+"""SFT and RFT on the tiny random model: loss, metrics, adapter, checkpoints, resume, RFT data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import training
+from engine.checkpoint import load_state
+from engine.cli import main
+from engine.errors import ReasonlabError, RunCancelled
+from engine.runner import execute
+from engine.spec import RunSpec
+from engine.store import RunStore
+from engine.tasks import get_task
+
+FAST = ["--limit", "16", "--batch-size", "8", "--eval-limit", "2", "--learning-rate", "0.01", "--log-interval", "1"]
+
+
+def _sft_spec(model: str, **changes) -> RunSpec:
+    values = dict(
+        kind="sft", model=model, limit=16, batch_size=8, epochs=2, eval_limit=2, eval_interval=0,
+        learning_rate=0.01, log_interval=1, checkpoint_interval=0,
+    )
+    return RunSpec(**values | changes)
+
+
+def _adapter_weights(path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "adapter_model.safetensors"))
+
+
+def test_sft_lowers_loss_writes_metrics_and_adapter(tiny_model_dir, db_path):
+    args = ["--epochs", "4", "--eval-interval", "4", "--checkpoint-interval", "4"]
+    assert main(["sft", "--model", tiny_model_dir, *FAST, *args]) == 0
+    store = RunStore(db_path)
+    run = store.list_runs()[0]
+    losses = [v for _, v in store.metric_series(run.id, "loss")]
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    assert {"loss", "lr", "grad_norm", "samples_per_s", "accuracy", "answer_rate", "adapter_mb", "parameters"} <= set(
+        store.metric_names(run.id)
+    )
+    assert [s for s, _ in store.metric_series(run.id, "accuracy")] == [4, 8]
+    assert {r["step"] for r in store.samples(run.id)} == {4, 8}  # eval samples at each eval step
+    adapter = store.artifact(run.id, "adapter")["path"]
+    assert (run.summary["adapter_mb"] > 0) and json.load(open(f"{adapter}/adapter_config.json"))["r"] == 8
+    assert load_state(Path(store.artifact(run.id, "checkpoint")["path"])).step == 8
+
+
+def test_adapter_loads_back_and_changes_outputs(tiny_model_dir, db_path):
+    from engine.model import load_model
+
+    store = RunStore(db_path)
+    run = execute(store, store.create_run(_sft_spec(tiny_model_dir, epochs=1)).id)
+    base = load_model(tiny_model_dir)
+    tuned = load_model(tiny_model_dir, adapter=store.artifact(run.id, "adapter")["path"])
+    ids = base.tokenizer("Convert 5 km to m. <answer>", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert not torch.allclose(base.model(ids).logits, tuned.model(ids).logits)
+
+
+def test_cancelled_sft_resumes_its_step_count_and_data_order(tiny_model_dir, db_path, monkeypatch):
+    store = RunStore(db_path)
+    spec = _sft_spec(tiny_model_dir, epochs=3)  # 2 steps per epoch: 6 steps
+    reference = execute(store, store.create_run(spec).id)
+
+    real_step, calls = training.optimizer_step, []
+
+    def stop_at_third_step(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RunCancelled()
+        return real_step(*args)
+
+    monkeypatch.setattr(training, "optimizer_step", stop_at_third_step)
+    run = execute(store, store.create_run(spec).id)
+    assert run.status == "cancelled"
+    assert load_state(Path(store.artifact(run.id, "checkpoint")["path"])).step == 2
+    assert [s for s, _ in store.metric_series(run.id, "loss")] == [1, 2]
+
+    monkeypatch.setattr(training, "optimizer_step", real_step)
+    run = execute(store, run.id, resume=True)
+    assert run.status == "completed"
+    assert [s for s, _ in store.metric_series(run.id, "loss")] == [1, 2, 3, 4, 5, 6]
+    resumed = _adapter_weights(Path(store.artifact(run.id, "adapter")["path"]))
+    uninterrupted = _adapter_weights(Path(store.artifact(reference.id, "adapter")["path"]))
+    for name, tensor in uninterrupted.items():
+        assert torch.allclose(tensor, resumed[name], atol=1e-6), name
+
+
+def _reasoning_rows(n: int) -> list[list]:
+    task = get_task("unit_conversion")
+    return [[ex.question, ex.answer, task.completion(ex, "cot")] for ex in task.load("train")[:n]]
+
+
+def test_rft_trains_on_a_json_file_of_reasoning(tiny_model_dir, db_path, tmp_path):
+    data = tmp_path / "rft.json"
+    data.write_text(json.dumps(_reasoning_rows(8)))
+    assert main(["rft", "--model", tiny_model_dir, "--data", str(data), *FAST, "--epochs", "1"]) == 0
+    store = RunStore(db_path)
+    run = store.list_runs()[0]
+    assert run.summary["train_examples"] == 8 and store.artifact(run.id, "adapter")
+
+
+def _rollout_run(store: RunStore, rows: list[list], correct: bool):
+    run = store.create_run(RunSpec(kind="rollout", num_samples=2))
+    samples = [
+        {"idx": i, "sample": j, "question": q, "target": a, "output": reasoning, "answer": a, "correct": correct}
+        for i, (q, a, reasoning) in enumerate(rows)
+        for j in range(2)  # the same text twice: deduplicated
+    ]
+    store.add_samples(run.id, samples)
+    store.mark_finished(run.id, "completed")
+    return run
+
+
+def test_rft_trains_on_a_rollout_runs_correct_samples(tiny_model_dir, db_path):
+    store = RunStore(db_path)
+    rollout = _rollout_run(store, _reasoning_rows(6), correct=True)
+    assert main(["rft", "--model", tiny_model_dir, "--data", str(rollout.id), *FAST, "--epochs", "1"]) == 0
+    run = store.list_runs()[0]
+    assert run.parent_id == rollout.id and run.summary["train_examples"] == 6
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ("/nonexistent/rft.json", "neither a run id nor an existing path"),
+        ("no-correct", "no correct samples"),
+        ("not-a-rollout", "not a rollout"),
+        ("", "rft needs --data"),
+    ],
+)
+def test_bad_rft_data_is_a_one_line_error(tiny_model_dir, db_path, data, message):
+    store = RunStore(db_path)
+    if data == "no-correct":
+        data = str(_rollout_run(store, _reasoning_rows(2), correct=False).id)
+    elif data == "not-a-rollout":
+        data = str(store.create_run(RunSpec(kind="sft")).id)
+    run = store.create_run(RunSpec(kind="rft", model=tiny_model_dir, data=data))
+    with pytest.raises(ReasonlabError, match=message):
+        execute(store, run.id)
+    assert store.get_run(run.id).status == "failed"
+
+
+def test_training_plan_is_deterministic_and_covers_every_row():
+    lengths = [5, 9, 3, 7, 1, 8, 2, 6, 4, 10]
+    plan = training.training_plan(lengths, batch_size=3, grad_accum=2, epochs=2, seed=1)
+    assert plan == training.training_plan(lengths, batch_size=3, grad_accum=2, epochs=2, seed=1)
+    per_epoch = len(plan) // 2
+    for epoch in (plan[:per_epoch], plan[per_epoch:]):
+        assert sorted(i for step in epoch for batch in step for i in batch) == list(range(10))
+
+
+def test_shared_prefix_gives_the_same_loss_as_full_sequences(tiny_model_dir):
+    from engine.model import load_model
+
+    loaded = load_model(tiny_model_dir)
+    task = get_task("unit_conversion")
+    encoded = training.encode(loaded.tokenizer, task, task.load("train")[:4], "cot")
+    prefix = training.shared_prefix_length(encoded)
+    assert prefix > training.MIN_SHARED_PREFIX
+    pad = loaded.tokenizer.pad_token_id
+    with torch.no_grad():
+        shared = training.batch_loss(loaded.model, encoded, prefix, pad)
+        full = training.batch_loss(loaded.model, encoded, 0, pad)
+    assert torch.allclose(shared, full, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["sft", "rollout"])
+@pytest.mark.parametrize("by_path", [False, True])
+def test_valid_questions_never_enter_training_or_rollouts(tiny_model_dir, db_path, kind, by_path):
+    from engine.tasks.unit_conversion import data_dir
+
+    store = RunStore(db_path)
+    dataset = str(data_dir() / "valid.json") if by_path else "valid"
+    run = store.create_run(RunSpec(kind=kind, model=tiny_model_dir, dataset=dataset))
+    with pytest.raises(ReasonlabError, match="valid"):
+        execute(store, run.id)

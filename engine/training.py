@@ -23,12 +23,11 @@ import torch.nn.functional as F
 from engine.checkpoint import ADAPTER, has_checkpoint, load_state, save_checkpoint
 from engine.errors import DataError, ReasonlabError, RunCancelled
 from engine.evaluation import evaluate
-from engine.generation import Sampling
+from engine.generation import MIN_SHARED_PREFIX, Sampling, common_prefix_length
 from engine.tasks import get_task
 from engine.tasks.base import Example, Task
 
 MODE = {"sft": "direct", "rft": "cot"}  # the prompt format each kind trains and evaluates in
-MIN_SHARED_PREFIX = 16  # a shorter common prefix is not worth its own forward pass
 BUCKET_BATCHES = 8  # batches formed from one length-sorted window, so padding stays small
 MAX_GRAD_NORM = 1.0
 COURSE_MAX_PARAMETERS = 380_000_000
@@ -105,11 +104,7 @@ def encode(tokenizer, task: Task, examples: list[Example], mode: str) -> list[En
 def shared_prefix_length(encoded: list[Encoded]) -> int:
     """Tokens every example starts with, stopping before any example's last prompt token (so
     every loss target lies after the prefix); 0 when too short to be worth sharing."""
-    first = encoded[0].ids
-    n = min(e.prompt_len for e in encoded) - 1
-    for e in encoded:
-        while n and e.ids[:n] != first[:n]:
-            n = next(i for i in range(n) if e.ids[i] != first[i])
+    n = min(common_prefix_length([e.ids for e in encoded]), min(e.prompt_len for e in encoded) - 1)
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
@@ -153,9 +148,9 @@ def batch_loss(model, rows: list[Encoded], prefix_len: int, pad_id: int) -> torc
 
         cache = DynamicCache()
         prefix = torch.tensor([rows[0].ids[:prefix_len]], device=device)
-        base.get_decoder()(input_ids=prefix, past_key_values=cache, use_cache=True)
+        base.get_decoder()(input_ids=prefix, cache=cache, use_cache=True)
         cache.batch_repeat_interleave(len(rows))
-    hidden = base.get_decoder()(input_ids=ids, past_key_values=cache, use_cache=cache is not None).last_hidden_state
+    hidden = base.get_decoder()(input_ids=ids, cache=cache, use_cache=cache is not None).last_hidden_state
     # The hidden state at position t predicts token t + 1: project only where that is a target.
     logits = base.get_output_embeddings()(hidden[:, :-1][scored[:, 1:]])
     return F.cross_entropy(logits.float(), ids[:, 1:][scored[:, 1:]], reduction="sum")

@@ -64,3 +64,30 @@ def test_stops_at_answer_tag_and_drops_finished_rows(tiny_model_dir):
     result = generate(loaded.model, tok, _prompts()[:2], Sampling(max_new_tokens=20), batch_size=2)
     assert [c[0].text for c in result] == ["</answer>", "</answer>"]
     assert calls["n"] == len(stop_ids)  # no forward pass after every row finished
+
+
+def test_shared_prompt_start_runs_once_and_changes_nothing(tiny_model_dir):
+    """cot prompts share ~200 tokens: that start is computed once per batch, with the same result."""
+    loaded = load_model(tiny_model_dir)
+    tok = loaded.tokenizer
+    start = "You convert units. Be concise: give the factor, do one calculation, answer in tags. " * 3
+    prompts = [start + p for p in _prompts()]
+    seen_lengths = []
+    original = loaded.model.forward
+
+    def recording(*args, **kwargs):
+        seen_lengths.append(kwargs["input_ids"].shape)
+        return original(*args, **kwargs)
+
+    loaded.model.forward = recording
+    ours = generate(loaded.model, tok, prompts, Sampling(max_new_tokens=6), batch_size=5)
+    loaded.model.forward = original
+    shared = len(tok(start, add_special_tokens=False)["input_ids"]) - 1
+    assert seen_lengths[0][0] == 1 and seen_lengths[0][1] >= shared  # the start, once, batch of one
+    assert seen_lengths[1][0] == 5 and seen_lengths[1][1] < 30  # then only each prompt's own end
+    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    with torch.no_grad():
+        out = loaded.model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert [c[0].text for c in ours] == [tok.decode(r[enc["input_ids"].shape[1]:], skip_special_tokens=True) for r in out]
+    sequential = generate(loaded.model, tok, prompts, Sampling(max_new_tokens=6), batch_size=1)
+    assert [c[0].text for c in ours] == [c[0].text for c in sequential]

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.generation import Sampling, generate
+from engine.generation import Completion, Sampling, generate
 from engine.scoring import accuracy_summary
 from engine.tasks import get_task
 from engine.tasks.base import Example, Task
@@ -50,19 +50,21 @@ def evaluate(
         result.seconds += time.perf_counter() - began
         rows = []
         for idx, ex, (completion,) in zip(indices[start : start + chunk], part, completions):
-            answer = task.parse(completion.text, mode)
-            rows.append(
-                {
-                    "idx": idx, "sample": 0, "question": ex.question, "target": ex.answer,
-                    "output": completion.text, "answer": answer,
-                    "correct": task.is_correct(answer, ex.answer),
-                }
-            )
+            rows.append(scored_sample(task, mode, idx, ex, completion))
             result.tokens += completion.tokens
         result.rows.extend(rows)
         if on_rows:
             on_rows(rows)
     return result
+
+
+def scored_sample(task: Task, mode: str, idx: int, example: Example, completion: Completion, *, sample: int = 0, step: int = 0) -> dict:
+    """A samples-table row: the generated text, its parsed answer and whether it is correct."""
+    answer = task.parse(completion.text, mode)
+    return {
+        "step": step, "idx": idx, "sample": sample, "question": example.question, "target": example.answer,
+        "output": completion.text, "answer": answer, "correct": task.is_correct(answer, example.answer),
+    }
 
 
 def run_eval(ctx) -> None:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from engine.datasets import save_examples
+from engine.evaluation import scored_sample
 from engine.generation import Sampling, generate
 from engine.tasks import get_task
 from engine.tasks.base import Example
@@ -42,17 +43,11 @@ def run_rollout(ctx) -> None:
                 loaded.model, loaded.tokenizer, prompts, sampling, num_return_sequences=k, batch_size=spec.batch_size
             )
             seconds = time.perf_counter() - began
-            rows = []
-            for i, samples in zip(batch, completions):
-                ex = questions[i]
-                for j, completion in enumerate(samples):
-                    answer = task.parse(completion.text, spec.mode)
-                    rows.append(
-                        {
-                            "step": STEP, "idx": i, "sample": j, "question": ex.question, "target": ex.answer,
-                            "output": completion.text, "answer": answer, "correct": task.is_correct(answer, ex.answer),
-                        }
-                    )
+            rows = [
+                scored_sample(task, spec.mode, i, questions[i], completion, sample=j, step=STEP)
+                for i, samples in zip(batch, completions)
+                for j, completion in enumerate(samples)
+            ]
             ctx.store.add_samples(ctx.run.id, rows)
             tally.add(rows, sum(c.tokens for samples in completions for c in samples), seconds)
             ctx.tracker.log(tally.questions, **tally.metrics())

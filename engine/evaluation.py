@@ -37,19 +37,18 @@ def evaluate(
     indices: list[int] | None = None,
     on_rows: Callable[[list[dict]], None] | None = None,
 ) -> EvalResult:
-    """Score `examples` greedily or sampled; `on_rows` receives each chunk's sample rows as soon
-    as they are scored (chunks of a few batches, so a live view sees progress)."""
+    """Score `examples` greedily or sampled; `on_rows` receives each batch's sample rows as soon
+    as they are scored, so a live view sees every batch land."""
     indices = indices if indices is not None else list(range(len(examples)))
     result = EvalResult()
-    chunk = batch_size * 4
-    for start in range(0, len(examples), chunk):
-        part = examples[start : start + chunk]
+    for start in range(0, len(examples), batch_size):
+        part = examples[start : start + batch_size]
         prompts = [task.prompt(ex.question, mode, loaded.tokenizer) for ex in part]
         began = time.perf_counter()
         completions = generate(loaded.model, loaded.tokenizer, prompts, sampling, batch_size=batch_size)
         result.seconds += time.perf_counter() - began
         rows = []
-        for idx, ex, (completion,) in zip(indices[start : start + chunk], part, completions):
+        for idx, ex, (completion,) in zip(indices[start : start + batch_size], part, completions):
             rows.append(scored_sample(task, mode, idx, ex, completion))
             result.tokens += completion.tokens
         result.rows.extend(rows)

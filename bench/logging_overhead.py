@@ -20,26 +20,13 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import get_scheduler
 
-from engine.model import DEFAULT_TOKENIZER_SOURCE, load_model, load_tokenizer
+from engine.model import load_model
 from engine.spec import RunSpec
 from engine.store import RunStore
 from engine.tasks import get_task
+from engine.tiny import save_tiny_model
 from engine.tracker import Tracker
 from engine.training import encode, optimizer_step, shared_prefix_length, training_plan
-
-
-def tiny_model(folder: Path) -> str:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = load_tokenizer(DEFAULT_TOKENIZER_SOURCE)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def main() -> None:
@@ -49,7 +36,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="reasonlab-logging-"))
-    model_name = args.model or tiny_model(folder / "tiny")
+    model_name = args.model or save_tiny_model(folder / "tiny")
     torch.manual_seed(0)
     loaded = load_model(model_name)
     model = get_peft_model(loaded.model, LoraConfig(r=8, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))

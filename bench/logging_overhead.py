@@ -54,7 +54,9 @@ def main() -> None:
     times: dict[bool, list[float]] = {False: [], True: []}
     in_tracker = 0.0
     for step in range(args.steps):
-        tracked = step % 2 == 1  # each pair of steps trains on the same batch, once logged
+        # Each pair of steps trains on the same batch, once logged; which one alternates, so
+        # going first or second in a pair favours neither side.
+        tracked = step % 2 == (step // 2) % 2
         began = time.perf_counter()
         loss, grad_norm = optimizer_step(
             model, params, optimizer, scheduler, encoded, plan[(step // 2) % len(plan)], prefix, loaded.tokenizer.pad_token_id

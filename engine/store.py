@@ -137,14 +137,31 @@ class RunStore:
         try:
             self.db = sqlite_utils.Database(self.path)
             self.db.execute("PRAGMA busy_timeout = 10000")
-            self.db.enable_wal()
             self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.execute("PRAGMA foreign_keys = ON")
-            migrations.apply(self.db)
+            self._prepare()
         except sqlite_utils.db.sqlite3.DatabaseError as exc:
             raise ReasonlabError(
                 f"Cannot open run database {self.path}: {exc}; pass another --db path."
             ) from None
+
+    def _prepare(self, attempts: int = 50) -> None:
+        """Switch to WAL and apply pending migrations, only when needed: an up-to-date database
+        opens with reads alone. When several connections create the same new database at once
+        (the app's workers, an engine process), SQLite refuses the journal switch without
+        waiting, and a migration can find its table made by a rival: both are retried until
+        the winner's work is visible (each migration commits with its record)."""
+        for attempt in range(attempts):
+            try:
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.db.enable_wal()
+                if migrations.pending(self.db):
+                    migrations.apply(self.db)
+                return
+            except sqlite_utils.db.sqlite3.OperationalError as exc:
+                if not ("locked" in str(exc) or "already exists" in str(exc)) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.1)
 
     def close(self) -> None:
         self.db.close()

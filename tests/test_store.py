@@ -125,3 +125,44 @@ def test_reap_marks_runs_whose_process_died(db_path):
     store.mark_running(run.id, proc.pid, {})
     assert store.reap_dead_runs() == [run.id]
     assert store.get_run(run.id).status == "failed"
+
+
+def test_opening_while_another_process_writes_does_not_fail(db_path):
+    """The app opens a store per background read while engine processes write."""
+    import sqlite3
+
+    RunStore(db_path).close()
+    writer = sqlite3.connect(db_path, check_same_thread=False)
+    writer.execute("begin immediate")
+    writer.execute("insert into runs (kind, status, spec, created_at) values ('eval', 'queued', '{}', 0)")
+    release = threading.Timer(1.0, writer.commit)
+    release.start()
+    try:
+        began = time.perf_counter()
+        store = RunStore(db_path)  # an up-to-date database opens without taking a write lock
+        assert time.perf_counter() - began < 0.5
+        assert store.list_runs() == []  # the uncommitted row is not visible yet
+    finally:
+        release.join()
+        writer.close()
+    assert len(RunStore(db_path).list_runs()) == 1
+
+
+def test_many_connections_creating_one_new_database_at_once(tmp_path):
+    """The app's workers and an engine process may all open a database that does not exist yet."""
+    path = tmp_path / "new.db"
+    errors = []
+
+    def open_it():
+        try:
+            RunStore(path).list_runs()
+        except Exception as exc:  # collected: the assertion below shows what went wrong
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert not migrations.pending(RunStore(path).db)

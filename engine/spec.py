@@ -202,7 +202,12 @@ class RunSpec:
 
     @property
     def effective_max_new_tokens(self) -> int:
-        return self.max_new_tokens or (24 if self.mode == "direct" else 160)
+        return self.max_new_tokens or default_max_new_tokens(self.mode)
+
+
+def default_max_new_tokens(mode: str) -> int:
+    """Room for a direct answer, or for a short reasoning chain and its answer."""
+    return 24 if mode == "direct" else 160
 
 
 def parse_text(f: dataclasses.Field, text: str) -> Any:

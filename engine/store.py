@@ -300,20 +300,12 @@ class RunStore:
         ).fetchall()
         return [(s, v) for s, v in rows]
 
-    def last_step(self, run_id: int) -> int:
-        row = self.db.execute("select max(step) from metrics where run_id = ?", [run_id]).fetchone()
-        return row[0] if row and row[0] is not None else 0
-
     # -- samples --------------------------------------------------------------------------
 
     def add_samples(self, run_id: int, rows: list[dict[str, Any]]) -> None:
         """Insert sample rows (keys: step, idx, sample, question, target, output, answer, correct).
         A row that is already stored (same run, step, idx, sample) is skipped, so a resumed run
         never duplicates one."""
-        with self.transaction():
-            self._insert_samples(run_id, rows)
-
-    def _insert_samples(self, run_id: int, rows: list[dict[str, Any]]) -> None:
         values = [
             (
                 run_id, r.get("step", 0), r["idx"], r.get("sample", 0), r["question"], r["target"],
@@ -321,11 +313,12 @@ class RunStore:
             )
             for r in rows
         ]
-        self.db.conn.executemany(
-            "insert or ignore into samples (run_id, step, idx, sample, question, target, output, answer, correct)"
-            " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            values,
-        )
+        with self.transaction():
+            self.db.conn.executemany(
+                "insert or ignore into samples (run_id, step, idx, sample, question, target, output, answer, correct)"
+                " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
 
     def samples(
         self, run_id: int, *, step: int | None = None, correct: bool | None = None, limit: int | None = None

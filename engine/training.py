@@ -24,6 +24,7 @@ from engine.checkpoint import ADAPTER, has_checkpoint, load_state, save_checkpoi
 from engine.errors import DataError, ReasonlabError, RunCancelled
 from engine.evaluation import evaluate
 from engine.generation import MIN_SHARED_PREFIX, Sampling, common_prefix_length
+from engine.spec import default_max_new_tokens
 from engine.tasks import get_task
 from engine.tasks.base import Example, Task
 
@@ -227,9 +228,8 @@ def train(ctx, task: Task, examples: list[Example]) -> None:
 
     def evaluate_valid(at_step: int) -> dict[str, float]:
         model.eval()
-        max_new_tokens = spec.replace(mode=mode, max_new_tokens=0).effective_max_new_tokens
         result = evaluate(
-            loaded, task, valid, mode=mode, sampling=Sampling(max_new_tokens), batch_size=spec.batch_size,
+            loaded, task, valid, mode=mode, sampling=Sampling(default_max_new_tokens(mode)), batch_size=spec.batch_size,
             on_rows=lambda rows: ctx.store.add_samples(ctx.run.id, [r | {"step": at_step} for r in rows]),
         )
         model.train()

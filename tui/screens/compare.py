@@ -151,12 +151,15 @@ class CompareScreen(Screen):
         else:
             await grid.mount(Label("None of these runs has logged a metric yet."))
 
-    def _show_diff(self, c: Comparison) -> None:
-        table = self.query_one("#diff-table", DataTable)
+    def _table_per_run(self, selector: str, first_column: str, c: Comparison) -> DataTable:
+        """A cleared table with a leading column and one column per compared run."""
+        table = self.query_one(selector, DataTable)
         table.clear(columns=True)
-        table.add_column("Setting")
-        for label in c.labels:
-            table.add_column(label)
+        table.add_columns(first_column, *c.labels)
+        return table
+
+    def _show_diff(self, c: Comparison) -> None:
+        table = self._table_per_run("#diff-table", "Setting", c)
         rows = spec_diff([r.spec.to_dict() for r in c.runs])
         for key, values in rows:
             table.add_row(key, *(Text(format_value(v) if v != "" else "(empty)") for v in values))
@@ -164,11 +167,7 @@ class CompareScreen(Screen):
             table.add_row("(the specs are identical)", *("" for _ in c.labels))
 
     def _show_summary(self, c: Comparison) -> None:
-        table = self.query_one("#summary-table", DataTable)
-        table.clear(columns=True)
-        table.add_column("")
-        for label in c.labels:
-            table.add_column(label)
+        table = self._table_per_run("#summary-table", "", c)
         facts = {
             "kind": [r.kind for r in c.runs],
             "status": [r.status for r in c.runs],

@@ -12,6 +12,7 @@ from engine.tasks.unit_conversion import (
     TEMPLATES,
     TRAIN_SIZE,
     VALID_SIZE,
+    VALID_START,
     WORKED_EXAMPLES,
     UnitConversionTask,
     format_number,
@@ -225,8 +226,9 @@ def test_load_paths_and_env_override(task, tmp_path, monkeypatch):
     with pytest.raises(DataError, match="valid.json not found"):
         task.load("valid")
     write_data(tmp_path, seed=1)
-    assert task.load("valid") == generate_questions(TRAIN_SIZE + VALID_SIZE, 1)[TRAIN_SIZE:]
-    assert len(task.load(str(tmp_path / "train.json"))) == TRAIN_SIZE
+    stream = generate_questions(TRAIN_SIZE + VALID_SIZE, 1)
+    assert task.load("valid") == stream[VALID_START : VALID_START + VALID_SIZE]
+    assert task.load(str(tmp_path / "train.json")) == stream[:VALID_START] + stream[VALID_START + VALID_SIZE :]
 
 
 def test_registry():

@@ -234,8 +234,10 @@ class RunStore:
             self.db["runs"].update(run_id, fields)
 
     def mark_running(self, run_id: int, pid: int, environment: dict[str, Any]) -> None:
+        """A resumed run keeps its first start time: its duration spans every attempt."""
+        started_at = self.get_run(run_id).started_at or time.time()
         self.update_run(
-            run_id, status="running", pid=pid, started_at=time.time(), finished_at=None,
+            run_id, status="running", pid=pid, started_at=started_at, finished_at=None,
             error=None, environment=environment,
         )
 

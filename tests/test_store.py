@@ -29,6 +29,17 @@ def test_run_round_trip(db_path):
     assert done.duration is not None and done.duration >= 0
 
 
+def test_resumed_run_keeps_its_first_start(db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="sft"))
+    store.mark_running(run.id, 1, {})
+    store.update_run(run.id, started_at=1000.0)  # as if it first ran long ago
+    store.mark_finished(run.id, "cancelled")
+    store.mark_running(run.id, 2, {})
+    resumed = store.get_run(run.id)
+    assert resumed.started_at == 1000.0 and resumed.finished_at is None and resumed.pid == 2
+
+
 def test_metrics_samples_artifacts(db_path, tmp_path):
     store = RunStore(db_path)
     run = store.create_run(RunSpec(kind="eval"))

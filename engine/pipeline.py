@@ -9,6 +9,9 @@ on the correct ones:
 
     sft -> rft (reference reasoning) -> [rollout -> rft] x rounds
 
+Rollouts cover the first `rollout_limit` train questions (1000 by default): with k=10 they
+are the slowest stage on a CPU, and after the reference round most of their chains repeat.
+
 Stages are created as runs tagged `pipeline:<id>`, each the child of the previous one (the
 first the child of the pipeline run) and executed in this process. Resuming the pipeline
 skips completed stages and resumes a stopped one.
@@ -74,7 +77,8 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpe
     if stage.kind == "rollout":
         # Generation wants wider batches than training does on a CPU: at least the rollout default.
         batch_size = max(spec.batch_size, RunSpec.default_for("rollout", "batch_size"))
-        return spec.replace(**common, mode="cot", batch_size=batch_size)
+        limits = [n for n in (spec.limit, spec.rollout_limit) if n]
+        return spec.replace(**common, mode="cot", batch_size=batch_size, limit=min(limits, default=0))
     if stage.kind == "rft":
         data = str(previous_id) if stage.label != "rft0" else str(_write_reference_data(ctx))
         return spec.replace(**common, data=data, limit=0)

@@ -106,7 +106,7 @@ class RunSpec:
     lora_rank: int = setting(8, "LoRA rank.", TRAINING_KINDS, minimum=1)
     lora_alpha: int = setting(0, "LoRA alpha (0: 4 x rank).", TRAINING_KINDS, minimum=0)
     learning_rate: float = setting(
-        1e-3, "Peak learning rate.", TRAINING_KINDS, minimum=0.0, maximum=1.0
+        2e-3, "Peak learning rate.", TRAINING_KINDS, minimum=0.0, maximum=1.0
     )
     lr_schedule: str = setting(
         "cosine", "Learning-rate schedule after warm-up.", TRAINING_KINDS,
@@ -133,7 +133,13 @@ class RunSpec:
         TRAINING_KINDS, minimum=0,
     )
     rounds: int = setting(
-        2, "Expert-iteration rounds (rollout then RFT) after SFT.", ("pipeline",), minimum=1
+        1, "Expert-iteration rounds (rollout then RFT) after SFT.", ("pipeline",), minimum=1
+    )
+    rollout_limit: int = setting(
+        1000,
+        "Pipeline: train questions rolled out each round (0: all); rollouts are the slowest "
+        "stage on a CPU.",
+        ("pipeline",), minimum=0,
     )
     bootstrap: str = setting(
         "reference",

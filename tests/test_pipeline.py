@@ -46,6 +46,7 @@ def test_pipeline_links_stages_and_chains_adapters(tiny_model_dir, db_path, solv
     assert rft0.spec.adapter == str(sft.id) and rollout1.spec.adapter == str(rft0.id)
     assert rft1.spec.adapter == str(rft0.id) and rft1.spec.data == str(rollout1.id)
     assert rollout1.spec.mode == "cot" and rollout1.summary["success_rate"] == 1.0
+    assert rollout1.spec.limit == 8 and rollout1.summary["questions_done"] == 8
     assert store.get_run(pipeline.id).summary["accuracy"] == rft1.summary["accuracy"]
 
 
@@ -68,3 +69,12 @@ def test_stopped_pipeline_resumes_the_stopped_stage(tiny_model_dir, db_path, sol
     stages = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
     assert [r.kind for r in stages] == ["sft", "rollout", "rft"] and stages[0].id == sft.id
     assert all(r.status == "completed" for r in stages)
+
+
+def test_rollouts_cover_only_rollout_limit_questions(tiny_model_dir, db_path, solving_rollouts):
+    store = RunStore(db_path)
+    spec = _pipeline(tiny_model_dir).replace(bootstrap="rollout", rollout_limit=3)
+    pipeline = execute(store, store.create_run(spec).id)
+    sft, rollout1, _ = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    assert sft.summary["train_examples"] == 8
+    assert rollout1.spec.limit == 3 and rollout1.summary["questions_done"] == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.spec import RunSpec
 from engine.store import RunStore
 from tests.tui.conftest import wait_for
 from textual.widgets import Input, Select
@@ -59,7 +60,7 @@ async def test_kind_switch_rebuilds_the_form_and_keeps_edits(make_app):
         app.screen.query_one("#launch-kind", Select).value = "sft"
         await wait_for(pilot, lambda: app.screen.query("#input-lora_rank"))
         assert app.screen.query_one("#input-seed", Input).value == "7"
-        assert app.screen.query_one("#input-learning_rate", Input).value == "0.001"
+        assert app.screen.query_one("#input-learning_rate", Input).value == str(RunSpec.default_for("sft", "learning_rate"))
         assert not app.screen.query("#setting-mode")
 
 

@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--valid-limit", type=int, default=0, help="valid questions scored (0: all 200)")
     parser.add_argument("--samples", type=int, default=_default("num_samples"), help="rollout samples per question (k)")
     parser.add_argument("--rollout-limit", type=int, default=_default("rollout_limit"), help="train questions rolled out per round")
-    parser.add_argument("--epochs", type=int, default=_default("epochs"))
+    parser.add_argument("--epochs", type=int, default=_default("epochs"), help="0: 6 for SFT, 3 for RFT")
     parser.add_argument("--learning-rate", type=float, default=_default("learning_rate"))
     parser.add_argument("--rounds", type=int, default=_default("rounds"), help="rollout + RFT rounds")
     parser.add_argument("--batch-size", type=int, default=_default("batch_size"))
@@ -51,7 +51,7 @@ def main() -> None:
     console.print(f"runs in {db}; torch threads: {torch.get_num_threads()}")
 
     table = Table(title=f"quality: train {args.train_limit or 'all'}, valid {args.valid_limit or 'all'}, "
-                  f"k={args.samples} on {args.rollout_limit or 'all'}, epochs {args.epochs}, lr {args.learning_rate:g}, "
+                  f"k={args.samples} on {args.rollout_limit or 'all'}, epochs {args.epochs or 'sft 6 / rft 3'}, lr {args.learning_rate:g}, "
                   f"rounds {args.rounds}", title_justify="left")
     for column in ("stage", "run", "accuracy", "answer_rate", "other", "wall s"):
         table.add_column(column, justify="left" if column in ("stage", "other") else "right")

@@ -115,7 +115,9 @@ class RunSpec:
     warmup_ratio: float = setting(
         0.05, "Share of steps spent warming up.", TRAINING_KINDS, minimum=0.0, maximum=1.0
     )
-    epochs: int = setting(3, "Passes over the training data.", TRAINING_KINDS, minimum=1)
+    epochs: int = setting(
+        0, "Passes over the training data (0: 6 for SFT, 3 for RFT).", TRAINING_KINDS, minimum=0
+    )
     grad_accum: int = setting(
         1, "Micro-batches accumulated per optimiser step.", TRAINING_KINDS, minimum=1
     )
@@ -210,10 +212,20 @@ class RunSpec:
     def effective_max_new_tokens(self) -> int:
         return self.max_new_tokens or default_max_new_tokens(self.mode)
 
+    @property
+    def effective_epochs(self) -> int:
+        return self.epochs or default_epochs(self.kind)
+
 
 def default_max_new_tokens(mode: str) -> int:
     """Room for a direct answer, or for a short reasoning chain and its answer."""
     return 24 if mode == "direct" else 160
+
+
+def default_epochs(kind: str) -> int:
+    """Direct answers need more passes than reasoning chains: on 5000 questions SFT scores 0.54
+    on valid after 3 epochs and 0.82 after 6, while RFT reaches 0.89 after 3."""
+    return 6 if kind == "sft" else 3
 
 
 def parse_text(f: dataclasses.Field, text: str) -> Any:

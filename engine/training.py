@@ -203,7 +203,7 @@ def train(ctx, task: Task, examples: list[Example]) -> None:
     model, tokenizer = loaded.model, loaded.tokenizer
     encoded = encode(tokenizer, task, examples, mode)
     prefix_len = shared_prefix_length(encoded)
-    plan = training_plan([len(e.ids) for e in encoded], spec.batch_size, spec.grad_accum, spec.epochs, spec.seed)
+    plan = training_plan([len(e.ids) for e in encoded], spec.batch_size, spec.grad_accum, spec.effective_epochs, spec.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
     from transformers import get_scheduler

@@ -63,6 +63,19 @@ def test_adapter_loads_back_and_changes_outputs(tiny_model_dir, db_path):
         assert not torch.allclose(base.model(ids).logits, tuned.model(ids).logits)
 
 
+@pytest.mark.parametrize(("kind", "steps"), [("sft", 6), ("rft", 3)])
+def test_epochs_zero_takes_the_kind_default(tiny_model_dir, db_path, tmp_path, kind, steps):
+    """SFT on direct answers defaults to 6 passes, RFT to 3; a pipeline stage inherits 0."""
+    data = tmp_path / "rft.json"
+    task = get_task("unit_conversion")
+    data.write_text(json.dumps([[e.question, e.answer, task.completion(e, "cot")] for e in task.load("train")[:8]]))
+    spec = RunSpec(kind="pipeline", epochs=0).replace(kind=kind)
+    store = RunStore(db_path)
+    fields = {"data": str(data)} if kind == "rft" else {}
+    run = execute(store, store.create_run(_sft_spec(tiny_model_dir, kind=kind, epochs=spec.epochs, limit=8, **fields)).id)
+    assert run.status == "completed" and run.progress_total == steps  # one step of 8 per epoch
+
+
 def test_cancelled_sft_resumes_its_step_count_and_data_order(tiny_model_dir, db_path, monkeypatch):
     store = RunStore(db_path)
     spec = _sft_spec(tiny_model_dir, epochs=3)  # 2 steps per epoch: 6 steps

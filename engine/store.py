@@ -149,8 +149,9 @@ class RunStore:
         """Switch to WAL and apply pending migrations, only when needed: an up-to-date database
         opens with reads alone. When several connections create the same new database at once
         (the app's workers, an engine process), SQLite refuses the journal switch without
-        waiting, and a migration can find its table made by a rival: both are retried until
-        the winner's work is visible (each migration commits with its record)."""
+        waiting, and a migration can find its table or column made by a rival: all are retried
+        until the winner's work is visible. Only one connection can add a migration's first
+        table or column, so a loser fails before changing anything."""
         for attempt in range(attempts):
             try:
                 if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -159,7 +160,8 @@ class RunStore:
                     migrations.apply(self.db)
                 return
             except sqlite_utils.db.sqlite3.OperationalError as exc:
-                if not ("locked" in str(exc) or "already exists" in str(exc)) or attempt == attempts - 1:
+                rival = any(text in str(exc) for text in ("locked", "already exists", "duplicate column name"))
+                if not rival or attempt == attempts - 1:
                     raise
                 time.sleep(0.1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -101,6 +102,9 @@ class LaunchScreen(Screen):
         carried = self.form.edited()
         self.kind = str(event.value)
         self.query_one("#launch-kind-help", Static).update(KIND_HELP[self.kind])
+        # Textual's Select fails if it is removed before its own mount handler has run.
+        while not all(select.is_mounted for select in self.form.query(Select)):
+            await asyncio.sleep(0.01)
         await self.form.remove()
         await self.mount(SpecForm(self.kind, carried), after="#launch-kind-help")
         self._offer_candidates()

@@ -37,9 +37,9 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=_default("learning_rate"))
     parser.add_argument("--rounds", type=int, default=_default("rounds"), help="rollout + RFT rounds")
     parser.add_argument("--batch-size", type=int, default=_default("batch_size"))
-    parser.add_argument("--bootstrap", default=_default("bootstrap"), choices=("reference", "rollout"))
-    parser.add_argument("--device", default=_default("device"), choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--dtype", default=_default("dtype"), choices=("auto", "float32", "bfloat16"))
+    parser.add_argument("--bootstrap", default=_default("bootstrap"), choices=_choices("bootstrap"))
+    parser.add_argument("--device", default=_default("device"), choices=_choices("device"))
+    parser.add_argument("--dtype", default=_default("dtype"), choices=_choices("dtype"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--db", type=Path, default=None, help="run database (default: a temporary folder)")
     args = parser.parse_args()
@@ -76,6 +76,10 @@ def main() -> None:
 
 def _default(name: str):
     return RunSpec.default_for("pipeline", name)
+
+
+def _choices(name: str) -> tuple[str, ...]:
+    return next(f for f in RunSpec.settings("pipeline") if f.name == name).metadata["choices"]
 
 
 def _row(table: Table, label: str, run) -> None:

@@ -223,8 +223,8 @@ def default_max_new_tokens(mode: str) -> int:
 
 
 def default_epochs(kind: str) -> int:
-    """Direct answers need more passes than reasoning chains: on 5000 questions SFT scores 0.54
-    on valid after 3 epochs and 0.82 after 6, while RFT reaches 0.89 after 3."""
+    """Direct answers need more passes than reasoning chains: on 5000 questions SFT scored 0.535
+    on valid after 3 epochs and 0.80 after 6, while RFT reached 0.89 after 3 (README)."""
     return 6 if kind == "sft" else 3
 
 

@@ -21,11 +21,11 @@ from peft import LoraConfig, get_peft_model
 from transformers import get_scheduler
 
 from engine.model import load_model
-from engine.spec import RunSpec
-from engine.store import RunStore
+from engine.core.spec import RunSpec
+from engine.core.store import RunStore
 from engine.tasks import get_task
 from engine.tiny import save_tiny_model
-from engine.tracker import Tracker
+from engine.core.tracker import Tracker
 from engine.training import encode, optimizer_step, shared_prefix_length, training_plan
 
 

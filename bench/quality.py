@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.runner import execute
-from engine.spec import RunSpec
-from engine.store import RunStore
+from engine.core.spec import RunSpec
+from engine.core.store import RunStore
 
 
 def main() -> None:

@@ -17,9 +17,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from engine.errors import ReasonlabError
-from engine.spec import KINDS, RunSpec
-from engine.store import DB_ENV, Run, RunStore
+from engine.core.errors import ReasonlabError
+from engine.core.spec import KINDS, RunSpec
+from engine.core.store import DB_ENV, Run, RunStore
 
 KIND_HELP = {
     "eval": "evaluate a model (optionally with an adapter) on a dataset",

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from engine.errors import DataError
+from engine.core.errors import DataError
 from engine.tasks.base import Example
 
 _SHAPE = "expected [question, answer] or [question, answer, reasoning]"

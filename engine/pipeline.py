@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.datasets import save_examples
-from engine.errors import RunCancelled
+from engine.core.errors import RunCancelled
 from engine.runner import execute
-from engine.spec import RunSpec
+from engine.core.spec import RunSpec
 from engine.tasks import get_task
 from engine.tasks.base import Example
 from engine.training import training_questions

@@ -21,10 +21,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from engine.errors import ReasonlabError, RunCancelled
-from engine.spec import RunSpec
-from engine.store import Run, RunStore
-from engine.tracker import Tracker
+from engine.core.errors import ReasonlabError, RunCancelled
+from engine.core.spec import RunSpec
+from engine.core.store import Run, RunStore
+from engine.core.tracker import Tracker
 
 # Handlers are imported only when a run of that kind executes, so listing runs stays torch-free.
 HANDLERS = {

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from engine.checkpoint import ADAPTER, has_checkpoint, load_state, save_checkpoint
-from engine.errors import DataError, ReasonlabError, RunCancelled
+from engine.core.errors import DataError, ReasonlabError, RunCancelled
 from engine.evaluation import evaluate
 from engine.generation import MIN_SHARED_PREFIX, Sampling, common_prefix_length
-from engine.spec import default_max_new_tokens
+from engine.core.spec import default_max_new_tokens
 from engine.tasks import get_task
 from engine.tasks.base import Example, Task
 

@@ -18,7 +18,7 @@ def _loaded_after_import(module: str) -> set[str]:
     return {name.split(".")[0] for name in json.loads(out)}
 
 
-@pytest.mark.parametrize("module", ["engine.store", "engine.spec", "engine.cli", "engine.tracker", "engine.runner"])
+@pytest.mark.parametrize("module", ["engine.core.store", "engine.core.spec", "engine.cli", "engine.core.tracker", "engine.runner"])
 def test_light_engine_modules_import_no_model_libraries(module):
     assert not _loaded_after_import(module) & set(HEAVY)
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from engine.cli import main
-from engine.store import RunStore
+from engine.core.store import RunStore
 
 
 def _run(capsys, *argv):

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from engine.datasets import load_examples, save_examples
-from engine.errors import DataError
+from engine.core.errors import DataError
 from engine.tasks.base import Example
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from engine import rollout, training
-from engine.errors import RunCancelled
+from engine.core.errors import RunCancelled
 from engine.generation import Completion
 from engine.model import load_tokenizer
 from engine.runner import execute
-from engine.spec import RunSpec
-from engine.store import RunStore
+from engine.core.spec import RunSpec
+from engine.core.store import RunStore
 from engine.tasks import get_task
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from engine.cli import main
 from engine.model import load_model
-from engine.store import RunStore
+from engine.core.store import RunStore
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from engine.runner import execute
-from engine.spec import RunSpec
-from engine.store import RunStore
+from engine.core.spec import RunSpec
+from engine.core.store import RunStore
 
 
 @pytest.mark.slow

@@ -14,8 +14,8 @@ import pytest
 from engine import rollout
 from engine.cli import main
 from engine.runner import execute
-from engine.spec import RunSpec
-from engine.store import RunStore
+from engine.core.spec import RunSpec
+from engine.core.store import RunStore
 
 QUESTIONS, K = 6, 2
 

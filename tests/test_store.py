@@ -8,10 +8,10 @@ import time
 import pytest
 import sqlite_utils
 
-from engine.errors import ReasonlabError
-from engine.spec import RunSpec
-from engine.store import RunStore, migrations
-from engine.tracker import Tracker
+from engine.core.errors import ReasonlabError
+from engine.core.spec import RunSpec
+from engine.core.store import RunStore, migrations
+from engine.core.tracker import Tracker
 
 
 def test_run_round_trip(db_path):

@@ -11,10 +11,10 @@ import torch
 from engine import training
 from engine.checkpoint import load_state
 from engine.cli import main
-from engine.errors import ReasonlabError, RunCancelled
+from engine.core.errors import ReasonlabError, RunCancelled
 from engine.runner import execute
-from engine.spec import RunSpec
-from engine.store import RunStore
+from engine.core.spec import RunSpec
+from engine.core.store import RunStore
 from engine.tasks import get_task
 
 FAST = ["--limit", "16", "--batch-size", "8", "--eval-limit", "2", "--learning-rate", "0.01", "--log-interval", "1"]

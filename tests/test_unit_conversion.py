@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import DataError, SpecError
+from engine.core.errors import DataError, SpecError
 from engine.scoring import is_correct
 from engine.tasks import TASKS, get_task
 from engine.tasks.base import Example

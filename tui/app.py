@@ -10,8 +10,8 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
-from engine.errors import ReasonlabError
-from engine.store import Run, RunStore, default_db_path
+from engine.core.errors import ReasonlabError
+from engine.core.store import Run, RunStore, default_db_path
 from tui.commands import ReasonlabCommands
 from tui.processes import DEFAULT_ENGINE, EngineLauncher
 from tui.screens.compare import CompareScreen

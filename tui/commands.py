@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from engine.spec import KINDS
+from engine.core.spec import KINDS
 from tui.queries import open_store, recent_runs
 from tui.screens.runs import RunsScreen
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.store import ACTIVE_STATUSES, RunStore
+from engine.core.store import ACTIVE_STATUSES, RunStore
 
 DEFAULT_ENGINE = (sys.executable, "-m", "engine")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.store import RunStore, run_filter_sql
+from engine.core.store import RunStore, run_filter_sql
 
 KEY_RESULT = "coalesce(json_extract(summary, '$.accuracy'), json_extract(summary, '$.correct_rate'))"
 """The 'Acc' column: final accuracy, or the share of correct samples for rollouts."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.errors import SpecError
+from engine.core.errors import SpecError
 from engine.tasks.base import Task
 from engine.tasks.unit_conversion import UnitConversionTask
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import engine
 from engine import datasets, scoring
-from engine.errors import DataError, SpecError
+from engine.core.errors import DataError, SpecError
 from engine.tasks.base import ChatTokenizer, Example
 
 MODES = ("direct", "cot")

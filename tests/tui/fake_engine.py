@@ -1,7 +1,7 @@
 """A stand-in for `python -m engine` in the TUI tests: `start RUN --db PATH` only.
 
 It writes what the real engine writes (status, pid, metrics, progress, samples, an artifact)
-in about a second, using engine.store only. FAKE_ENGINE_SECONDS makes it run longer (for
+in about a second, using engine.core.store only. FAKE_ENGINE_SECONDS makes it run longer (for
 cancel tests); SIGTERM marks the run cancelled, as the engine does.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from engine.errors import RunCancelled  # noqa: E402
-from engine.store import RunStore  # noqa: E402
+from engine.core.errors import RunCancelled  # noqa: E402
+from engine.core.store import RunStore  # noqa: E402
 
 STEPS = 10
 

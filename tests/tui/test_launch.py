@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.spec import RunSpec
-from engine.store import RunStore
+from engine.core.spec import RunSpec
+from engine.core.store import RunStore
 from tests.tui.conftest import wait_for
 from textual.widgets import Input, Select
 

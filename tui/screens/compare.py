@@ -14,8 +14,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, TabbedContent, TabPane
 
-from engine.errors import ReasonlabError
-from engine.store import Run, RunStore
+from engine.core.errors import ReasonlabError
+from engine.core.store import Run, RunStore
 from tui.data import (
     METRIC_TITLES,
     Outcome,

@@ -8,7 +8,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, TextArea
 
-from engine.store import Run
+from engine.core.store import Run
 
 
 class EditRunDialog(ModalScreen[tuple[str, str] | None]):

@@ -13,8 +13,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from engine.spec import KINDS, RunSpec
-from engine.store import Run
+from engine.core.spec import KINDS, RunSpec
+from engine.core.store import Run
 from tui.queries import open_store, parent_candidates
 from tui.widgets.setting_field import PARENT_SETTINGS, SettingField
 from tui.widgets.spec_form import SpecForm

@@ -14,8 +14,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Log, TabbedContent, TabPane
 
-from engine.errors import ReasonlabError
-from engine.store import FINAL_STATUSES, Run
+from engine.core.errors import ReasonlabError
+from engine.core.store import FINAL_STATUSES, Run
 from tui.data import CHARTS_BY_KIND, format_duration
 from tui.queries import open_store, sample_counts, samples_after
 from tui.screens.sample_detail import SampleDialog

@@ -13,8 +13,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from engine.errors import ReasonlabError
-from engine.store import ACTIVE_STATUSES, Run
+from engine.core.errors import ReasonlabError
+from engine.core.store import ACTIVE_STATUSES, Run
 from tui.data import parse_tags
 from tui.queries import RunFilter, RunOrder, RunPage, open_store, run_page
 from tui.screens.confirm import ConfirmDialog

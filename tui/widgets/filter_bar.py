@@ -7,8 +7,8 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Input, Select
 
-from engine.spec import KINDS
-from engine.store import ACTIVE_STATUSES, FINAL_STATUSES
+from engine.core.spec import KINDS
+from engine.core.store import ACTIVE_STATUSES, FINAL_STATUSES
 from tui.queries import RunFilter
 
 

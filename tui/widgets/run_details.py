@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Static
 
-from engine.store import Run
+from engine.core.store import Run
 from tui.data import format_bytes, format_duration, format_timestamp, format_value
 
 

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, ProgressBar
 
-from engine.store import Run
+from engine.core.store import Run
 from tui.data import eta_seconds, format_duration
 
 

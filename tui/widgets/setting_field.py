@@ -10,8 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Select
 
-from engine.errors import SpecError
-from engine.spec import RunSpec
+from engine.core.errors import SpecError
+from engine.core.spec import RunSpec
 
 PARENT_SETTINGS = {"data": "rollout data", "adapter": "adapter"}
 PLACEHOLDERS = {"data": "run id or JSON file", "adapter": "run id or adapter folder"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 
-from engine.errors import SpecError
-from engine.spec import RunSpec
+from engine.core.errors import SpecError
+from engine.core.spec import RunSpec
 from tui.widgets.setting_field import PARENT_SETTINGS, SettingField
 
 

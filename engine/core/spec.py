@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import SpecError
+from engine.core.errors import SpecError
 
 KINDS = ("eval", "sft", "rollout", "rft", "pipeline")
 TRAINING_KINDS = ("sft", "rft", "pipeline")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from engine.store import RunStore
+from engine.core.store import RunStore
 
 
 class Tracker:

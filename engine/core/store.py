@@ -20,8 +20,8 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from engine.errors import ReasonlabError
-from engine.spec import RunSpec
+from engine.core.errors import ReasonlabError
+from engine.core.spec import RunSpec
 
 DB_ENV = "REASONLAB_DB"
 DEFAULT_DB = "runs.db"

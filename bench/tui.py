@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.core.spec import KINDS, RunSpec  # noqa: E402
 from engine.core.store import RunStore  # noqa: E402
 from tui.app import ReasonlabApp  # noqa: E402
-from tui.queries import RunFilter  # noqa: E402
+from engine.core.store import RunFilter  # noqa: E402
 from tui.screens.runs import PAGE_SIZE  # noqa: E402
 from tui.widgets.runs_table import RunsTable  # noqa: E402
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -18,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.core.errors import ReasonlabError
-from engine.core.spec import KINDS, RunSpec
+from engine.core.processes import cancel_run
+from engine.core.spec import KINDS, RunSpec, setting_text
 from engine.core.store import DB_ENV, Run, RunStore
 
 KIND_HELP = {
@@ -40,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
             default = RunSpec.default_for(kind, f.name)
             sub.add_argument(
                 "--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar=f.type.upper(),
-                choices=meta["choices"], help=f"{meta['help']} (default: {default!r})",
+                choices=meta["choices"], help=f"{meta['help']} (default: {setting_text(default)})",
             )
         sub.add_argument("--tag", action="append", default=[], help="tag the run (repeatable)")
         sub.add_argument("--json", action="store_true", help="print one JSON result object on stdout")
@@ -65,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("cancel", help="ask a running run to stop (it saves a checkpoint)")
     sub.add_argument("run", type=int)
     _add_db(sub)
+    sub = commands.add_parser("delete", help="delete a run: its rows and its folder")
+    sub.add_argument("run", type=int)
+    sub.add_argument("--keep-files", action="store_true", help="delete only the rows, keep the run's folder")
+    _add_db(sub)
     sub = commands.add_parser("data", help="regenerate data/train.json and data/valid.json")
     sub.add_argument("--out", type=Path, default=None, help="output folder (default: the repo's data/)")
     return parser
@@ -88,7 +91,7 @@ def _run_kind(args, console: Console) -> int:
     values = {f.name: getattr(args, f.name) for f in RunSpec.settings(args.command)}
     spec = RunSpec.from_text(args.command, {k: v for k, v in values.items() if v is not None})
     store = RunStore(args.db)
-    run = store.create_run(spec, parent_id=parent_of(spec), tags=args.tag)
+    run = store.create_run(spec, parent_id=spec.parent_run_id(), tags=args.tag)
     console.print(f"run [bold]{run.id}[/bold] ({spec.kind}) in {store.path}", highlight=False)
     return _execute(store, run.id, args, console, resume=False)
 
@@ -115,14 +118,6 @@ def _execute(store: RunStore, run_id: int, args, console: Console, *, resume: bo
     else:
         print_summary(_stdout_console(), run)
     return {"completed": 0, "cancelled": 130}.get(run.status, 1)
-
-
-def parent_of(spec: RunSpec) -> int | None:
-    """The run a new run builds on: the run id given as its adapter or RFT data."""
-    for value in (spec.data, spec.adapter):
-        if value.isdigit():
-            return int(value)
-    return None
 
 
 def result_object(run: Run) -> dict:
@@ -173,6 +168,7 @@ RUN_COLUMNS = {  # fixed widths; None: up to 20 characters, cut with an ellipsis
 
 def _show(args, console: Console) -> int:
     store = RunStore(args.db)
+    store.reap_dead_runs()
     run = store.get_run(args.run)
     out = _stdout_console()
     out.print(f"[bold]run {run.id}[/bold] {run.label} · {run.kind} · {run.status}", highlight=False)
@@ -186,7 +182,7 @@ def _show(args, console: Console) -> int:
     spec.add_column("setting")
     spec.add_column("value")
     for key, value in run.spec.relevant().items():
-        spec.add_row(key, str(value))
+        spec.add_row(key, setting_text(value))
     out.print(spec)
     print_summary(out, run)
     artifacts = Table(title="artifacts", title_justify="left")
@@ -199,15 +195,13 @@ def _show(args, console: Console) -> int:
 
 
 def _cancel(args, console: Console) -> int:
-    store = RunStore(args.db)
-    run = store.get_run(args.run)
-    if run.status != "running" or not run.pid:
-        raise ReasonlabError(f"Run {run.id} is {run.status}, not running; nothing to cancel.")
-    try:
-        os.kill(run.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        store.mark_finished(run.id, "cancelled", "Cancelled; its process had already exited.")
-    console.print(f"asked run {run.id} to stop")
+    console.print(cancel_run(RunStore(args.db), args.run), highlight=False)
+    return 0
+
+
+def _delete(args, console: Console) -> int:
+    run = RunStore(args.db).delete_run(args.run, remove_files=not args.keep_files)
+    console.print(f"deleted run {run.id}" + ("" if args.keep_files else f" and its folder {run.run_dir}"), highlight=False)
     return 0
 
 
@@ -230,4 +224,4 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-COMMANDS = {"start": _start, "resume": _resume, "runs": _runs, "show": _show, "cancel": _cancel, "data": _data}
+COMMANDS = {"start": _start, "resume": _resume, "runs": _runs, "show": _show, "cancel": _cancel, "delete": _delete, "data": _data}

@@ -76,7 +76,7 @@ def run_eval(ctx) -> None:
     done = ctx.store.done_indices(ctx.run.id)
     todo = [i for i in range(len(examples)) if i not in done]
     loaded = ctx.load_model()
-    sampling = Sampling(spec.effective_max_new_tokens, spec.temperature, spec.top_p, spec.seed)
+    sampling = Sampling(spec.max_new_tokens, spec.temperature, spec.top_p, spec.seed)
     with ctx.progress(f"eval {spec.mode}", total=len(examples), completed=len(done)) as bar:
 
         def store_rows(rows: list[dict]) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from engine.datasets import save_examples
 from engine.core.errors import RunCancelled
+from engine.core.metrics import ACCURACY, ANSWER_RATE, CORRECT_RATE, RFT_ROWS, SUCCESS_RATE
 from engine.runner import execute
 from engine.core.spec import RunSpec
 from engine.tasks import get_task
@@ -71,14 +72,14 @@ def run_pipeline(ctx) -> None:
 
 
 def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpec:
-    """A stage's spec: the pipeline's settings, its kind, and what it starts from."""
+    """A stage's spec: the settings given to the pipeline, its kind, and what it starts from.
+    Settings the pipeline left unset take the stage kind's own defaults (a rollout's wider batch
+    and sampling temperature, SFT's 6 epochs)."""
     spec = ctx.spec
-    common = {"kind": stage.kind, "name": f"{spec.name or f'pipeline-{ctx.run.id}'} {stage.label}", "adapter": adapter_run}
+    common = {"kind": stage.kind, "name": f"{ctx.run.label} {stage.label}", "adapter": adapter_run}
     if stage.kind == "rollout":
-        # Generation wants wider batches than training does on a CPU: at least the rollout default.
-        batch_size = max(spec.batch_size, RunSpec.default_for("rollout", "batch_size"))
         limits = [n for n in (spec.limit, spec.rollout_limit) if n]
-        return spec.replace(**common, mode="cot", batch_size=batch_size, limit=min(limits, default=0))
+        return spec.replace(**common, mode="cot", limit=min(limits, default=0))
     if stage.kind == "rft":
         data = str(previous_id) if stage.label != "rft0" else str(_write_reference_data(ctx))
         return spec.replace(**common, data=data, limit=0)
@@ -95,7 +96,7 @@ def _write_reference_data(ctx):
 
 
 def _record(ctx, index: int, stage: Stage, child) -> None:
-    names = ("accuracy", "answer_rate") if stage.kind != "rollout" else ("success_rate", "correct_rate", "rft_rows")
+    names = (ACCURACY, ANSWER_RATE) if stage.kind != "rollout" else (SUCCESS_RATE, CORRECT_RATE, RFT_ROWS)
     values = {name: child.summary[name] for name in names if name in child.summary}
     ctx.results.update({f"{stage.label}_{name}": value for name, value in values.items()})
     ctx.results[f"{stage.label}_run"] = child.id

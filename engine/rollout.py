@@ -36,7 +36,7 @@ def run_rollout(ctx) -> None:
         for start in range(0, len(todo), per_batch):
             batch = todo[start : start + per_batch]
             # Seeded by the first question's index, so a resumed run samples what it would have.
-            sampling = Sampling(spec.effective_max_new_tokens, spec.temperature, spec.top_p, spec.seed + batch[0])
+            sampling = Sampling(spec.max_new_tokens, spec.temperature, spec.top_p, spec.seed + batch[0])
             prompts = [task.prompt(questions[i].question, spec.mode, loaded.tokenizer) for i in batch]
             began = time.perf_counter()
             completions = generate(

@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from engine.core.errors import ReasonlabError, RunCancelled
-from engine.core.spec import RunSpec
+from engine.core.processes import Owner
+from engine.core.spec import RunSpec, run_id_in
 from engine.core.store import Run, RunStore
 from engine.core.tracker import Tracker
 
@@ -55,12 +56,14 @@ class RunContext:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.run.run_dir)
+        """The run's folder, checked to lie inside the database's runs folder."""
+        return self.store.run_folder(self.run)
 
     def run_artifact(self, value: str, kind: str, setting: str) -> Path:
         """`value` is a run id (whose `kind` artifact is used) or a path."""
-        if value.isdigit():
-            parent = self.store.get_run(int(value))
+        run_id = run_id_in(value)
+        if run_id is not None:
+            parent = self.store.get_run(run_id)
             artifact = self.store.artifact(parent.id, kind)
             if artifact is None:
                 raise ReasonlabError(
@@ -119,18 +122,13 @@ class ProgressHandle:
 
 
 def execute(store: RunStore, run_id: int, *, resume: bool = False, console: Console | None = None) -> Run:
-    """Run a queued run (or resume a cancelled/failed one) to a final state and return it."""
-    run = store.get_run(run_id)
-    if resume and run.status not in ("cancelled", "failed"):
-        raise ReasonlabError(f"Run {run_id} is {run.status}; only cancelled or failed runs can be resumed.")
-    if not resume and run.status != "queued":
-        raise ReasonlabError(f"Run {run_id} is already {run.status}; use `python -m engine resume {run_id}` to continue it.")
+    """Claim a queued run (or, resuming, a cancelled or failed one) for this process, run it to a
+    final state and return it. A run another live process holds is refused with one line."""
     console = console or Console(stderr=True)
-    Path(run.run_dir).mkdir(parents=True, exist_ok=True)
-    log, handler = _open_log(run)
-    store.mark_running(run_id, os.getpid(), environment())
+    run = store.claim_run(run_id, Owner.of_this_process(), environment(), resume=resume)
+    log, handler = _open_log(run, store.run_folder(run))
     tracker = Tracker(store, run_id)
-    context = RunContext(store, store.get_run(run_id), tracker, console, log, resuming=resume)
+    context = RunContext(store, run, tracker, console, log, resuming=resume)
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_cancelled)
     log.info("%s run %d (%s) %s", "resuming" if resume else "starting", run_id, run.kind, run.spec.to_json())
     try:
@@ -150,7 +148,7 @@ def execute(store: RunStore, run_id: int, *, resume: bool = False, console: Cons
     except Exception as exc:
         tracker.flush()
         message = f"Internal error: {type(exc).__name__}: {exc}".splitlines()[0]
-        store.mark_finished(run_id, "failed", f"{message} (traceback in {Path(run.run_dir) / 'log.txt'})")
+        store.mark_finished(run_id, "failed", f"{message} (traceback in {context.run_dir / 'log.txt'})")
         log.error("failed:\n%s", traceback.format_exc())
         raise
     finally:
@@ -185,9 +183,9 @@ def _raise_cancelled(signum, frame) -> None:
     raise RunCancelled()
 
 
-def _open_log(run: Run) -> tuple[logging.Logger, logging.Handler]:
-    """The run's log file, unless our stdout already goes there (a run started by the TUI)."""
-    path = Path(run.run_dir) / "log.txt"
+def _open_log(run: Run, folder: Path) -> tuple[logging.Logger, logging.Handler]:
+    """The run's log file, unless our stdout already goes there (a run started by the app)."""
+    path = folder / "log.txt"
     log = logging.getLogger(f"reasonlab.run.{run.id}")
     log.setLevel(logging.INFO)
     log.propagate = False

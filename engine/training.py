@@ -24,7 +24,7 @@ from engine.checkpoint import ADAPTER, has_checkpoint, load_state, save_checkpoi
 from engine.core.errors import DataError, ReasonlabError, RunCancelled
 from engine.evaluation import evaluate
 from engine.generation import MIN_SHARED_PREFIX, Sampling, common_prefix_length
-from engine.core.spec import default_max_new_tokens
+from engine.core.spec import default_max_new_tokens, run_id_in
 from engine.tasks import get_task
 from engine.tasks.base import Example, Task
 
@@ -67,9 +67,10 @@ def rft_examples(ctx, task: Task) -> list[Example]:
     data = ctx.spec.data
     if not data:
         raise ReasonlabError("data: rft needs --data: a rollout run id or a JSON file of [question, answer, reasoning] rows.")
-    if not data.isdigit():
+    source_id = run_id_in(data)
+    if source_id is None:
         return task.load(str(ctx.run_artifact(data, "rft_data", "data")))
-    source = ctx.store.get_run(int(data))
+    source = ctx.store.get_run(source_id)
     if source.kind != "rollout":
         raise ReasonlabError(f"data: run {source.id} is a {source.kind} run, not a rollout; pass a rollout run id or a JSON file.")
     if source.spec.mode != "cot":
@@ -184,7 +185,7 @@ def load_trainable(ctx, checkpoint_dir: Path):
 
     loaded = ctx.load_model(adapter="")
     config = LoraConfig(
-        r=spec.lora_rank, lora_alpha=spec.effective_lora_alpha, lora_dropout=0.0,
+        r=spec.lora_rank, lora_alpha=spec.lora_alpha, lora_dropout=0.0,
         target_modules="all-linear", bias="none", task_type="CAUSAL_LM",
     )
     loaded.model = get_peft_model(loaded.model, config)
@@ -203,7 +204,7 @@ def train(ctx, task: Task, examples: list[Example]) -> None:
     model, tokenizer = loaded.model, loaded.tokenizer
     encoded = encode(tokenizer, task, examples, mode)
     prefix_len = shared_prefix_length(encoded)
-    plan = training_plan([len(e.ids) for e in encoded], spec.batch_size, spec.grad_accum, spec.effective_epochs, spec.seed)
+    plan = training_plan([len(e.ids) for e in encoded], spec.batch_size, spec.grad_accum, spec.epochs, spec.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
     from transformers import get_scheduler

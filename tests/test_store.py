@@ -4,14 +4,20 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import sqlite_utils
 
 from engine.core.errors import ReasonlabError
 from engine.core.spec import RunSpec
-from engine.core.store import RunStore, migrations
+from engine.core.processes import Owner
+from engine.core.schema import migrations
+from engine.core.store import RunStore
 from engine.core.tracker import Tracker
+
+
+ME = Owner.of_this_process()
 
 
 def test_run_round_trip(db_path):
@@ -21,23 +27,23 @@ def test_run_round_trip(db_path):
     loaded = store.get_run(run.id)
     assert loaded.spec == spec
     assert loaded.status == "queued" and loaded.tags == ("a", "b") and loaded.name == "first"
-    assert os.path.isdir(loaded.run_dir) and loaded.run_dir.endswith(f"runs/{run.id}")
-    store.mark_running(run.id, 123, {"python": "3"})
+    assert os.path.isdir(loaded.run_dir) and loaded.run_dir.endswith(f"runs.db.runs/{run.id}")
+    store.claim_run(run.id, ME, {"python": "3"}, resume=False)
     store.mark_finished(run.id, "failed", "boom")
     done = store.get_run(run.id)
-    assert (done.status, done.error, done.pid, done.environment) == ("failed", "boom", 123, {"python": "3"})
+    assert (done.status, done.error, done.owner, done.environment) == ("failed", "boom", ME, {"python": "3"})
     assert done.duration is not None and done.duration >= 0
 
 
 def test_resumed_run_keeps_its_first_start(db_path):
     store = RunStore(db_path)
     run = store.create_run(RunSpec(kind="sft"))
-    store.mark_running(run.id, 1, {})
+    store.claim_run(run.id, ME, {}, resume=False)
     store.update_run(run.id, started_at=1000.0)  # as if it first ran long ago
     store.mark_finished(run.id, "cancelled")
-    store.mark_running(run.id, 2, {})
+    store.claim_run(run.id, ME, {}, resume=True)
     resumed = store.get_run(run.id)
-    assert resumed.started_at == 1000.0 and resumed.finished_at is None and resumed.pid == 2
+    assert resumed.started_at == 1000.0 and resumed.finished_at is None and resumed.status == "running"
 
 
 def test_metrics_samples_artifacts(db_path, tmp_path):
@@ -55,7 +61,7 @@ def test_metrics_samples_artifacts(db_path, tmp_path):
     assert len(rows) == 2 and rows[1]["answer"] is None
     assert len(store.samples(run.id, correct=True)) == 1
     assert store.done_indices(run.id) == {0}
-    folder = tmp_path / "adapter"
+    folder = Path(run.run_dir) / "adapter"
     folder.mkdir()
     (folder / "w.bin").write_bytes(b"x" * 100)
     store.add_artifact(run.id, "adapter", folder)
@@ -86,7 +92,10 @@ def test_migrates_an_existing_older_database(tmp_path):
     store = RunStore(path)
     run = store.get_run(1)
     assert run.status == "completed" and run.summary == {} and run.progress_done is None
-    assert {m.name for m in migrations.applied(store.db)} == {"m001_initial", "m002_progress_and_summary"}
+    assert {m.name for m in migrations.applied(store.db)} == {
+        "m001_initial", "m002_progress_and_summary", "m003_run_folders_per_database",
+        "m004_process_start_time", "m005_unique_metric_points",
+    }
     assert store.db.execute("pragma journal_mode").fetchone()[0] == "wal"
 
 
@@ -133,7 +142,7 @@ def test_reap_marks_runs_whose_process_died(db_path):
     run = store.create_run(RunSpec(kind="eval"))
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    store.mark_running(run.id, proc.pid, {})
+    store.update_run(run.id, status="running", pid=proc.pid, pid_started=time.time())
     assert store.reap_dead_runs() == [run.id]
     assert store.get_run(run.id).status == "failed"
 

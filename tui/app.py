@@ -11,9 +11,9 @@ from textual.app import App
 from textual.binding import Binding
 
 from engine.core.errors import ReasonlabError
-from engine.core.store import Run, RunStore, default_db_path
+from engine.core.processes import ENGINE_COMMAND, Launcher
+from engine.core.store import Run, RunStore, default_db_path, open_store
 from tui.commands import ReasonlabCommands
-from tui.processes import DEFAULT_ENGINE, EngineLauncher
 from tui.screens.compare import CompareScreen
 from tui.screens.help import HelpScreen
 from tui.screens.launch import LaunchScreen
@@ -46,13 +46,13 @@ class ReasonlabApp(App[None]):
     def __init__(
         self,
         db_path: str | Path,
-        engine: Sequence[str] = DEFAULT_ENGINE,
+        engine: Sequence[str] = ENGINE_COMMAND,
         poll_interval: float = 1.0,
         run_poll_interval: float = 0.5,
     ) -> None:
         super().__init__()
         self.db_path = Path(db_path).resolve()
-        self.launcher = EngineLauncher(engine, self.db_path)
+        self.launcher = Launcher(self.db_path, engine)
         self.poll_interval = poll_interval
         self.run_poll_interval = run_poll_interval
 
@@ -68,8 +68,9 @@ class ReasonlabApp(App[None]):
     def start_run(self, run: Run) -> None:
         """Start the engine on a run just created by the launch screen and show it in the list."""
         try:
-            self.launcher.start(run.id, run.run_dir)
-        except OSError as exc:
+            with open_store(self.db_path) as store:
+                self.launcher.start(store, run.id)
+        except (OSError, ReasonlabError) as exc:
             self.notify(f"Could not start the engine: {exc}", severity="error")
         else:
             self.notify(f"Started run #{run.id} ({run.kind}).")

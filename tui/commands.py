@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from engine.core.spec import KINDS
-from tui.queries import open_store, recent_runs
+from engine.core.store import open_store
 from tui.screens.runs import RunsScreen
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class ReasonlabCommands(Provider):
 
     def _recent_runs(self) -> list[tuple[int, str]]:
         with open_store(self.app.db_path) as store:
-            return recent_runs(store)
+            return store.recent_runs()
 
     def _commands(self) -> list[tuple[str, object, str]]:
         commands: list[tuple[str, object, str]] = [

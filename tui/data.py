@@ -10,28 +10,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-CHARTS_BY_KIND: dict[str, tuple[str, ...]] = {
-    "eval": ("accuracy", "answer_rate", "tokens_per_s"),
-    "rollout": ("success_rate", "correct_rate", "tokens_per_s"),
-    "sft": ("loss", "lr", "accuracy"),
-    "rft": ("loss", "lr", "accuracy"),
-    "pipeline": ("loss", "lr", "accuracy"),
-}
-"""The metrics charted on a run's page, by kind."""
-
-METRIC_TITLES = {
-    "loss": "Loss",
-    "lr": "Learning rate",
-    "accuracy": "Accuracy",
-    "answer_rate": "Answer rate",
-    "grad_norm": "Gradient norm",
-    "samples_per_s": "Samples / s",
-    "tokens_per_s": "Tokens / s",
-    "questions_done": "Questions done",
-    "success_rate": "Success rate",
-    "correct_rate": "Correct rate",
-}
-
 STATUS_THEME_COLOURS = {
     "queued": "foreground-muted",
     "running": "primary",
@@ -40,10 +18,6 @@ STATUS_THEME_COLOURS = {
     "cancelled": "warning",
 }
 """Theme variable that colours each status."""
-
-
-def metric_title(name: str) -> str:
-    return METRIC_TITLES.get(name, name.replace("_", " ").capitalize())
 
 
 def format_duration(seconds: float | None) -> str:

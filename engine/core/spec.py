@@ -8,6 +8,7 @@ it applies to, its allowed values and its per-kind defaults.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,10 @@ GENERATING_KINDS = ("eval", "rollout", "pipeline")
 DEFAULT_MODEL = "smollm2-135m"
 
 
+STAGE_DEFAULT = None
+"""A pipeline setting left unset takes, in each stage, that stage's kind's default."""
+
+
 def setting(
     default: Any,
     help: str,
@@ -29,9 +34,12 @@ def setting(
     minimum: float | None = None,
     maximum: float | None = None,
     by_kind: dict[str, Any] | None = None,
+    parent: str | None = None,
 ) -> Any:
-    """Declare one setting. `by_kind` overrides the default for some kinds (the field's
-    declared default is then None and filled in when the spec is created)."""
+    """Declare one setting. Its default is `by_kind[kind]` where given, else `default`; either
+    may be a function of the spec (for defaults that follow another setting, such as the
+    generation length following the prompt mode). `parent` marks a setting that may name
+    another run: the run kind or artifact it must provide ('rollout' or 'adapter')."""
     meta = {
         "help": help,
         "kinds": kinds,
@@ -40,8 +48,9 @@ def setting(
         "maximum": maximum,
         "fallback": default,
         "by_kind": by_kind or {},
+        "parent": parent,
     }
-    return field(default=None if by_kind else default, metadata=meta)
+    return field(default=None, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,7 @@ class RunSpec:
         "",
         "LoRA adapter to start from: a run id or a peft directory (empty: none).",
         ("eval", "rollout", "sft", "rft"),
+        parent="adapter",
     )
     task: str = setting("unit_conversion", "Task: dataset, prompts, parser and checker.")
     dataset: str = setting(
@@ -65,7 +75,8 @@ class RunSpec:
         by_kind={"eval": "valid"},
     )
     data: str = setting(
-        "", "RFT data: a rollout run id or a JSON file of [question, answer, reasoning].", ("rft",)
+        "", "RFT data: a rollout run id or a JSON file of [question, answer, reasoning].", ("rft",),
+        parent="rollout",
     )
     mode: str = setting(
         "cot",
@@ -77,21 +88,24 @@ class RunSpec:
         0, "Use only the first N questions or training rows (0: all).", minimum=0
     )
     batch_size: int = setting(
-        32, "Sequences per forward pass.", minimum=1, by_kind={"eval": 32, "rollout": 64}
+        32, "Sequences per forward pass.", minimum=1,
+        by_kind={"rollout": 64, "pipeline": STAGE_DEFAULT},
     )
     max_new_tokens: int = setting(
-        0, "Generation length cap (0: 24 for direct, 160 for cot).", GENERATING_KINDS, minimum=0
+        lambda spec: default_max_new_tokens(spec.mode),
+        "Generation length cap (default: 24 for direct, 160 for cot).", GENERATING_KINDS, minimum=1,
+        by_kind={"pipeline": STAGE_DEFAULT},
     )
     temperature: float = setting(
         0.0,
         "Sampling temperature (0: greedy).",
         GENERATING_KINDS,
         minimum=0.0,
-        by_kind={"rollout": 0.8, "pipeline": 0.8},
+        by_kind={"rollout": 0.8, "pipeline": STAGE_DEFAULT},
     )
     top_p: float = setting(
         1.0, "Nucleus sampling mass.", GENERATING_KINDS, minimum=0.01, maximum=1.0,
-        by_kind={"rollout": 0.95, "pipeline": 0.95},
+        by_kind={"rollout": 0.95, "pipeline": STAGE_DEFAULT},
     )
     num_samples: int = setting(
         10, "Samples per question (k) in rollouts.", ("rollout", "pipeline"), minimum=1
@@ -104,7 +118,9 @@ class RunSpec:
         choices=("auto", "float32", "bfloat16"),
     )
     lora_rank: int = setting(8, "LoRA rank.", TRAINING_KINDS, minimum=1)
-    lora_alpha: int = setting(0, "LoRA alpha (0: 4 x rank).", TRAINING_KINDS, minimum=0)
+    lora_alpha: int = setting(
+        lambda spec: 4 * spec.lora_rank, "LoRA alpha (default: 4 x rank).", TRAINING_KINDS, minimum=1
+    )
     learning_rate: float = setting(
         2e-3, "Peak learning rate.", TRAINING_KINDS, minimum=0.0, maximum=1.0
     )
@@ -115,8 +131,11 @@ class RunSpec:
     warmup_ratio: float = setting(
         0.05, "Share of steps spent warming up.", TRAINING_KINDS, minimum=0.0, maximum=1.0
     )
+    # Direct answers need more passes than reasoning chains: on 5000 questions SFT scored 0.535
+    # on valid after 3 epochs and 0.80 after 6, while RFT reached 0.89 after 3 (README).
     epochs: int = setting(
-        0, "Passes over the training data (0: 6 for SFT, 3 for RFT).", TRAINING_KINDS, minimum=0
+        3, "Passes over the training data.", TRAINING_KINDS, minimum=1,
+        by_kind={"sft": 6, "pipeline": STAGE_DEFAULT},
     )
     grad_accum: int = setting(
         1, "Micro-batches accumulated per optimiser step.", TRAINING_KINDS, minimum=1
@@ -150,82 +169,130 @@ class RunSpec:
         ("pipeline",), choices=("reference", "rollout"),
     )
 
+    explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    """The settings given when the spec was made; every other one holds its kind's default."""
+
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise SpecError("kind", f"unknown kind {self.kind!r}; choose one of {', '.join(KINDS)}")
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                meta = f.metadata
-                value = meta["by_kind"].get(self.kind, meta["fallback"])
-                object.__setattr__(self, f.name, value)
-            object.__setattr__(self, f.name, _check(f, value))
+        settings = [f for f in dataclasses.fields(self) if "kinds" in f.metadata and f.name != "kind"]
+        given = frozenset(f.name for f in settings if getattr(self, f.name) is not None)
+        object.__setattr__(self, "explicit", given)
+        for f in settings:
+            if f.name in given:
+                object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
+        # Constant defaults first, then those computed from other settings.
+        unset = [f for f in settings if f.name not in given]
+        for f in sorted(unset, key=lambda f: callable(_default_rule(f, self.kind))):
+            rule = _default_rule(f, self.kind)
+            object.__setattr__(self, f.name, rule(self) if callable(rule) else rule)
 
-    # -- views used by the CLI, the store and the TUI -------------------------------------
+    # -- views used by the CLI, the store and the app -------------------------------------
 
     @classmethod
     def settings(cls, kind: str) -> list[dataclasses.Field]:
         """The settings that apply to `kind`, in declaration order (kind itself excluded)."""
-        return [f for f in dataclasses.fields(cls) if f.name != "kind" and kind in f.metadata["kinds"]]
+        return [
+            f for f in dataclasses.fields(cls)
+            if f.name != "kind" and kind in f.metadata.get("kinds", ())
+        ]
 
     @classmethod
     def default_for(cls, kind: str, name: str) -> Any:
-        f = next(f for f in dataclasses.fields(cls) if f.name == name)
-        return f.metadata["by_kind"].get(kind, f.metadata["fallback"])
+        """The value `name` takes in a `kind` run that leaves it unset (None: each stage's own)."""
+        return getattr(_defaults(kind), name)
 
     @classmethod
     def from_text(cls, kind: str, values: dict[str, str]) -> "RunSpec":
-        """Build a spec from text values (a form's inputs); empty text means the default."""
+        """Build a spec from text values (a form's inputs); empty text leaves a setting unset."""
         by_name = {f.name: f for f in dataclasses.fields(cls)}
         parsed = {}
         for name, text in values.items():
-            if name not in by_name:
+            if name not in by_name or "kinds" not in by_name[name].metadata:
                 raise SpecError(name, "no such setting")
             if text.strip() != "":
                 parsed[name] = parse_text(by_name[name], text)
         return cls(kind=kind, **parsed)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting with its effective value."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "explicit"}
+
+    def explicit_values(self) -> dict[str, Any]:
+        """The settings given when the spec was made, without the kind."""
+        return {name: getattr(self, name) for name in sorted(self.explicit)}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        """What the store keeps: the kind and the settings given. Defaults are not frozen in,
+        so a pipeline's stages and every display resolve them for their own kind."""
+        return json.dumps({"kind": self.kind} | self.explicit_values(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
-        """Load a saved spec; settings added since it was saved take their defaults."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """Load a saved spec. Settings unknown to this version are dropped; the 0 that older
+        versions saved for 'the default' in some settings means unset."""
+        known = {f.name for f in dataclasses.fields(cls) if "kinds" in f.metadata}
+        values = {
+            k: v for k, v in data.items()
+            if k in known and not (k in LEGACY_DEFAULT_ZERO and v == 0)
+        }
+        return cls(**values)
 
     def replace(self, **changes: Any) -> "RunSpec":
-        return dataclasses.replace(self, **changes)
+        """A spec with `changes` on top of the settings given. A new kind keeps only the given
+        settings that apply to it and brings its own defaults for the rest."""
+        kind = changes.get("kind", self.kind)
+        applying = {f.name for f in self.settings(kind)}
+        kept = {name: value for name, value in self.explicit_values().items() if name in applying}
+        return RunSpec(**{"kind": kind} | kept | changes)
 
     def relevant(self) -> dict[str, Any]:
-        """The settings that matter for this spec's kind."""
+        """The settings that matter for this spec's kind, with their effective values."""
         return {"kind": self.kind} | {f.name: getattr(self, f.name) for f in self.settings(self.kind)}
 
-    @property
-    def effective_lora_alpha(self) -> int:
-        return self.lora_alpha or 4 * self.lora_rank
+    def parent_run_id(self) -> int | None:
+        """The run this one builds on: the first parent setting that names a run id."""
+        for f in dataclasses.fields(self):
+            if f.metadata.get("parent") and self.kind in f.metadata["kinds"]:
+                run_id = run_id_in(getattr(self, f.name))
+                if run_id is not None:
+                    return run_id
+        return None
 
-    @property
-    def effective_max_new_tokens(self) -> int:
-        return self.max_new_tokens or default_max_new_tokens(self.mode)
 
-    @property
-    def effective_epochs(self) -> int:
-        return self.epochs or default_epochs(self.kind)
+def setting_text(value: Any) -> str:
+    """A setting's effective value as shown to people (`None`: a pipeline's per-stage default)."""
+    return "each stage's default" if value is None else str(value)
+
+
+PARENT_SETTINGS: dict[str, str] = {
+    f.name: f.metadata["parent"] for f in dataclasses.fields(RunSpec) if f.metadata.get("parent")
+}
+"""Settings that may name another run, with what that run must provide (the store's
+`parent_candidates` lists the runs that do; the first one set becomes the parent run)."""
+
+LEGACY_DEFAULT_ZERO = ("epochs", "max_new_tokens", "lora_alpha")
+
+
+def run_id_in(text: str) -> int | None:
+    """The run id a setting's text names ('12' or '#12'), None when it names a path or nothing."""
+    text = text.strip().removeprefix("#")
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _default_rule(f: dataclasses.Field, kind: str) -> Any:
+    meta = f.metadata
+    return meta["by_kind"][kind] if kind in meta["by_kind"] else meta["fallback"]
+
+
+@functools.cache
+def _defaults(kind: str) -> RunSpec:
+    return RunSpec(kind=kind)
 
 
 def default_max_new_tokens(mode: str) -> int:
     """Room for a direct answer, or for a short reasoning chain and its answer."""
     return 24 if mode == "direct" else 160
-
-
-def default_epochs(kind: str) -> int:
-    """Direct answers need more passes than reasoning chains: on 5000 questions SFT scored 0.535
-    on valid after 3 epochs and 0.80 after 6, while RFT reached 0.89 after 3 (README)."""
-    return 6 if kind == "sft" else 3
 
 
 def parse_text(f: dataclasses.Field, text: str) -> Any:

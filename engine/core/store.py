@@ -1,8 +1,9 @@
 """The run store: runs, metrics, samples and artifacts in one SQLite file.
 
-WAL mode and short transactions (one per batch of writes) keep a reader such as the TUI from
-ever being blocked by a run that is writing. This module imports no torch, so the TUI can use it.
-Each thread should open its own `RunStore` (SQLite connections are per-thread).
+Every SQL statement of reasonlab is here; the engine and the app call these methods and get
+typed rows back. WAL mode and short transactions (one per batch of writes) keep a reader such as
+the app from ever being blocked by a run that is writing. Each thread opens its own `RunStore`
+(SQLite connections are per-thread).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,62 +20,24 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from engine.core.errors import ReasonlabError
+from engine.core.folders import checked_run_folder, runs_root
+from engine.core.processes import Owner
+from engine.core.schema import migrations
 from engine.core.spec import RunSpec
 
 DB_ENV = "REASONLAB_DB"
 DEFAULT_DB = "runs.db"
 ACTIVE_STATUSES = ("queued", "running")
 FINAL_STATUSES = ("completed", "failed", "cancelled")
-
-migrations = Migrations("reasonlab")
-
-
-@migrations()
-def m001_initial(db: sqlite_utils.Database) -> None:
-    db["runs"].create(
-        {
-            "id": int, "kind": str, "name": str, "status": str, "spec": str, "model": str,
-            "created_at": float, "started_at": float, "finished_at": float, "pid": int,
-            "error": str, "parent_id": int, "tags": str, "notes": str, "seed": int,
-            "environment": str, "run_dir": str,
-        },
-        pk="id",
-        not_null={"kind", "status", "spec", "created_at"},
-        defaults={"name": "", "tags": "[]", "notes": ""},
-    )
-    db["runs"].create_index(["status"])
-    db["runs"].create_index(["kind"])
-    db["metrics"].create(
-        {"run_id": int, "step": int, "name": str, "value": float, "time": float},
-        foreign_keys=[("run_id", "runs", "id")],
-    )
-    db["metrics"].create_index(["run_id", "name", "step"])
-    db["samples"].create(
-        {
-            "id": int, "run_id": int, "step": int, "idx": int, "sample": int,
-            "question": str, "target": float, "output": str, "answer": float, "correct": int,
-        },
-        pk="id",
-        foreign_keys=[("run_id", "runs", "id")],
-    )
-    db["samples"].create_index(["run_id", "step", "idx", "sample"], unique=True)
-    db["artifacts"].create(
-        {"id": int, "run_id": int, "kind": str, "path": str, "bytes": int, "created_at": float},
-        pk="id",
-        foreign_keys=[("run_id", "runs", "id")],
-    )
-    db["artifacts"].create_index(["run_id", "kind"])
+RESUMABLE_STATUSES = ("cancelled", "failed")
+DEAD_OWNER = "The run's process exited without finishing; resume it or start it again."
 
 
-@migrations()
-def m002_progress_and_summary(db: sqlite_utils.Database) -> None:
-    """Live progress and the latest value of each metric, so run lists never scan `metrics`."""
-    db["runs"].add_column("progress_done", int)
-    db["runs"].add_column("progress_total", int)
-    db["runs"].add_column("summary", str, not_null_default="{}")
+def run_label(name: str, kind: str, run_id: int) -> str:
+    """How a run is named everywhere: its name, or kind and id when it has none."""
+    return name or f"{kind}-{run_id}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +51,7 @@ class Run:
     started_at: float | None
     finished_at: float | None
     pid: int | None
+    pid_started: float | None
     error: str | None
     parent_id: int | None
     tags: tuple[str, ...]
@@ -99,7 +64,14 @@ class Run:
 
     @property
     def label(self) -> str:
-        return self.name or f"{self.kind}-{self.id}"
+        return run_label(self.name, self.kind, self.id)
+
+    @property
+    def owner(self) -> Owner | None:
+        """The process that claimed the run, when one is recorded with its start time."""
+        if self.pid is None or self.pid_started is None:
+            return None
+        return Owner(self.pid, self.pid_started)
 
     @property
     def duration(self) -> float | None:
@@ -111,14 +83,76 @@ class Run:
     def from_row(cls, row: dict[str, Any]) -> "Run":
         return cls(
             id=row["id"], kind=row["kind"], name=row["name"] or "", status=row["status"],
-            spec=RunSpec.from_dict(json.loads(row["spec"])), created_at=row["created_at"],
+            spec=RunSpec.from_dict(json.loads(row["spec"]) | {"kind": row["kind"]}), created_at=row["created_at"],
             started_at=row["started_at"], finished_at=row["finished_at"], pid=row["pid"],
-            error=row["error"], parent_id=row["parent_id"],
+            pid_started=row["pid_started"], error=row["error"], parent_id=row["parent_id"],
             tags=tuple(json.loads(row["tags"] or "[]")), notes=row["notes"] or "",
             environment=json.loads(row["environment"] or "{}"), run_dir=row["run_dir"] or "",
             progress_done=row["progress_done"], progress_total=row["progress_total"],
             summary=json.loads(row["summary"] or "{}"),
         )
+
+
+# -- typed rows for the app's lists ----------------------------------------------------------
+
+KEY_RESULT = "coalesce(json_extract(summary, '$.accuracy'), json_extract(summary, '$.correct_rate'))"
+"""The 'Acc' column: final accuracy, or the share of correct samples for rollouts."""
+
+LABEL = "coalesce(nullif(name, ''), kind || '-' || id)"
+"""`run_label` in SQL, so lists sort by the label they show."""
+
+SORT_EXPRESSIONS = {
+    "id": "id",
+    "name": f"{LABEL} collate nocase",
+    "kind": "kind",
+    "status": "status",
+    "model": "model collate nocase",
+    "accuracy": KEY_RESULT,
+    "loss": "json_extract(summary, '$.loss')",
+    "started": "started_at",
+    "duration": "(coalesce(finished_at, ?) - started_at)",
+}
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    kind: str | None = None
+    status: str | None = None
+    tag: str | None = None
+    search: str = ""
+
+
+@dataclass(frozen=True)
+class RunOrder:
+    column: str = "id"
+    descending: bool = True
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """What a run list shows of one run (no spec parsing: lists page through thousands)."""
+
+    id: int
+    name: str
+    kind: str
+    status: str
+    model: str
+    accuracy: float | None
+    loss: float | None
+    started_at: float | None
+    finished_at: float | None
+    tags: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return run_label(self.name, self.kind, self.id)
+
+
+@dataclass(frozen=True)
+class RunPage:
+    rows: list[RunRow]
+    total: int
+    """How many runs match the filter (the page may hold fewer)."""
 
 
 def default_db_path() -> Path:
@@ -144,6 +178,8 @@ class RunStore:
             raise ReasonlabError(
                 f"Cannot open run database {self.path}: {exc}; pass another --db path."
             ) from None
+        self.runs_root = runs_root(self.path)
+        """Where this database's runs keep their files: `<db file>.runs/<id>/`."""
 
     def _prepare(self, attempts: int = 50) -> None:
         """Switch to WAL and apply pending migrations, only when needed: an up-to-date database
@@ -172,11 +208,6 @@ class RunStore:
     def transaction(self) -> Iterator[None]:
         with self.db.conn:
             yield
-
-    @property
-    def runs_root(self) -> Path:
-        """Run directories live beside the database: `<db dir>/runs/<id>/`."""
-        return self.path.resolve().parent / "runs"
 
     # -- runs -----------------------------------------------------------------------------
 
@@ -209,6 +240,13 @@ class RunStore:
             raise ReasonlabError(f"No run with id {run_id} in {self.path}; `python -m engine runs` lists them.")
         return Run.from_row(rows[0])
 
+    def run_folder(self, run: Run) -> Path:
+        """The run's folder, created if missing, after checking that it lies inside this
+        database's runs folder (a row naming any other place is refused)."""
+        folder = checked_run_folder(self.runs_root, run.id, run.run_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     def list_runs(
         self,
         *,
@@ -218,11 +256,56 @@ class RunStore:
         search: str | None = None,
         limit: int | None = None,
     ) -> list[Run]:
-        where, args = run_filter_sql(kind=kind, status=status, tag=tag, search=search)
+        where, args = _filter_sql(RunFilter(kind, status, tag, search or ""))
         sql = f"select * from runs{where} order by id desc"
         if limit:
             sql += f" limit {int(limit)}"
         return [Run.from_row(r) for r in self.db.query(sql, args)]
+
+    def run_page(self, run_filter: RunFilter, order: RunOrder, limit: int) -> RunPage:
+        """The first `limit` runs matching the filter in `order` (runs without a value sort last)."""
+        where, args = _filter_sql(run_filter)
+        expr = SORT_EXPRESSIONS[order.column]
+        order_args = [time.time()] if "?" in expr else []
+        direction = "desc" if order.descending else "asc"
+        sql = (
+            "select id, name, kind, status, model, started_at, finished_at, tags,"
+            f" {KEY_RESULT} as accuracy, json_extract(summary, '$.loss') as loss"
+            f" from runs{where} order by {expr} is null, {expr} {direction}, id {direction}"
+            " limit ?"
+        )
+        rows = self.db.execute(sql, [*args, *order_args, *order_args, int(limit)]).fetchall()
+        total = self.db.execute(f"select count(*) from runs{where}", args).fetchone()[0]
+        return RunPage(
+            [
+                RunRow(
+                    id=r[0], name=r[1] or "", kind=r[2], status=r[3], model=r[4] or "",
+                    started_at=r[5], finished_at=r[6], tags=tuple(json.loads(r[7] or "[]")),
+                    accuracy=r[8], loss=r[9],
+                )
+                for r in rows
+            ],
+            total,
+        )
+
+    def recent_runs(self, limit: int = 500) -> list[tuple[int, str]]:
+        """(id, label) of the newest runs, for the command palette."""
+        rows = self.db.execute("select id, name, kind from runs order by id desc limit ?", [limit]).fetchall()
+        return [(i, run_label(name, kind, i)) for i, name, kind in rows]
+
+    def parent_candidates(self, provides: str) -> list[tuple[str, int]]:
+        """Completed runs that a setting marked `parent=provides` may name, newest first, as
+        (label, run id): runs with an adapter artifact, or rollout runs (their correct samples
+        are RFT data)."""
+        if provides == "adapter":
+            sql = (
+                "select id, name, kind from runs where status = 'completed' and exists"
+                " (select 1 from artifacts where artifacts.run_id = runs.id and artifacts.kind = 'adapter')"
+            )
+        else:
+            sql = "select id, name, kind from runs where status = 'completed' and kind = ?"
+        rows = self.db.execute(sql + " order by id desc limit 500", [] if provides == "adapter" else [provides]).fetchall()
+        return [(f"#{i} {run_label(name, kind, i)} ({kind})", i) for i, name, kind in rows]
 
     def all_tags(self) -> list[str]:
         rows = self.db.query("select distinct value from runs, json_each(runs.tags) order by value")
@@ -235,38 +318,82 @@ class RunStore:
         with self.transaction():
             self.db["runs"].update(run_id, fields)
 
-    def mark_running(self, run_id: int, pid: int, environment: dict[str, Any]) -> None:
-        """A resumed run keeps its first start time: its duration spans every attempt."""
-        started_at = self.get_run(run_id).started_at or time.time()
-        self.update_run(
-            run_id, status="running", pid=pid, started_at=started_at, finished_at=None,
-            error=None, environment=environment,
-        )
+    def claim_run(self, run_id: int, owner: Owner, environment: dict[str, Any], *, resume: bool) -> Run:
+        """Make `owner` the run's one process, atomically: `start` takes a queued run, `resume`
+        a cancelled or failed one (or a running one whose process is gone). Of two processes
+        claiming one run at once, exactly one wins; the other gets a one-line error. A resumed
+        run keeps its first start time, so its duration spans every attempt."""
+        run = self.get_run(run_id)
+        self.run_folder(run)  # a row naming a folder elsewhere is refused before anything runs
+        if resume and run.status == "running":
+            self.reap_dead_runs()
+            run = self.get_run(run_id)
+        allowed = RESUMABLE_STATUSES if resume else ("queued",)
+        if run.status not in allowed:
+            raise ReasonlabError(_refusal(run, resume))
+        if run.owner is not None and run.owner != owner and run.owner.is_alive():
+            raise ReasonlabError(f"Run {run_id}'s last process (pid {run.pid}) is still exiting; try again in a moment.")
+        marks = ", ".join("?" * len(allowed))
+        with self.transaction():
+            claimed = self.db.execute(
+                "update runs set status = 'running', pid = ?, pid_started = ?,"
+                " started_at = coalesce(started_at, ?), finished_at = null, error = null, environment = ?"
+                f" where id = ? and status in ({marks})",
+                [owner.pid, owner.started, time.time(), json.dumps(environment), run_id, *allowed],
+            ).rowcount
+        if not claimed:
+            raise ReasonlabError(_refusal(self.get_run(run_id), resume))
+        return self.get_run(run_id)
 
     def mark_finished(self, run_id: int, status: str, error: str | None = None) -> None:
         assert status in FINAL_STATUSES, status
         self.update_run(run_id, status=status, error=error, finished_at=time.time())
 
+    def cancel_queued(self, run_id: int) -> bool:
+        """Cancel a run that no process has claimed yet; False when it is no longer queued."""
+        with self.transaction():
+            return self.db.execute(
+                "update runs set status = 'cancelled', finished_at = ?, error = ? where id = ? and status = 'queued'",
+                [time.time(), f"Cancelled before it started; `python -m engine resume {run_id}` starts it.", run_id],
+            ).rowcount == 1
+
     def set_progress(self, run_id: int, done: int, total: int | None) -> None:
         self.update_run(run_id, progress_done=done, progress_total=total)
 
-    def delete_run(self, run_id: int) -> Run:
-        """Delete a run and its rows; the caller removes its directory (see `Run.run_dir`)."""
+    def delete_run(self, run_id: int, *, remove_files: bool = True) -> Run:
+        """Delete a run's rows and, with `remove_files`, its folder. A running run with a live
+        process is refused (cancel it first), and so is a folder outside this database's runs
+        folder: nothing outside it is ever deleted."""
         run = self.get_run(run_id)
+        if run.status == "running" and run.owner is not None and run.owner.is_alive():
+            raise ReasonlabError(f"Run {run_id} is running; cancel it first (`python -m engine cancel {run_id}`).")
+        folder = checked_run_folder(self.runs_root, run.id, run.run_dir) if remove_files else None
         with self.transaction():
             for table in ("metrics", "samples", "artifacts"):
                 self.db.execute(f"delete from {table} where run_id = ?", [run_id])
             self.db.execute("update runs set parent_id = null where parent_id = ?", [run_id])
             self.db.execute("delete from runs where id = ?", [run_id])
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
         return run
 
     def reap_dead_runs(self) -> list[int]:
-        """Mark runs whose process is gone (killed, crashed, machine restarted) as failed."""
+        """Mark running runs whose process is gone (killed, crashed, machine restarted) as
+        failed. A run whose recorded owner is not a live process with the same start time is
+        dead, whatever now holds its pid."""
         reaped = []
-        for row in self.db.query("select id, pid from runs where status = 'running'"):
-            if row["pid"] and not _pid_alive(row["pid"]):
-                self.mark_finished(row["id"], "failed", "The run's process exited without finishing; resume it or start it again.")
-                reaped.append(row["id"])
+        rows = self.db.execute("select id, pid, pid_started from runs where status = 'running'").fetchall()
+        for run_id, pid, started in rows:
+            if pid is not None and started is not None and Owner(pid, started).is_alive():
+                continue
+            with self.transaction():
+                changed = self.db.execute(
+                    "update runs set status = 'failed', error = ?, finished_at = ?"
+                    " where id = ? and status = 'running' and pid is ? and pid_started is ?",
+                    [DEAD_OWNER, time.time(), run_id, pid, started],
+                ).rowcount
+            if changed:
+                reaped.append(run_id)
         return reaped
 
     # -- metrics --------------------------------------------------------------------------
@@ -277,7 +404,9 @@ class RunStore:
         points: list[tuple[int, str, float, float]],
         progress: tuple[int, int | None] | None = None,
     ) -> None:
-        """Write (step, name, value, time) points, the run's summary and progress in one transaction."""
+        """Write (step, name, value, time) points, the run's summary and progress in one
+        transaction. A point for a (metric, step) already stored replaces it, so a resumed run
+        that replays steps since its last checkpoint never duplicates one."""
         clean = [(run_id, s, n, float(v), t) for s, n, v, t in points if math.isfinite(float(v))]
         latest = {n: float(v) for _, n, v, _ in points if math.isfinite(float(v))}
         with self.transaction():
@@ -286,7 +415,9 @@ class RunStore:
                     "update runs set progress_done = ?, progress_total = ? where id = ?", [*progress, run_id]
                 )
             self.db.conn.executemany(
-                "insert into metrics (run_id, step, name, value, time) values (?, ?, ?, ?, ?)", clean
+                "insert into metrics (run_id, step, name, value, time) values (?, ?, ?, ?, ?)"
+                " on conflict (run_id, name, step) do update set value = excluded.value, time = excluded.time",
+                clean,
             )
             self.db.execute(
                 "update runs set summary = json_patch(coalesce(summary, '{}'), ?) where id = ?",
@@ -299,7 +430,7 @@ class RunStore:
 
     def metric_series(self, run_id: int, name: str, after_step: int = -1) -> list[tuple[int, float]]:
         rows = self.db.execute(
-            "select step, value from metrics where run_id = ? and name = ? and step > ? order by step, rowid",
+            "select step, value from metrics where run_id = ? and name = ? and step > ? order by step",
             [run_id, name, after_step],
         ).fetchall()
         return [(s, v) for s, v in rows]
@@ -339,6 +470,27 @@ class RunStore:
             sql += f" limit {int(limit)}"
         return list(self.db.query(sql, args))
 
+    def samples_after(
+        self, run_id: int, step: int, after_id: int, correct: bool | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Sample rows of one step added after row id `after_id` (for incremental polling)."""
+        sql = "select * from samples where run_id = ? and step = ? and id > ?"
+        args: list[Any] = [run_id, step, after_id]
+        if correct is not None:
+            sql += " and correct = ?"
+            args.append(int(correct))
+        sql += " order by id limit ?"
+        args.append(limit)
+        return list(self.db.query(sql, args))
+
+    def sample_counts(self, run_id: int, step: int) -> tuple[int, int]:
+        """(samples, correct samples) at one step."""
+        row = self.db.execute(
+            "select count(*), coalesce(sum(correct), 0) from samples where run_id = ? and step = ?",
+            [run_id, step],
+        ).fetchone()
+        return row[0], row[1]
+
     def done_indices(self, run_id: int, step: int = 0) -> set[int]:
         rows = self.db.execute(
             "select distinct idx from samples where run_id = ? and step = ?", [run_id, step]
@@ -353,7 +505,11 @@ class RunStore:
     # -- artifacts ------------------------------------------------------------------------
 
     def add_artifact(self, run_id: int, kind: str, path: str | os.PathLike) -> None:
-        path = Path(path)
+        """Record a file or folder the run made; it must lie inside the run's folder."""
+        folder = self.run_folder(self.get_run(run_id))
+        path = Path(path).resolve()
+        if not path.is_relative_to(folder):
+            raise ReasonlabError(f"Run {run_id}'s {kind} artifact {path} is outside its folder {folder}.")
         size = _size_of(path)
         with self.transaction():
             self.db.execute("delete from artifacts where run_id = ? and kind = ?", [run_id, kind])
@@ -369,22 +525,38 @@ class RunStore:
         return rows[0] if rows else None
 
 
-def run_filter_sql(
-    *, kind: str | None = None, status: str | None = None, tag: str | None = None, search: str | None = None
-) -> tuple[str, list[Any]]:
+@contextmanager
+def open_store(path: Path) -> Iterator[RunStore]:
+    """A store for the calling thread, closed on exit (SQLite connections are per-thread)."""
+    store = RunStore(path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _refusal(run: Run, resume: bool) -> str:
+    if run.status == "running":
+        return f"Run {run.id} is already running (pid {run.pid}); `python -m engine cancel {run.id}` stops it."
+    if resume:
+        return f"Run {run.id} is {run.status}; only cancelled or failed runs can be resumed."
+    return f"Run {run.id} is already {run.status}; use `python -m engine resume {run.id}` to continue it."
+
+
+def _filter_sql(f: RunFilter) -> tuple[str, list[Any]]:
     """A ` where …` clause (empty when nothing filters) and its arguments for querying `runs`."""
     clauses: list[str] = []
     args: list[Any] = []
-    if kind:
+    if f.kind:
         clauses.append("kind = ?")
-        args.append(kind)
-    if status:
+        args.append(f.kind)
+    if f.status:
         clauses.append("status = ?")
-        args.append(status)
-    if tag:
+        args.append(f.status)
+    if f.tag:
         clauses.append("exists (select 1 from json_each(runs.tags) where value = ?)")
-        args.append(tag)
-    search = (search or "").strip()
+        args.append(f.tag)
+    search = (f.search or "").strip()
     if search:
         like = f"%{search}%"
         clauses.append(
@@ -404,13 +576,3 @@ def _size_of(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size if path.exists() else 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

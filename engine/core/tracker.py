@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from engine.core import metrics
 from engine.core.store import RunStore
 
 
@@ -18,6 +19,9 @@ class Tracker:
         self._last_flush = time.monotonic()
 
     def log(self, step: int, **values: float) -> None:
+        undeclared = [name for name in values if not metrics.is_declared(name)]
+        if undeclared:
+            raise ValueError(f"metric {undeclared[0]!r} is not declared in engine.core.metrics")
         now = time.time()
         self._points.extend((step, name, float(value), now) for name, value in values.items())
         self._maybe_flush()

@@ -1,7 +1,7 @@
 """A stand-in for `python -m engine` in the TUI tests: `start RUN --db PATH` only.
 
 It writes what the real engine writes (status, pid, metrics, progress, samples, an artifact)
-in about a second, using engine.core.store only. FAKE_ENGINE_SECONDS makes it run longer (for
+in about a second, using the run core only. FAKE_ENGINE_SECONDS makes it run longer (for
 cancel tests); SIGTERM marks the run cancelled, as the engine does.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from engine.core.errors import RunCancelled  # noqa: E402
+from engine.core.processes import Owner  # noqa: E402
 from engine.core.store import RunStore  # noqa: E402
 
 STEPS = 10
@@ -27,8 +28,7 @@ def on_sigterm(_signum, _frame) -> None:
 
 
 def run(store: RunStore, run_id: int, seconds: float) -> None:
-    run = store.get_run(run_id)
-    store.mark_running(run_id, os.getpid(), {"engine": "fake"})
+    run = store.claim_run(run_id, Owner.of_this_process(), {"engine": "fake"}, resume=False)
     print(f"fake engine: run {run_id} ({run.kind}) started", flush=True)
     for step in range(1, STEPS + 1):
         time.sleep(seconds / STEPS)
@@ -50,7 +50,7 @@ def run(store: RunStore, run_id: int, seconds: float) -> None:
             for i in range(6)
         ],
     )
-    artifact = Path(run.run_dir) / "adapter"
+    artifact = store.run_folder(run) / "adapter"
     artifact.mkdir(parents=True, exist_ok=True)
     (artifact / "adapter_model.safetensors").write_bytes(b"0" * 2048)
     store.add_artifact(run_id, "adapter", artifact)

@@ -31,7 +31,7 @@ async def test_launched_run_reaches_completed_in_the_table(make_app, db_path):
     store = RunStore(db_path)
     run = store.get_run(1)
     assert run.status == "completed" and run.spec.kind == "eval"
-    assert "fake engine: done" in (db_path.parent / "runs" / "1" / "log.txt").read_text()
+    assert "fake engine: done" in (db_path.parent / "runs.db.runs" / "1" / "log.txt").read_text()
 
 
 async def test_invalid_value_is_refused_inline_and_creates_no_run(make_app, db_path):
@@ -77,7 +77,7 @@ async def test_parent_run_is_offered_and_recorded(make_app, seeded_db):
         assert app.screen.query_one("#input-adapter", Input).value == "1"
         app.screen.query_one("#input-adapter", Input).value = "2"
         await pilot.pause()
-        assert "not a completed run with adapter" in app.screen.query_one("#setting-adapter", SettingField).error
+        assert "not a completed run with an adapter" in app.screen.query_one("#setting-adapter", SettingField).error
         app.screen.query_one("#input-adapter", Input).value = "1"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and 7 in statuses(app))

@@ -42,7 +42,7 @@ async def test_points_appear_while_the_run_goes_on(make_app, db_path, monkeypatc
     run = store.create_run(RunSpec(kind="sft"))
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
-        app.launcher.start(run.id, run.run_dir)
+        app.launcher.start(store, run.id)
         app.open_run(run.id)
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
         loss = app.screen.query_one("#chart-loss", MetricChart)

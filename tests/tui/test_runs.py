@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+from engine.core.processes import Owner
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore
 from tests.tui.conftest import wait_for
@@ -81,7 +84,7 @@ async def test_cancel_running_run(make_app, db_path, monkeypatch):
     run = store.create_run(RunSpec(kind="sft", name="slow"))
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
-        app.launcher.start(run.id, run.run_dir)
+        app.launcher.start(store, run.id)
         await wait_for(pilot, lambda: [r.status for r in app.screen.query_one(RunsTable)._rows] == ["running"])
         await pilot.press("x")
         await wait_for(pilot, lambda: [r.status for r in app.screen.query_one(RunsTable)._rows] == ["cancelled"])
@@ -96,16 +99,36 @@ async def test_cancel_run_without_process_marks_it_cancelled(make_app, db_path):
         await wait_for(pilot, lambda: shown_ids(app) == [run.id])
         await pilot.press("x")
         await wait_for(pilot, lambda: [r.status for r in app.screen.query_one(RunsTable)._rows] == ["cancelled"])
-    assert store.get_run(run.id).error == "Cancelled from the app"
+    assert store.get_run(run.id).error.startswith("Cancelled before it started")
 
 
 async def test_dead_running_run_shows_as_failed(make_app, db_path):
     store = RunStore(db_path)
     run = store.create_run(RunSpec(kind="eval"))
-    store.mark_running(run.id, pid=2**22 + 12345, environment={})
+    store.update_run(run.id, status="running", pid=2**22 + 12345, pid_started=1.0)
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: [r.status for r in app.screen.query_one(RunsTable)._rows] == ["failed"])
+
+
+async def test_cancel_never_signals_a_process_that_reused_the_runs_pid(make_app, db_path):
+    """A live, unrelated process holds the pid written in a running row (its start time differs):
+    the app shows the run as dead, and cancel leaves the process alone."""
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        store = RunStore(db_path)
+        run = store.create_run(RunSpec(kind="eval"))
+        store.update_run(run.id, status="running", pid=stranger.pid, pid_started=Owner.of_pid(stranger.pid).started - 50)
+        app = make_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: [r.status for r in app.screen.query_one(RunsTable)._rows] == ["failed"])
+            store.update_run(run.id, status="running")  # as if read before the reap: cancel must still check
+            await pilot.press("x")
+            await wait_for(pilot, lambda: store.get_run(run.id).status == "failed")
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 async def test_edit_tags_and_notes(make_app, seeded_db):

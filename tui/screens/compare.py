@@ -15,18 +15,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, TabbedContent, TabPane
 
 from engine.core.errors import ReasonlabError
-from engine.core.store import Run, RunStore
-from tui.data import (
-    METRIC_TITLES,
-    Outcome,
-    format_duration,
-    format_timestamp,
-    format_value,
-    metric_title,
-    outcomes,
-    spec_diff,
-)
-from tui.queries import open_store
+from engine.core.metrics import TITLES as METRIC_TITLES
+from engine.core.metrics import title as metric_title
+from engine.core.store import Run, RunStore, open_store
+from tui.data import Outcome, format_duration, format_timestamp, format_value, outcomes, spec_diff
 from tui.widgets.metric_chart import MetricChart
 from tui.widgets.outcome_matrix import OutcomeMatrix
 
@@ -160,7 +152,7 @@ class CompareScreen(Screen):
 
     def _show_diff(self, c: Comparison) -> None:
         table = self._table_per_run("#diff-table", "Setting", c)
-        rows = spec_diff([r.spec.to_dict() for r in c.runs])
+        rows = spec_diff([r.spec.relevant() for r in c.runs])
         for key, values in rows:
             table.add_row(key, *(Text(format_value(v) if v != "" else "(empty)") for v in values))
         if not rows:

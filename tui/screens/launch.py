@@ -13,10 +13,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from engine.core.spec import KINDS, RunSpec
+from engine.core.spec import KINDS, PARENT_SETTINGS, RunSpec
 from engine.core.store import Run
-from tui.queries import open_store, parent_candidates
-from tui.widgets.setting_field import PARENT_SETTINGS, SettingField
+from engine.core.store import open_store
+from tui.widgets.setting_field import SettingField
 from tui.widgets.spec_form import SpecForm
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class LaunchScreen(Screen):
     @work(thread=True, group="launch-read")
     def _read_candidates(self) -> None:
         with open_store(self.app.db_path) as store:
-            candidates = {name: parent_candidates(store, name) for name in PARENT_SETTINGS}
+            candidates = {name: store.parent_candidates(provides) for name, provides in PARENT_SETTINGS.items()}
         self.post_message(self.CandidatesRead(candidates))
 
     def on_launch_screen_candidates_read(self, message: CandidatesRead) -> None:

@@ -15,9 +15,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Log, TabbedContent, TabPane
 
 from engine.core.errors import ReasonlabError
-from engine.core.store import FINAL_STATUSES, Run
-from tui.data import CHARTS_BY_KIND, format_duration
-from tui.queries import open_store, sample_counts, samples_after
+from engine.core.metrics import CHARTS_BY_KIND
+from engine.core.processes import cancel_run
+from engine.core.store import FINAL_STATUSES, Run, open_store
+from tui.data import format_duration
 from tui.screens.sample_detail import SampleDialog
 from tui.widgets.metric_chart import MetricChart
 from tui.widgets.run_details import RunDetails
@@ -155,10 +156,10 @@ class RunScreen(Screen):
                 points = {m: store.metric_series(self.run_id, m, state.after_steps.get(m, -1)) for m in metrics}
                 step = store.final_step(self.run_id)
                 after_id = state.sample_after_id if step == state.sample_step else 0
-                samples = [] if step is None else samples_after(
-                    store, self.run_id, step, after_id, state.sample_filter, SAMPLES_PER_POLL
+                samples = [] if step is None else store.samples_after(
+                    self.run_id, step, after_id, state.sample_filter, SAMPLES_PER_POLL
                 )
-                counts = (0, 0) if step is None else sample_counts(store, self.run_id, step)
+                counts = (0, 0) if step is None else store.sample_counts(self.run_id, step)
                 artifacts = store.artifacts(self.run_id)
         except ReasonlabError:
             self.post_message(self.Gone())
@@ -240,7 +241,7 @@ class RunScreen(Screen):
     def _cancel(self) -> None:
         with open_store(self.app.db_path) as store:
             try:
-                note = self.app.launcher.cancel(store, self.run_id)
+                note = cancel_run(store, self.run_id)
             except ReasonlabError as exc:
                 note = str(exc)
         self.post_message(self.Cancelled(note))

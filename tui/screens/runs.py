@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -14,9 +13,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.core.errors import ReasonlabError
-from engine.core.store import ACTIVE_STATUSES, Run
+from engine.core.processes import cancel_run
+from engine.core.store import ACTIVE_STATUSES, Run, RunFilter, RunOrder, RunPage, open_store
 from tui.data import parse_tags
-from tui.queries import RunFilter, RunOrder, RunPage, open_store, run_page
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.edit_run import EditRunDialog
 from tui.widgets.filter_bar import FilterBar
@@ -155,7 +154,7 @@ class RunsScreen(Screen):
     def _load(self, request: tuple[RunFilter, RunOrder, int]) -> None:
         with open_store(self.app.db_path) as store:
             store.reap_dead_runs()
-            page = run_page(store, *request)
+            page = store.run_page(*request)
             tags = store.all_tags()
         self.post_message(self.Loaded(request, page, tags))
 
@@ -276,7 +275,7 @@ class RunsScreen(Screen):
     def _cancel(self, run_id: int) -> None:
         with open_store(self.app.db_path) as store:
             try:
-                note = self.app.launcher.cancel(store, run_id)
+                note = cancel_run(store, run_id)
             except ReasonlabError as exc:
                 note = str(exc)
         self.post_message(self.Done(note))
@@ -298,14 +297,15 @@ class RunsScreen(Screen):
     @work(thread=True, group="runs-write")
     def _delete(self, ids: list[int]) -> None:
         with open_store(self.app.db_path) as store:
+            deleted, refused = [], []
             for run_id in ids:
                 try:
-                    run = store.delete_run(run_id)
-                except ReasonlabError:
-                    continue  # already deleted elsewhere
-                if run.run_dir:
-                    shutil.rmtree(run.run_dir, ignore_errors=True)
-        self.post_message(self.Done(f"Deleted {len(ids)} run{'s' if len(ids) > 1 else ''}.", tuple(ids)))
+                    store.delete_run(run_id, remove_files=True)
+                    deleted.append(run_id)
+                except ReasonlabError as exc:
+                    refused.append(str(exc))
+        note = f"Deleted {len(deleted)} run{'s' if len(deleted) != 1 else ''}."
+        self.post_message(self.Done(" ".join([note, *refused]), tuple(deleted)))
 
     def action_edit(self) -> None:
         row = self.table.current_run

@@ -8,8 +8,7 @@ from textual.message import Message
 from textual.widgets import Input, Select
 
 from engine.core.spec import KINDS
-from engine.core.store import ACTIVE_STATUSES, FINAL_STATUSES
-from tui.queries import RunFilter
+from engine.core.store import ACTIVE_STATUSES, FINAL_STATUSES, RunFilter
 
 
 class FilterBar(Horizontal):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from textual.color import Color
 from textual_plotext import PlotextPlot
 
-from tui.data import downsample, metric_title
+from engine.core.metrics import title as metric_title
+from tui.data import downsample
 
 SERIES_COLOURS = ("primary", "accent", "success", "warning", "error", "secondary")
 """Theme variables that colour the series, in order."""

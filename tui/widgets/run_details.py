@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Static
 
+from engine.core.spec import setting_text
 from engine.core.store import Run
 from tui.data import format_bytes, format_duration, format_timestamp, format_value
 
@@ -56,7 +57,7 @@ class RunDetails(Horizontal):
             table = self.query_one("#spec-table", DataTable)
             table.clear()
             for key, value in spec.items():
-                table.add_row(key, Text(format_value(value)))
+                table.add_row(key, Text(format_value(value) if value is not None else setting_text(value)))
         if artifacts != self._artifacts:
             self._artifacts = artifacts
             table = self.query_one("#artifacts-table", DataTable)

@@ -10,7 +10,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from tui.data import STATUS_THEME_COLOURS, format_duration, format_timestamp, format_value
-from tui.queries import RunOrder, RunRow
+from engine.core.store import RunOrder, RunRow
 
 
 @dataclass(frozen=True)

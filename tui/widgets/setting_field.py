@@ -11,12 +11,11 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select
 
 from engine.core.errors import SpecError
-from engine.core.spec import RunSpec
+from engine.core.spec import PARENT_SETTINGS, RunSpec, run_id_in, setting_text
 
-PARENT_SETTINGS = {"data": "rollout data", "adapter": "adapter"}
 PLACEHOLDERS = {"data": "run id or JSON file", "adapter": "run id or adapter folder"}
-"""Settings that may name another run (the first one set becomes the parent run); the form
-offers suitable completed runs for them."""
+PARENT_NOUNS = {"adapter": "run with an adapter", "rollout": "rollout run"}
+"""What a parent setting's run must be, in words, by what it provides (see PARENT_SETTINGS)."""
 
 
 class SettingField(Vertical):
@@ -47,7 +46,7 @@ class SettingField(Vertical):
         if meta["maximum"] is not None:
             limits.append(f"max {meta['maximum']:g}")
         default = RunSpec.default_for(self.kind, self.setting_name)
-        extra = f" Default: {default!r}." if default != "" else ""
+        extra = f" Default: {setting_text(default)}." if default != "" else ""
         return meta["help"] + extra + (f" ({', '.join(limits)})" if limits else "")
 
     def compose(self) -> ComposeResult:
@@ -62,7 +61,7 @@ class SettingField(Vertical):
             else:
                 if self.setting_name in PARENT_SETTINGS:
                     yield Select(
-                        [], prompt=f"choose a run ({PARENT_SETTINGS[self.setting_name]})", compact=True,
+                        [], prompt=f"choose a {PARENT_NOUNS[PARENT_SETTINGS[self.setting_name]]}", compact=True,
                         classes="parent-picker",
                     )
                 yield Input(
@@ -94,8 +93,9 @@ class SettingField(Vertical):
         """Show the reason the current text is refused, if it is; True when it is accepted."""
         text = self.text.strip()
         reason = None
-        if self.setting_name in PARENT_SETTINGS and text.isdigit() and int(text) not in self.candidate_ids:
-            reason = f"run #{text} is not a completed run with {PARENT_SETTINGS[self.setting_name]}"
+        run_id = run_id_in(text)
+        if self.setting_name in PARENT_SETTINGS and run_id is not None and run_id not in self.candidate_ids:
+            reason = f"run #{run_id} is not a completed {PARENT_NOUNS[PARENT_SETTINGS[self.setting_name]]}"
         else:
             try:
                 RunSpec.from_text(self.kind, {self.setting_name: text})

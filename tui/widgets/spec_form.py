@@ -7,11 +7,13 @@ from textual.containers import VerticalScroll
 
 from engine.core.errors import SpecError
 from engine.core.spec import RunSpec
-from tui.widgets.setting_field import PARENT_SETTINGS, SettingField
+from tui.widgets.setting_field import SettingField
 
 
 def default_text(kind: str, name: str) -> str:
-    return str(RunSpec.default_for(kind, name))
+    """The text a field starts with: the kind's default, empty for a pipeline's per-stage one."""
+    default = RunSpec.default_for(kind, name)
+    return "" if default is None else str(default)
 
 
 class SpecForm(VerticalScroll):
@@ -52,7 +54,7 @@ class SpecForm(VerticalScroll):
         invalid = [f for f in fields if not f.validate()]
         if not invalid:
             try:
-                spec = RunSpec.from_text(self.kind, {f.setting_name: f.text for f in fields})
+                spec = RunSpec.from_text(self.kind, self.edited())
             except SpecError as exc:
                 field = self.field(exc.field)
                 field.show_error(exc.reason)
@@ -60,6 +62,4 @@ class SpecForm(VerticalScroll):
         if invalid:
             invalid[0].query_one(f"#input-{invalid[0].setting_name}").focus()
             return None
-        parents = [getattr(spec, name) for name in PARENT_SETTINGS if name in {f.setting_name for f in fields}]
-        parent_id = next((int(p) for p in parents if p.isdigit()), None)
-        return spec, parent_id
+        return spec, spec.parent_run_id()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -14,11 +16,12 @@ from pathlib import Path
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from engine.core.errors import ReasonlabError
 from engine.core.processes import cancel_run
 from engine.core.spec import KINDS, RunSpec, setting_text
-from engine.core.store import DB_ENV, Run, RunStore
+from engine.core.store import DB_ENV, Run, RunStore, UnreadableRun
 
 KIND_HELP = {
     "eval": "evaluate a model (optionally with an adapter) on a dataset",
@@ -85,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     except ReasonlabError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         return 1
+    except sqlite3.DatabaseError as exc:  # a page corrupted or the file made read-only while open
+        database = getattr(args, "db", None) or os.environ.get(DB_ENV) or "runs.db"
+        console.print(
+            f"[red]error:[/red] run database {database}: {exc}; check the file (permissions, disk) or pass another --db path.",
+            highlight=False, soft_wrap=True,
+        )
+        return 1
 
 
 def _run_kind(args, console: Console) -> int:
@@ -150,14 +160,22 @@ def _runs(args, console: Console) -> int:
             column, justify="right" if column in ("id", "acc", "loss", "duration") else "left",
             no_wrap=True, overflow="ellipsis", min_width=None if flexible else width, max_width=20 if flexible else None,
         )
+    unreadable = []
     for run in store.list_runs(kind=args.kind, status=args.status, tag=args.tag, limit=args.limit):
+        if isinstance(run, UnreadableRun):
+            table.add_row(str(run.id), Text("unreadable"), Text(run.kind), Text(run.status))
+            unreadable.append(run.reason)
+            continue
         table.add_row(
             str(run.id), run.name, run.kind, run.status, Path(run.spec.model).name,
             _fmt(run.summary.get("accuracy")), _fmt(run.summary.get("loss")),
             time.strftime("%m-%d %H:%M", time.localtime(run.started_at)) if run.started_at else "",
             f"{run.duration:.0f} s" if run.duration is not None else "",
         )
-    _stdout_console().print(table)
+    out = _stdout_console()
+    out.print(table)
+    for reason in unreadable:
+        out.print(Text(reason))
     return 0
 
 
@@ -200,8 +218,8 @@ def _cancel(args, console: Console) -> int:
 
 
 def _delete(args, console: Console) -> int:
-    run = RunStore(args.db).delete_run(args.run, remove_files=not args.keep_files)
-    console.print(f"deleted run {run.id}" + ("" if args.keep_files else f" and its folder {run.run_dir}"), highlight=False)
+    folder = RunStore(args.db).delete_run(args.run, remove_files=not args.keep_files)
+    console.print(f"deleted run {args.run}" + ("" if args.keep_files else f" and its folder {folder}"), highlight=False)
     return 0
 
 

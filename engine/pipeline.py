@@ -22,10 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.datasets import save_examples
-from engine.core.errors import RunCancelled
+from engine.core.errors import ReasonlabError, RunCancelled
 from engine.core.metrics import ACCURACY, ANSWER_RATE, CORRECT_RATE, RFT_ROWS, SUCCESS_RATE
 from engine.runner import execute
 from engine.core.spec import RunSpec
+from engine.core.store import UnreadableRun
 from engine.tasks import get_task
 from engine.tasks.base import Example
 from engine.training import training_questions
@@ -51,6 +52,9 @@ def run_pipeline(ctx) -> None:
     plan = stages(spec)
     tag = f"pipeline:{ctx.run.id}"
     children = sorted(store.list_runs(tag=tag), key=lambda run: run.id)
+    for child in children:
+        if isinstance(child, UnreadableRun):
+            raise ReasonlabError(child.reason)
     parent_id, adapter_run = ctx.run.id, ""
     for index, stage in enumerate(plan):
         ctx.tracker.progress(index, len(plan))

@@ -186,3 +186,39 @@ def test_many_connections_creating_one_new_database_at_once(tmp_path):
         thread.join()
     assert errors == []
     assert not migrations.pending(RunStore(path).db)
+
+
+def test_a_foreign_sqlite_file_is_refused_at_once_and_left_unchanged(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as other:
+        other.execute("create table runs (id integer primary key, what text)")
+    before = path.read_bytes()
+    with pytest.raises(ReasonlabError, match="not a reasonlab store"):
+        RunStore(path)
+    assert path.read_bytes() == before and not (tmp_path / "other.db-wal").exists()
+
+
+def test_an_unreadable_row_is_listed_as_such_and_can_be_deleted(db_path, capsys):
+    from engine.cli import main
+
+    store = RunStore(db_path)
+    good = store.create_run(RunSpec(kind="eval", name="fine"))
+    bad = store.create_run(RunSpec(kind="sft"))
+    with store.transaction():
+        store.db.execute("update runs set spec = ?, tags = ? where id = ?", ['{"batch_size": "abc"}', "{oops", bad.id])
+    listed = store.list_runs()
+    assert [type(r).__name__ for r in listed] == ["UnreadableRun", "Run"]
+    assert "batch_size" in listed[0].reason and f"delete {bad.id}" in listed[0].reason
+    assert main(["runs"]) == 0
+    out = capsys.readouterr().out
+    assert "fine" in out and "unreadable" in out
+    assert main(["show", str(bad.id)]) == 1
+    assert "stored record is unreadable" in capsys.readouterr().err
+    from engine.core.store import RunFilter, RunOrder
+
+    page = store.run_page(RunFilter(), RunOrder(), 10)
+    assert page.total == 2 and page.rows[0].tags == ("(unreadable tags)",)
+    assert main(["delete", str(bad.id)]) == 0
+    assert [r.id for r in store.list_runs()] == [good.id]

@@ -81,6 +81,18 @@ class Run:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Run":
+        """The run a row describes; a row whose stored JSON no longer reads is a one-line
+        error naming the run and what to do."""
+        try:
+            return cls._parse(row)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ReasonlabError(
+                f"Run {row['id']}'s stored record is unreadable ({exc}); `python -m engine delete {row['id']}` "
+                "removes it."
+            ) from None
+
+    @classmethod
+    def _parse(cls, row: dict[str, Any]) -> "Run":
         return cls(
             id=row["id"], kind=row["kind"], name=row["name"] or "", status=row["status"],
             spec=RunSpec.from_dict(json.loads(row["spec"]) | {"kind": row["kind"]}), created_at=row["created_at"],
@@ -112,6 +124,17 @@ SORT_EXPRESSIONS = {
     "started": "started_at",
     "duration": "(coalesce(finished_at, ?) - started_at)",
 }
+
+
+@dataclass(frozen=True)
+class UnreadableRun:
+    """A row that no longer reads as a run (hand-edited, or written by a newer version): lists
+    show it with the reason instead of failing for every run."""
+
+    id: int
+    kind: str
+    status: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -173,6 +196,7 @@ class RunStore:
             self.db.execute("PRAGMA busy_timeout = 10000")
             self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.execute("PRAGMA foreign_keys = ON")
+            self._refuse_foreign_database()
             self._prepare()
         except sqlite_utils.db.sqlite3.DatabaseError as exc:
             raise ReasonlabError(
@@ -180,6 +204,18 @@ class RunStore:
             ) from None
         self.runs_root = runs_root(self.path)
         """Where this database's runs keep their files: `<db file>.runs/<id>/`."""
+
+    def _refuse_foreign_database(self) -> None:
+        """Refuse, before writing anything, an SQLite file that holds tables but no record of
+        reasonlab's migrations: it belongs to something else."""
+        tables = {name for (name,) in self.db.execute("select name from sqlite_master where type = 'table'")}
+        if not tables or migrations.migrations_table in tables:
+            return
+        listed = ", ".join(sorted(tables)[:5])
+        raise ReasonlabError(
+            f"{self.path} is an SQLite database but not a reasonlab store (it holds {listed}); "
+            "pass another --db path."
+        )
 
     def _prepare(self, attempts: int = 50) -> None:
         """Switch to WAL and apply pending migrations, only when needed: an up-to-date database
@@ -255,12 +291,18 @@ class RunStore:
         tag: str | None = None,
         search: str | None = None,
         limit: int | None = None,
-    ) -> list[Run]:
+    ) -> list[Run | UnreadableRun]:
         where, args = _filter_sql(RunFilter(kind, status, tag, search or ""))
         sql = f"select * from runs{where} order by id desc"
         if limit:
             sql += f" limit {int(limit)}"
-        return [Run.from_row(r) for r in self.db.query(sql, args)]
+        runs: list[Run | UnreadableRun] = []
+        for row in self.db.query(sql, args):
+            try:
+                runs.append(Run.from_row(row))
+            except ReasonlabError as exc:
+                runs.append(UnreadableRun(row["id"], row["kind"], row["status"], str(exc)))
+        return runs
 
     def run_page(self, run_filter: RunFilter, order: RunOrder, limit: int) -> RunPage:
         """The first `limit` runs matching the filter in `order` (runs without a value sort last)."""
@@ -280,7 +322,7 @@ class RunStore:
             [
                 RunRow(
                     id=r[0], name=r[1] or "", kind=r[2], status=r[3], model=r[4] or "",
-                    started_at=r[5], finished_at=r[6], tags=tuple(json.loads(r[7] or "[]")),
+                    started_at=r[5], finished_at=r[6], tags=_readable_tags(r[7]),
                     accuracy=r[8], loss=r[9],
                 )
                 for r in rows
@@ -360,14 +402,18 @@ class RunStore:
     def set_progress(self, run_id: int, done: int, total: int | None) -> None:
         self.update_run(run_id, progress_done=done, progress_total=total)
 
-    def delete_run(self, run_id: int, *, remove_files: bool = True) -> Run:
-        """Delete a run's rows and, with `remove_files`, its folder. A running run with a live
+    def delete_run(self, run_id: int, *, remove_files: bool = True) -> str:
+        """Delete a run's rows and, with `remove_files`, its folder (returned). Works on a row
+        that no longer reads as a run. A running run with a live
         process is refused (cancel it first), and so is a folder outside this database's runs
         folder: nothing outside it is ever deleted."""
-        run = self.get_run(run_id)
-        if run.status == "running" and run.owner is not None and run.owner.is_alive():
+        row = self.db.execute("select status, pid, pid_started, run_dir from runs where id = ?", [run_id]).fetchone()
+        if row is None:
+            raise ReasonlabError(f"No run with id {run_id} in {self.path}; `python -m engine runs` lists them.")
+        status, pid, started, run_dir = row
+        if status == "running" and pid is not None and started is not None and Owner(pid, started).is_alive():
             raise ReasonlabError(f"Run {run_id} is running; cancel it first (`python -m engine cancel {run_id}`).")
-        folder = checked_run_folder(self.runs_root, run.id, run.run_dir) if remove_files else None
+        folder = checked_run_folder(self.runs_root, run_id, run_dir) if remove_files else None
         with self.transaction():
             for table in ("metrics", "samples", "artifacts"):
                 self.db.execute(f"delete from {table} where run_id = ?", [run_id])
@@ -375,13 +421,15 @@ class RunStore:
             self.db.execute("delete from runs where id = ?", [run_id])
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-        return run
+        return run_dir or ""
 
     def reap_dead_runs(self) -> list[int]:
         """Mark running runs whose process is gone (killed, crashed, machine restarted) as
         failed. A run whose recorded owner is not a live process with the same start time is
         dead, whatever now holds its pid."""
-        reaped = []
+        reaped: list[int] = []
+        if self.db.execute("pragma query_only").fetchone()[0] or not os.access(self.path, os.W_OK):
+            return reaped  # a read-only database is listed as stored
         rows = self.db.execute("select id, pid, pid_started from runs where status = 'running'").fetchall()
         for run_id, pid, started in rows:
             if pid is not None and started is not None and Owner(pid, started).is_alive():
@@ -564,6 +612,15 @@ def _filter_sql(f: RunFilter) -> tuple[str, list[Any]]:
         )
         args += [like, like, like, like, like, search.lstrip("#")]
     return (" where " + " and ".join(clauses) if clauses else ""), args
+
+
+def _readable_tags(text: str | None) -> tuple[str, ...]:
+    """A row's tags for a list; tags that no longer read show as one marker tag."""
+    try:
+        tags = json.loads(text or "[]")
+    except ValueError:
+        return ("(unreadable tags)",)
+    return tuple(str(t) for t in tags) if isinstance(tags, list) else ("(unreadable tags)",)
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -64,14 +64,14 @@ def test_adapter_loads_back_and_changes_outputs(tiny_model_dir, db_path):
 
 
 @pytest.mark.parametrize(("kind", "steps"), [("sft", 6), ("rft", 3)])
-def test_epochs_zero_takes_the_kind_default(tiny_model_dir, db_path, tmp_path, kind, steps):
-    """SFT on direct answers defaults to 6 passes, RFT to 3 (a pipeline passes 0 to its stages)."""
+def test_unset_epochs_take_the_kind_default(tiny_model_dir, db_path, tmp_path, kind, steps):
+    """SFT on direct answers defaults to 6 passes, RFT to 3 (a pipeline's stages inherit no value)."""
     data = tmp_path / "rft.json"
     task = get_task("unit_conversion")
     data.write_text(json.dumps([[e.question, e.answer, task.completion(e, "cot")] for e in task.load("train")[:8]]))
     store = RunStore(db_path)
     fields = {"data": str(data)} if kind == "rft" else {}
-    run = execute(store, store.create_run(_sft_spec(tiny_model_dir, kind=kind, epochs=0, limit=8, **fields)).id)
+    run = execute(store, store.create_run(_sft_spec(tiny_model_dir, kind=kind, epochs=None, limit=8, **fields)).id)
     assert run.status == "completed" and run.progress_total == steps  # one step of 8 per epoch
 
 

@@ -71,9 +71,9 @@ class ReasonlabApp(App[None]):
             with open_store(self.db_path) as store:
                 self.launcher.start(store, run.id)
         except (OSError, ReasonlabError) as exc:
-            self.notify(f"Could not start the engine: {exc}", severity="error")
+            self.notify(f"Could not start the engine: {exc}", severity="error", markup=False)
         else:
-            self.notify(f"Started run #{run.id} ({run.kind}).")
+            self.notify(f"Started run #{run.id} ({run.kind}).", markup=False)
         while not isinstance(self.screen, RunsScreen):
             self.pop_screen()
         self.screen.select_when_loaded(run.id)

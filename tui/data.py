@@ -1,6 +1,6 @@
 """Pure helpers for the screens: formatting, spec diffs and outcome matrices.
 
-Nothing here touches the database or Textual, so it is unit-tested on its own.
+Nothing here touches the database or Textual (only rich text), so it is unit-tested on its own.
 """
 
 from __future__ import annotations
@@ -10,6 +10,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rich.text import Text
+
+from engine.core.text import visible
+
 STATUS_THEME_COLOURS = {
     "queued": "foreground-muted",
     "running": "primary",
@@ -18,6 +22,12 @@ STATUS_THEME_COLOURS = {
     "cancelled": "warning",
 }
 """Theme variable that colours each status."""
+
+
+def plain(text: str) -> Text:
+    """A user string (a name, tag, path, error or model output) as literal text: never read as
+    markup, its control characters shown as escapes, its line breaks kept."""
+    return Text("\n".join(visible(line) for line in text.split("\n")))
 
 
 def format_duration(seconds: float | None) -> str:

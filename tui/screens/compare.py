@@ -5,20 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, TabbedContent, TabPane
 
 from engine.core.errors import ReasonlabError
 from engine.core.metrics import TITLES as METRIC_TITLES
 from engine.core.metrics import title as metric_title
 from engine.core.store import Run, RunStore, open_store
-from tui.data import Outcome, format_duration, format_timestamp, format_value, outcomes, spec_diff
+from engine.core.text import visible
+from tui.screens.worker_errors import ReportsWorkerErrors
+from tui.data import Outcome, format_duration, format_timestamp, format_value, outcomes, plain, spec_diff
 from tui.widgets.metric_chart import MetricChart
 from tui.widgets.outcome_matrix import OutcomeMatrix
 
@@ -35,7 +35,7 @@ class Comparison:
 
     @property
     def labels(self) -> list[str]:
-        return [f"#{r.id} {r.label}" for r in self.runs]
+        return [visible(f"#{r.id} {r.label}") for r in self.runs]
 
 
 def metric_order(names: set[str]) -> list[str]:
@@ -55,7 +55,7 @@ def read_comparison(store: RunStore, run_ids: list[int]) -> Comparison:
     return Comparison(runs, series, per_run)
 
 
-class CompareScreen(Screen):
+class CompareScreen(ReportsWorkerErrors):
     CSS_PATH = "compare.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", tooltip="Back to the runs", id="compare.back"),
@@ -108,7 +108,7 @@ class CompareScreen(Screen):
     def action_reload(self) -> None:
         self._read()
 
-    @work(thread=True, exclusive=True, group="compare-read")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="compare-read")
     def _read(self) -> None:
         with open_store(self.app.db_path) as store:
             try:
@@ -119,7 +119,7 @@ class CompareScreen(Screen):
         self.post_message(self.Read(comparison))
 
     def on_compare_screen_failed(self, message: Failed) -> None:
-        self.notify(message.reason, severity="error")
+        self.notify(message.reason, severity="error", markup=False)
         self.dismiss()
 
     async def on_compare_screen_read(self, message: Read) -> None:
@@ -147,14 +147,14 @@ class CompareScreen(Screen):
         """A cleared table with a leading column and one column per compared run."""
         table = self.query_one(selector, DataTable)
         table.clear(columns=True)
-        table.add_columns(first_column, *c.labels)
+        table.add_columns(first_column, *(plain(label) for label in c.labels))
         return table
 
     def _show_diff(self, c: Comparison) -> None:
         table = self._table_per_run("#diff-table", "Setting", c)
         rows = spec_diff([r.spec.relevant() for r in c.runs])
         for key, values in rows:
-            table.add_row(key, *(Text(format_value(v) if v != "" else "(empty)") for v in values))
+            table.add_row(key, *(plain(format_value(v) if v != "" else "(empty)") for v in values))
         if not rows:
             table.add_row("(the specs are identical)", *("" for _ in c.labels))
 
@@ -168,7 +168,7 @@ class CompareScreen(Screen):
             "duration": [format_duration(r.duration) for r in c.runs],
         }
         for name, values in facts.items():
-            table.add_row(name, *(Text(v) for v in values))
+            table.add_row(name, *(plain(v) for v in values))
         for metric in metric_order({m for r in c.runs for m in r.summary}):
             table.add_row(metric_title(metric), *(format_value(r.summary.get(metric)) for r in c.runs))
         table.add_row("questions (final)", *(str(len(o)) for o in c.outcomes))

@@ -9,6 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, TextArea
 
 from engine.core.store import Run
+from tui.data import plain
 
 
 class EditRunDialog(ModalScreen[tuple[str, str] | None]):
@@ -26,7 +27,7 @@ class EditRunDialog(ModalScreen[tuple[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"Tags and notes of run #{self.run.id} {self.run.label}", classes="dialog-title")
+            yield Label(plain(f"Tags and notes of run #{self.run.id} {self.run.label}"), classes="dialog-title")
             yield Label("Tags (separated by spaces or commas)")
             yield Input(" ".join(self.run.tags), id="edit-tags")
             yield Label("Notes")

@@ -10,7 +10,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from engine.core.spec import KINDS, PARENT_SETTINGS, RunSpec
@@ -18,6 +17,7 @@ from engine.core.store import Run
 from engine.core.store import open_store
 from tui.widgets.setting_field import SettingField
 from tui.widgets.spec_form import SpecForm
+from tui.screens.worker_errors import ReportsWorkerErrors
 
 if TYPE_CHECKING:
     from tui.app import ReasonlabApp
@@ -31,7 +31,7 @@ KIND_HELP = {
 }
 
 
-class LaunchScreen(Screen):
+class LaunchScreen(ReportsWorkerErrors):
     CSS_PATH = "launch.tcss"
     BINDINGS = [
         Binding("ctrl+s", "submit", "Launch", tooltip="Create the run and start the engine", id="launch.submit"),
@@ -80,7 +80,7 @@ class LaunchScreen(Screen):
     def form(self) -> SpecForm:
         return self.query_one(SpecForm)
 
-    @work(thread=True, group="launch-read")
+    @work(thread=True, exit_on_error=False, group="launch-read")
     def _read_candidates(self) -> None:
         with open_store(self.app.db_path) as store:
             candidates = {name: store.parent_candidates(provides) for name, provides in PARENT_SETTINGS.items()}
@@ -119,16 +119,21 @@ class LaunchScreen(Screen):
             return
         built = self.form.build()
         if built is None:
-            self.notify("Fix the highlighted settings first.", severity="error")
+            self.notify("Fix the highlighted settings first.", severity="error", markup=False)
             return
         self._submitting = True
         self._create(*built)
 
-    @work(thread=True, group="launch-write")
+    @work(thread=True, exit_on_error=False, group="launch-write")
     def _create(self, spec: RunSpec, parent_id: int | None) -> None:
         with open_store(self.app.db_path) as store:
             run = store.create_run(spec, parent_id=parent_id)
         self.post_message(self.Created(run))
+
+    def worker_failed(self, worker) -> None:
+        super().worker_failed(worker)
+        if worker.group == "launch-write":
+            self._submitting = False  # the form stays, to try again
 
     def on_launch_screen_created(self, message: Created) -> None:
         self.app.start_run(message.run)

@@ -11,14 +11,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Log, TabbedContent, TabPane
 
 from engine.core.errors import ReasonlabError
 from engine.core.metrics import CHARTS_BY_KIND
 from engine.core.processes import cancel_run
 from engine.core.store import FINAL_STATUSES, Run, open_store
-from tui.data import format_duration
+from tui.screens.worker_errors import ReportsWorkerErrors
+from tui.data import format_duration, plain
 from tui.screens.sample_detail import SampleDialog
 from tui.widgets.metric_chart import MetricChart
 from tui.widgets.run_details import RunDetails
@@ -85,7 +85,7 @@ def read_log(path: Path, offset: int | None) -> tuple[list[str], int]:
     return lines, start + end
 
 
-class RunScreen(Screen):
+class RunScreen(ReportsWorkerErrors):
     CSS_PATH = "run.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", tooltip="Back to the runs", id="run.back"),
@@ -147,7 +147,7 @@ class RunScreen(Screen):
             self._polling = True
             self._poll(self.state, self.metrics)
 
-    @work(thread=True, group="run-poll")
+    @work(thread=True, exit_on_error=False, group="run-poll")
     def _poll(self, state: PollState, metrics: tuple[str, ...]) -> None:
         try:
             with open_store(self.app.db_path) as store:
@@ -208,11 +208,11 @@ class RunScreen(Screen):
         parts = [f"#{run.id} {run.label}", run.kind, run.status, run.spec.model]
         if run.duration is not None:
             parts.append(format_duration(run.duration))
-        self.query_one("#run-title", Label).update(" · ".join(parts))
+        self.query_one("#run-title", Label).update(plain(" · ".join(parts)))
         self.query_one(RunProgress).show(run)
 
     def on_run_screen_gone(self) -> None:
-        self.notify(f"Run #{self.run_id} no longer exists.", severity="warning")
+        self.notify(f"Run #{self.run_id} no longer exists.", severity="warning", markup=False)
         self.dismiss()
 
     # -- actions --------------------------------------------------------------------------
@@ -237,7 +237,7 @@ class RunScreen(Screen):
     def action_cancel_run(self) -> None:
         self._cancel()
 
-    @work(thread=True, group="run-write")
+    @work(thread=True, exit_on_error=False, group="run-write")
     def _cancel(self) -> None:
         with open_store(self.app.db_path) as store:
             try:
@@ -247,5 +247,5 @@ class RunScreen(Screen):
         self.post_message(self.Cancelled(note))
 
     def on_run_screen_cancelled(self, message: Cancelled) -> None:
-        self.notify(message.note)
+        self.notify(message.note, markup=False)
         self._timer.resume()

@@ -9,12 +9,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.core.errors import ReasonlabError
 from engine.core.processes import cancel_run
 from engine.core.store import ACTIVE_STATUSES, Run, RunFilter, RunOrder, RunPage, open_store
+from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.data import parse_tags
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.edit_run import EditRunDialog
@@ -39,7 +39,7 @@ EMPTY_DATABASE = (
 EMPTY_FILTERED = "No runs match these filters. Clear them, or press [b]/[/b] to change the search."
 
 
-class RunsScreen(Screen):
+class RunsScreen(ReportsWorkerErrors):
     CSS_PATH = "runs.tcss"
     BINDINGS = [
         Binding(
@@ -150,13 +150,18 @@ class RunsScreen(Screen):
         self._stale = False
         self._load((self.run_filter, self.order, self.limit))
 
-    @work(thread=True, group="runs-load")
+    @work(thread=True, exit_on_error=False, group="runs-load")
     def _load(self, request: tuple[RunFilter, RunOrder, int]) -> None:
         with open_store(self.app.db_path) as store:
             store.reap_dead_runs()
             page = store.run_page(*request)
             tags = store.all_tags()
         self.post_message(self.Loaded(request, page, tags))
+
+    def worker_failed(self, worker) -> None:
+        super().worker_failed(worker)
+        if worker.group == "runs-load":
+            self._loading = False  # the next poll reads again
 
     def on_runs_screen_loaded(self, message: Loaded) -> None:
         self._loading = False
@@ -255,7 +260,7 @@ class RunsScreen(Screen):
     def action_compare(self) -> None:
         marked = sorted(self.table.marked)
         if len(marked) < 2:
-            self.notify("Select two or more runs with space, then press c.", severity="warning")
+            self.notify("Select two or more runs with space, then press c.", severity="warning", markup=False)
             return
         self.app.compare(marked)
 
@@ -271,7 +276,7 @@ class RunsScreen(Screen):
         if row is not None:
             self._cancel(row.id)
 
-    @work(thread=True, group="runs-write")
+    @work(thread=True, exit_on_error=False, group="runs-write")
     def _cancel(self, run_id: int) -> None:
         with open_store(self.app.db_path) as store:
             try:
@@ -288,13 +293,13 @@ class RunsScreen(Screen):
         active = [i for i in ids if i in rows and rows[i].status in ACTIVE_STATUSES]
         if active:
             listed = ", ".join(f"#{i}" for i in active)
-            self.notify(f"Cancel {listed} before deleting.", severity="warning")
+            self.notify(f"Cancel {listed} before deleting.", severity="warning", markup=False)
             return
         what = f"run #{ids[0]}" if len(ids) == 1 else f"{len(ids)} runs ({', '.join(f'#{i}' for i in ids)})"
         question = f"Delete {what} with its metrics, samples and files (artifacts included)?"
         self.app.push_screen(ConfirmDialog(question, "Delete"), lambda ok: ok and self._delete(ids))
 
-    @work(thread=True, group="runs-write")
+    @work(thread=True, exit_on_error=False, group="runs-write")
     def _delete(self, ids: list[int]) -> None:
         with open_store(self.app.db_path) as store:
             deleted, refused = [], []
@@ -312,7 +317,7 @@ class RunsScreen(Screen):
         if row is not None:
             self._read_run(row.id)
 
-    @work(thread=True, group="runs-read")
+    @work(thread=True, exit_on_error=False, group="runs-read")
     def _read_run(self, run_id: int) -> None:
         with open_store(self.app.db_path) as store:
             try:
@@ -328,7 +333,7 @@ class RunsScreen(Screen):
             EditRunDialog(run), lambda result: result and self._save(run.id, *result)
         )
 
-    @work(thread=True, group="runs-write")
+    @work(thread=True, exit_on_error=False, group="runs-write")
     def _save(self, run_id: int, tags: str, notes: str) -> None:
         with open_store(self.app.db_path) as store:
             store.update_run(run_id, tags=parse_tags(tags), notes=notes)
@@ -336,5 +341,5 @@ class RunsScreen(Screen):
 
     def on_runs_screen_done(self, message: Done) -> None:
         self.table.marked.difference_update(message.deleted)
-        self.notify(message.note)
+        self.notify(message.note, markup=False)
         self.reload()

@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Checkbox, DataTable, Label
 
+from engine.core.text import visible
 from tui.data import Outcome, outcome_matrix
 
 
@@ -42,10 +43,10 @@ class OutcomeMatrix(Vertical):
         table.clear(columns=True)
         table.add_column("Question", key="question", width=40)
         for i, label in enumerate(self.labels):
-            table.add_column(label, key=f"run-{i}")
+            table.add_column(Text(label), key=f"run-{i}")
         for n, (question, cells) in enumerate(rows):
             table.add_row(
-                Text(" ".join(question.split()), no_wrap=True, overflow="ellipsis"),
+                Text(visible(" ".join(question.split())), no_wrap=True, overflow="ellipsis"),
                 *(Text(c.symbol if c else "·", justify="center") for c in cells),
                 key=str(n),
             )

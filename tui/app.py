@@ -12,7 +12,7 @@ from textual.binding import Binding
 
 from engine.core.errors import ReasonlabError
 from engine.core.processes import ENGINE_COMMAND, Launcher
-from engine.core.store import Run, RunStore, default_db_path, open_store
+from engine.core.store import RESUMABLE_STATUSES, Run, RunStore, default_db_path, open_store
 from tui.commands import ReasonlabCommands
 from tui.screens.compare import CompareScreen
 from tui.screens.help import HelpScreen
@@ -25,7 +25,8 @@ HELP_SECTIONS = (
      "tag, search, sort by any column (click a header, or s and r), select runs with space.",
      RunsScreen),
     ("Launch", "A form for each kind of run with the engine's defaults. Invalid values are refused "
-     "as you type; adapter and data can name a completed run (pick it from the list) or a path.",
+     "as you type; adapter and data can name a completed run (pick it from the list) or a path. "
+     "Enter moves to the next field; ctrl+s shows a review, and only its confirmation launches.",
      LaunchScreen),
     ("Run", "Live charts against steps, progress and ETA, generated samples (enter shows one in "
      "full), the log tail, the spec and the artifacts.", RunScreen),
@@ -64,6 +65,27 @@ class ReasonlabApp(App[None]):
 
     def launch(self, kind: str = "eval") -> None:
         self.push_screen(LaunchScreen(kind))
+
+    def clone(self, run: Run) -> None:
+        """The launch form, prefilled with the settings `run` was given."""
+        self.push_screen(LaunchScreen(initial=run.spec, title=f"New run, cloned from #{run.id} {run.label}"))
+
+    def resume_run(self, run_id: int) -> bool:
+        """Start the engine's `resume` on a cancelled or failed run; False when it was not
+        started. The engine claims the run atomically, so a second resume of the same run is
+        refused, never run twice."""
+        try:
+            with open_store(self.db_path) as store:
+                run = store.get_run(run_id)
+                if run.status not in RESUMABLE_STATUSES:
+                    self.notify(f"Run #{run_id} is {run.status}; only cancelled or failed runs can be resumed.", severity="warning", markup=False)
+                    return False
+                self.launcher.start(store, run_id, resume=True)
+        except (OSError, ReasonlabError) as exc:
+            self.notify(f"Could not resume run #{run_id}: {exc}", severity="error", markup=False)
+            return False
+        self.notify(f"Resuming run #{run_id} ({run.kind}).", markup=False)
+        return True
 
     def start_run(self, run: Run) -> None:
         """Start the engine on a run just created by the launch screen and show it in the list."""

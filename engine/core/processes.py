@@ -69,10 +69,13 @@ class Owner:
         return True
 
 
-def start_detached(run_id: int, db_path: Path, log_path: Path, engine: Sequence[str] = ENGINE_COMMAND) -> subprocess.Popen:
-    """Start `<engine> start RUN --db PATH` in its own session, so it outlives whoever started
-    it (the app), with its output appended to the run's log. The engine claims the run itself."""
-    command = [*engine, "start", str(run_id), "--db", str(db_path)]
+def start_detached(
+    run_id: int, db_path: Path, log_path: Path, engine: Sequence[str] = ENGINE_COMMAND, *, resume: bool = False,
+) -> subprocess.Popen:
+    """Start `<engine> start RUN --db PATH` (`resume` with `resume`) in its own session, so it
+    outlives whoever started it (the app), with its output appended to the run's log. The
+    engine claims the run itself, atomically."""
+    command = [*engine, "resume" if resume else "start", str(run_id), "--db", str(db_path)]
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             command, start_new_session=True, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -88,9 +91,9 @@ class Launcher:
         self.engine = list(engine)
         self._children: list[subprocess.Popen] = []
 
-    def start(self, store: "RunStore", run_id: int) -> None:
+    def start(self, store: "RunStore", run_id: int, *, resume: bool = False) -> None:
         folder = store.run_folder(store.get_run(run_id))
-        self._children.append(start_detached(run_id, self.db_path, folder / "log.txt", self.engine))
+        self._children.append(start_detached(run_id, self.db_path, folder / "log.txt", self.engine, resume=resume))
 
     def reap(self) -> None:
         self._children = [child for child in self._children if child.poll() is None]

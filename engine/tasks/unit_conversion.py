@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import engine
 from engine import datasets, scoring
+from engine.core.dataset_files import data_dir
 from engine.core.errors import DataError, SpecError
 from engine.tasks.base import ChatTokenizer, Example
 
 MODES = ("direct", "cot")
-DATA_DIR_ENV = "REASONLAB_DATA_DIR"
 # 5000 train questions: a 135M model answering directly (SFT) needs that many to learn the
 # factors; with 1000 it scored 0.10-0.36 on valid for 3 to 20 epochs (see README).
 TRAIN_SIZE, VALID_SIZE = 5000, 200
@@ -290,12 +289,6 @@ def _is_round(x: float) -> bool:
     """Whether `x` is exact in 4 significant digits (60, 3.6, 5280): dividing by such a
     factor reads naturally, while dividing by 2.20462 is harder than multiplying by 0.453592."""
     return math.isclose(float(f"{x:.4g}"), x, rel_tol=1e-9)
-
-
-def data_dir() -> Path:
-    """Where 'train' and 'valid' live: $REASONLAB_DATA_DIR, else the repository's data folder."""
-    override = os.environ.get(DATA_DIR_ENV)
-    return Path(override) if override else Path(engine.__file__).resolve().parent.parent / "data"
 
 
 def _check_mode(mode: str) -> None:

@@ -1,4 +1,4 @@
-"""A stand-in for `python -m engine` in the TUI tests: `start RUN --db PATH` only.
+"""A stand-in for `python -m engine` in the TUI tests: `start` or `resume RUN --db PATH` only.
 
 It writes what the real engine writes (status, pid, metrics, progress, samples, an artifact)
 in about a second, using the run core only. FAKE_ENGINE_SECONDS makes it run longer (for
@@ -27,9 +27,9 @@ def on_sigterm(_signum, _frame) -> None:
     raise RunCancelled()
 
 
-def run(store: RunStore, run_id: int, seconds: float) -> None:
-    run = store.claim_run(run_id, Owner.of_this_process(), {"engine": "fake"}, resume=False)
-    print(f"fake engine: run {run_id} ({run.kind}) started", flush=True)
+def run(store: RunStore, run_id: int, seconds: float, resume: bool) -> None:
+    run = store.claim_run(run_id, Owner.of_this_process(), {"engine": "fake"}, resume=resume)
+    print(f"fake engine: run {run_id} ({run.kind}) {'resumed' if resume else 'started'}", flush=True)
     for step in range(1, STEPS + 1):
         time.sleep(seconds / STEPS)
         now = time.time()
@@ -60,14 +60,14 @@ def run(store: RunStore, run_id: int, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["start"])
+    parser.add_argument("command", choices=["start", "resume"])
     parser.add_argument("run_id", type=int)
     parser.add_argument("--db", required=True)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, on_sigterm)
     store = RunStore(args.db)
     try:
-        run(store, args.run_id, float(os.environ.get("FAKE_ENGINE_SECONDS", "1")))
+        run(store, args.run_id, float(os.environ.get("FAKE_ENGINE_SECONDS", "1")), args.command == "resume")
     except RunCancelled:
         store.mark_finished(args.run_id, "cancelled", "Cancelled by SIGTERM")
         print("fake engine: cancelled", flush=True)

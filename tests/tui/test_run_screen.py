@@ -7,6 +7,7 @@ from engine.core.store import RunStore
 from tests.tui.conftest import wait_for
 from textual.widgets import DataTable, Log, Select
 
+from tui.screens.confirm import ConfirmDialog
 from tui.screens.run import RunScreen, read_log
 from tui.screens.sample_detail import SampleDialog
 from tui.widgets.metric_chart import MetricChart
@@ -52,6 +53,28 @@ async def test_points_appear_while_the_run_goes_on(make_app, db_path, monkeypatc
         assert [s for s, _ in loss.series[""]] == list(range(1, 11))  # each point once
         assert app.screen.query_one(SamplesView).query_one(DataTable).row_count == 6
         assert any("fake engine: done" in line for line in app.screen.query_one(Log).lines)
+
+
+async def test_cancel_after_confirmation_then_resume_and_follow_the_run(make_app, db_path, monkeypatch):
+    monkeypatch.setenv("FAKE_ENGINE_SECONDS", "60")
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="sft"))
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.launcher.start(store, run.id)
+        app.open_run(run.id)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.run.status == "running")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.screen is screen and screen.run.status == "cancelled")
+        monkeypatch.setenv("FAKE_ENGINE_SECONDS", "1")
+        await pilot.pause(1.0)  # the screen has stopped polling the finished run
+        await pilot.press("R")
+        await wait_for(pilot, lambda: screen.run.status == "completed")
+        assert any("resumed" in line for line in screen.query_one(Log).lines)
 
 
 def test_read_log_tails_and_continues(tmp_path):

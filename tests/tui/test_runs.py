@@ -1,4 +1,4 @@
-"""The runs screen: filters, search, sorting, delete, cancel, tags and notes."""
+"""The runs screen: filters, search, sorting, delete, cancel, resume, tags and notes."""
 
 from __future__ import annotations
 
@@ -87,17 +87,28 @@ async def test_cancel_running_run(make_app, db_path, monkeypatch):
         app.launcher.start(store, run.id)
         await wait_for(pilot, lambda: [r.status for r in app.screen.query_one(RunsTable)._rows] == ["running"])
         await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
         await wait_for(pilot, lambda: [r.status for r in app.screen.query_one(RunsTable)._rows] == ["cancelled"])
     assert store.get_run(run.id).status == "cancelled"
 
 
-async def test_cancel_run_without_process_marks_it_cancelled(make_app, db_path):
+async def test_cancel_asks_first_and_keeps_the_run_on_no(make_app, db_path):
     store = RunStore(db_path)
     run = store.create_run(RunSpec(kind="eval"))
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: shown_ids(app) == [run.id])
         await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        assert app.screen.question.startswith(f"Cancel run #{run.id} eval-{run.id}?")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await pilot.pause(0.5)
+        assert store.get_run(run.id).status == "queued"
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
         await wait_for(pilot, lambda: [r.status for r in app.screen.query_one(RunsTable)._rows] == ["cancelled"])
     assert store.get_run(run.id).error.startswith("Cancelled before it started")
 
@@ -124,11 +135,29 @@ async def test_cancel_never_signals_a_process_that_reused_the_runs_pid(make_app,
             await wait_for(pilot, lambda: [r.status for r in app.screen.query_one(RunsTable)._rows] == ["failed"])
             store.update_run(run.id, status="running")  # as if read before the reap: cancel must still check
             await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            await pilot.press("y")
             await wait_for(pilot, lambda: store.get_run(run.id).status == "failed")
         assert stranger.poll() is None
     finally:
         stranger.kill()
         stranger.wait()
+
+
+async def test_resume_completes_a_cancelled_run(make_app, seeded_db):
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(shown_ids(app)) == 6)
+        app.screen.query_one(RunsTable).select_run(2)
+        await pilot.press("R")  # completed: refused, nothing starts
+        await pilot.pause(0.5)
+        assert RunStore(seeded_db).get_run(2).environment.get("engine") is None
+        app.screen.query_one(RunsTable).select_run(5)
+        await pilot.press("R")
+        await wait_for(pilot, lambda: RunStore(seeded_db).get_run(5).status == "completed")
+    run = RunStore(seeded_db).get_run(5)
+    assert run.environment == {"engine": "fake"} and run.error is None
+    assert "fake engine: run 5 (eval) resumed" in (Path(run.run_dir) / "log.txt").read_text()
 
 
 async def test_edit_tags_and_notes(make_app, seeded_db):

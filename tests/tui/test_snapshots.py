@@ -11,6 +11,7 @@ from textual.widgets import Input
 from tui.app import ReasonlabApp
 from tui.screens.compare import CompareScreen
 from tui.screens.launch import LaunchScreen
+from tui.screens.review import ReviewDialog
 from tui.screens.run import RunScreen
 from tui.widgets.metric_chart import MetricChart
 from tui.widgets.runs_table import RunsTable
@@ -65,6 +66,23 @@ class TestLaunchScreen:
             pilot.app.screen.query_one("#input-learning_rate", Input).value = "2"
             await pilot.press("ctrl+s")
             await pilot.pause()
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+
+class TestLaunchReview:
+    def test_review_of_a_clone(self, snap_compare, seeded_db):
+        """Clone the rollout run (third row) and review it: adapter with its base model, dataset
+        with its question count, the settings changed from the defaults."""
+
+        async def run_before(pilot):
+            await runs_loaded(pilot)
+            await pilot.press("down", "down", "C")
+            await until(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen) and any(
+                f.candidate_ids for f in pilot.app.screen.query("#setting-adapter").results(SettingField)
+            ))
+            await pilot.press(*"second-look", "ctrl+s")
+            await until(pilot, lambda: isinstance(pilot.app.screen, ReviewDialog))
 
         assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
 

@@ -1,4 +1,7 @@
-"""The launch screen: pick a kind, fill in its settings, start the run."""
+"""The launch screen: pick a kind, fill in its settings, review them, start the run.
+
+Enter moves to the next field and never launches; ctrl+s (or the button) opens the review,
+and only its confirmation creates the run."""
 
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
+from engine.core.errors import ReasonlabError, SpecError
 from engine.core.spec import KINDS, PARENT_SETTINGS, RunSpec
-from engine.core.store import Run
-from engine.core.store import open_store
+from engine.core.store import Run, open_store
+from tui.screens.review import LaunchReview, ReviewDialog, read_review
 from tui.widgets.setting_field import SettingField
 from tui.widgets.spec_form import SpecForm
 from tui.screens.worker_errors import ReportsWorkerErrors
@@ -34,16 +38,31 @@ KIND_HELP = {
 class LaunchScreen(ReportsWorkerErrors):
     CSS_PATH = "launch.tcss"
     BINDINGS = [
-        Binding("ctrl+s", "submit", "Launch", tooltip="Create the run and start the engine", id="launch.submit"),
+        Binding(
+            "ctrl+s", "submit", "Review", tooltip="Review the run, then launch it (enter moves to the next field)",
+            id="launch.submit",
+        ),
         Binding("escape", "app.pop_screen", "Back", tooltip="Back without launching", id="launch.back"),
     ]
 
     class CandidatesRead(Message):
-        """Runs that can be named as a parent, per setting."""
+        """Runs that can be named as a parent, per setting, and the model each adapter run
+        was trained on."""
 
-        def __init__(self, candidates: dict[str, list[tuple[str, int]]]) -> None:
+        def __init__(self, candidates: dict[str, list[tuple[str, int]]], adapter_models: dict[int, str]) -> None:
             super().__init__()
             self.candidates = candidates
+            self.adapter_models = adapter_models
+
+    class Reviewed(Message):
+        """The spec checked against the store: shown for confirmation, or refused inline."""
+
+        def __init__(self, spec: RunSpec, parent_id: int | None, review: LaunchReview | None, refusal: SpecError | None) -> None:
+            super().__init__()
+            self.spec = spec
+            self.parent_id = parent_id
+            self.review = review
+            self.refusal = refusal
 
     class Created(Message):
         """The run is in the database, queued; the app starts it."""
@@ -54,10 +73,14 @@ class LaunchScreen(ReportsWorkerErrors):
 
     app: ReasonlabApp
 
-    def __init__(self, kind: str = "eval") -> None:
+    def __init__(self, kind: str = "eval", initial: RunSpec | None = None, title: str = "New run") -> None:
+        """`initial` prefills the form with a spec's given settings (a clone)."""
         super().__init__()
-        self.kind = kind
+        self.kind = initial.kind if initial is not None else kind
+        self.initial = {name: str(value) for name, value in initial.explicit_values().items()} if initial else {}
+        self.title_text = title
         self.candidates: dict[str, list[tuple[str, int]]] = {}
+        self.adapter_models: dict[int, str] = {}
         self._submitting = False
 
     def compose(self) -> ComposeResult:
@@ -65,14 +88,14 @@ class LaunchScreen(ReportsWorkerErrors):
         with Horizontal(id="launch-bar"):
             yield Label("Kind", id="launch-kind-label")
             yield Select([(k, k) for k in KINDS], value=self.kind, allow_blank=False, compact=True, id="launch-kind")
-            yield Button("Launch", variant="primary", compact=True, id="launch-submit")
+            yield Button("Launch…", variant="primary", compact=True, id="launch-submit")
         yield Static(KIND_HELP[self.kind], id="launch-kind-help")
-        yield SpecForm(self.kind)
+        yield SpecForm(self.kind, self.initial)
         yield Static(id="launch-help")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.sub_title = "New run"
+        self.sub_title = self.title_text
         self._read_candidates()
         self.query_one(SpecForm).query(Input).first().focus()
 
@@ -84,16 +107,25 @@ class LaunchScreen(ReportsWorkerErrors):
     def _read_candidates(self) -> None:
         with open_store(self.app.db_path) as store:
             candidates = {name: store.parent_candidates(provides) for name, provides in PARENT_SETTINGS.items()}
-        self.post_message(self.CandidatesRead(candidates))
+            adapter_models = {}
+            for name, provides in PARENT_SETTINGS.items():
+                for _, run_id in candidates[name] if provides == "adapter" else ():
+                    try:
+                        adapter_models[run_id] = store.get_run(run_id).spec.model
+                    except ReasonlabError:
+                        pass  # deleted since it was listed; the form refuses its id
+        self.post_message(self.CandidatesRead(candidates, adapter_models))
 
     def on_launch_screen_candidates_read(self, message: CandidatesRead) -> None:
         self.candidates = message.candidates
+        self.adapter_models = message.adapter_models
         self._offer_candidates()
 
     def _offer_candidates(self) -> None:
         for form in self.query(SpecForm):  # none while the kind is being switched
             for name, runs in self.candidates.items():
                 form.set_candidates(name, runs)
+            form.set_adapter_models(self.adapter_models)
 
     @on(Select.Changed, "#launch-kind")
     async def _kind_changed(self, event: Select.Changed) -> None:
@@ -112,8 +144,13 @@ class LaunchScreen(ReportsWorkerErrors):
     def on_setting_field_focused(self, message: SettingField.Focused) -> None:
         self.query_one("#launch-help", Static).update(f"{message.field.setting_name}: {message.field.help}")
 
-    @on(Button.Pressed, "#launch-submit")
     @on(Input.Submitted)
+    def _next_field(self, event: Input.Submitted) -> None:
+        """Enter moves on, as in any form; only the review launches."""
+        event.stop()
+        self.focus_next()
+
+    @on(Button.Pressed, "#launch-submit")
     def action_submit(self) -> None:
         if self._submitting:
             return
@@ -122,7 +159,34 @@ class LaunchScreen(ReportsWorkerErrors):
             self.notify("Fix the highlighted settings first.", severity="error", markup=False)
             return
         self._submitting = True
-        self._create(*built)
+        self._review(*built)
+
+    @work(thread=True, exit_on_error=False, group="launch-read")
+    def _review(self, spec: RunSpec, parent_id: int | None) -> None:
+        with open_store(self.app.db_path) as store:
+            try:
+                review, refusal = read_review(store, spec), None
+            except SpecError as exc:
+                review, refusal = None, exc
+        self.post_message(self.Reviewed(spec, parent_id, review, refusal))
+
+    def on_launch_screen_reviewed(self, message: Reviewed) -> None:
+        if message.review is None:
+            self._submitting = False
+            refusal = message.refusal
+            if self.form.has(refusal.field):
+                self.form.field(refusal.field).show_error(refusal.reason)
+                self.form.field(refusal.field).query_one(f"#input-{refusal.field}").focus()
+            self.notify(str(refusal), severity="error", markup=False)
+            return
+
+        def launch_if_confirmed(confirmed: bool | None) -> None:
+            if confirmed:
+                self._create(message.spec, message.parent_id)
+            else:
+                self._submitting = False
+
+        self.app.push_screen(ReviewDialog(message.review), launch_if_confirmed)
 
     @work(thread=True, exit_on_error=False, group="launch-write")
     def _create(self, spec: RunSpec, parent_id: int | None) -> None:

@@ -16,9 +16,10 @@ from textual.widgets import Footer, Header, Label, Log, TabbedContent, TabPane
 from engine.core.errors import ReasonlabError
 from engine.core.metrics import CHARTS_BY_KIND
 from engine.core.processes import cancel_run
-from engine.core.store import FINAL_STATUSES, Run, open_store
-from tui.screens.worker_errors import ReportsWorkerErrors
+from engine.core.store import ACTIVE_STATUSES, FINAL_STATUSES, RESUMABLE_STATUSES, Run, open_store
 from tui.data import format_duration, plain
+from tui.screens.confirm import ConfirmDialog
+from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.screens.sample_detail import SampleDialog
 from tui.widgets.metric_chart import MetricChart
 from tui.widgets.run_details import RunDetails
@@ -93,7 +94,9 @@ class RunScreen(ReportsWorkerErrors):
         Binding("2", "tab('samples')", "Samples", tooltip="Generated samples; enter shows one in full", id="run.samples"),
         Binding("3", "tab('log')", "Log", tooltip="The end of the run's log", id="run.log"),
         Binding("4", "tab('details')", "Details", tooltip="Settings, facts and artifacts", id="run.details"),
-        Binding("x", "cancel_run", "Cancel", tooltip="Cancel the run", id="run.cancel"),
+        Binding("x", "cancel_run", "Cancel", tooltip="Cancel the run (asks first)", id="run.cancel"),
+        Binding("R", "resume_run", "Resume", tooltip="Resume the cancelled or failed run from its last checkpoint", id="run.resume"),
+        Binding("C", "clone", "Clone", tooltip="Open the launch form with this run's settings", id="run.clone"),
     ]
 
     class Polled(Message):
@@ -119,6 +122,8 @@ class RunScreen(ReportsWorkerErrors):
         self.state = PollState()
         self.metrics: tuple[str, ...] = ()
         self._polling = False
+        self._resume_pending = False
+        """A resume was asked for: keep polling until the engine has claimed the run."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -174,7 +179,10 @@ class RunScreen(ReportsWorkerErrors):
             return  # the sample filter changed while reading; the next poll reads again
         r = message.result
         first = self.run is None
+        status_changed = first or self.run.status != r.run.status
         self.run = r.run
+        if status_changed:
+            self.refresh_bindings()
         if first:
             self._first_show(r.run)
         self._show_run(r.run)
@@ -196,7 +204,9 @@ class RunScreen(ReportsWorkerErrors):
             ),
             sample_filter=self.state.sample_filter,
         )
-        if r.run.status in FINAL_STATUSES and not r.has_news:
+        if r.run.status not in FINAL_STATUSES:
+            self._resume_pending = False
+        elif not r.has_news and not self._resume_pending:
             self._timer.pause()  # nothing more will come
 
     def _first_show(self, run: Run) -> None:
@@ -234,8 +244,27 @@ class RunScreen(ReportsWorkerErrors):
     def _sample_opened(self, event: SamplesView.Opened) -> None:
         self.app.push_screen(SampleDialog(event.sample))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Cancel is offered while the run is active, resume once it is cancelled or failed."""
+        if action == "cancel_run":
+            return self.run is None or self.run.status in ACTIVE_STATUSES
+        if action == "resume_run":
+            return self.run is not None and self.run.status in RESUMABLE_STATUSES
+        return True
+
     def action_cancel_run(self) -> None:
-        self._cancel()
+        label = f"#{self.run_id} {self.run.label}" if self.run else f"#{self.run_id}"
+        question = f"Cancel run {label}? A training run saves a checkpoint first; R resumes it."
+        self.app.push_screen(ConfirmDialog(question, "Cancel run"), lambda ok: ok and self._cancel())
+
+    def action_resume_run(self) -> None:
+        if self.app.resume_run(self.run_id):
+            self._resume_pending = True
+            self._timer.resume()
+
+    def action_clone(self) -> None:
+        if self.run is not None:
+            self.app.clone(self.run)
 
     @work(thread=True, exit_on_error=False, group="run-write")
     def _cancel(self) -> None:

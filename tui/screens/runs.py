@@ -13,9 +13,9 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.core.errors import ReasonlabError
 from engine.core.processes import cancel_run
-from engine.core.store import ACTIVE_STATUSES, Run, RunFilter, RunOrder, RunPage, open_store
-from tui.screens.worker_errors import ReportsWorkerErrors
+from engine.core.store import ACTIVE_STATUSES, RESUMABLE_STATUSES, Run, RunFilter, RunOrder, RunPage, open_store
 from tui.data import parse_tags
+from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.edit_run import EditRunDialog
 from tui.widgets.filter_bar import FilterBar
@@ -56,8 +56,18 @@ class RunsScreen(ReportsWorkerErrors):
         Binding("c", "compare", "Compare", tooltip="Compare the selected runs", id="runs.compare"),
         Binding(
             "x", "cancel_run", "Cancel",
-            tooltip="Cancel the run under the cursor",
+            tooltip="Cancel the run under the cursor (asks first)",
             id="runs.cancel",
+        ),
+        Binding(
+            "R", "resume_run", "Resume",
+            tooltip="Resume the cancelled or failed run under the cursor from its last checkpoint",
+            id="runs.resume",
+        ),
+        Binding(
+            "C", "clone", "Clone",
+            tooltip="Open the launch form with the settings of the run under the cursor",
+            id="runs.clone",
         ),
         Binding(
             "d,delete", "delete", "Delete",
@@ -95,11 +105,12 @@ class RunsScreen(ReportsWorkerErrors):
             self.tags = tags
 
     class RunRead(Message):
-        """A run was read in full, to edit its tags and notes."""
+        """A run was read in full, for `purpose`: 'edit' its tags and notes, or 'clone' it."""
 
-        def __init__(self, run: Run) -> None:
+        def __init__(self, run: Run, purpose: str) -> None:
             super().__init__()
             self.run = run
+            self.purpose = purpose
 
     class Done(Message):
         """A change to the runs finished; `note` tells the user what happened."""
@@ -175,6 +186,7 @@ class RunsScreen(ReportsWorkerErrors):
             self.table.select_run(self._select_after_load)
             self._select_after_load = None
         self._show_status()
+        self.refresh_bindings()  # the run under the cursor may have become resumable
 
     def _show_status(self) -> None:
         shown, total = len(self.page.rows), self.page.total
@@ -239,8 +251,16 @@ class RunsScreen(ReportsWorkerErrors):
 
     @on(DataTable.RowHighlighted, "#runs-table")
     def _maybe_load_more(self, event: DataTable.RowHighlighted) -> None:
+        self.refresh_bindings()
         if event.cursor_row == self.table.row_count - 1:
             self.action_more()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Resume is offered only on a run that can be resumed (it keeps the footer short)."""
+        if action == "resume_run":
+            rows = [table.current_run for table in self.query(RunsTable)]
+            return bool(rows) and rows[0] is not None and rows[0].status in RESUMABLE_STATUSES
+        return True
 
     # -- acting on runs -------------------------------------------------------------------
 
@@ -274,7 +294,19 @@ class RunsScreen(ReportsWorkerErrors):
     def action_cancel_run(self) -> None:
         row = self.table.current_run
         if row is not None:
-            self._cancel(row.id)
+            question = f"Cancel run #{row.id} {row.label}? A training run saves a checkpoint first; R resumes it."
+            self.app.push_screen(ConfirmDialog(question, "Cancel run"), lambda ok: ok and self._cancel(row.id))
+
+    def action_resume_run(self) -> None:
+        row = self.table.current_run
+        if row is not None:
+            if self.app.resume_run(row.id):
+                self.reload()
+
+    def action_clone(self) -> None:
+        row = self.table.current_run
+        if row is not None:
+            self._read_run(row.id, "clone")
 
     @work(thread=True, exit_on_error=False, group="runs-write")
     def _cancel(self, run_id: int) -> None:
@@ -315,20 +347,23 @@ class RunsScreen(ReportsWorkerErrors):
     def action_edit(self) -> None:
         row = self.table.current_run
         if row is not None:
-            self._read_run(row.id)
+            self._read_run(row.id, "edit")
 
     @work(thread=True, exit_on_error=False, group="runs-read")
-    def _read_run(self, run_id: int) -> None:
+    def _read_run(self, run_id: int, purpose: str) -> None:
         with open_store(self.app.db_path) as store:
             try:
                 run = store.get_run(run_id)
             except ReasonlabError as exc:
                 self.post_message(self.Done(str(exc)))
                 return
-        self.post_message(self.RunRead(run))
+        self.post_message(self.RunRead(run, purpose))
 
     def on_runs_screen_run_read(self, message: RunRead) -> None:
         run = message.run
+        if message.purpose == "clone":
+            self.app.clone(run)
+            return
         self.app.push_screen(
             EditRunDialog(run), lambda result: result and self._save(run.id, *result)
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from textual import events
 from textual.app import ComposeResult
@@ -10,12 +11,16 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Select
 
-from engine.core.errors import SpecError
+from engine.core.dataset_files import count_rows
+from engine.core.errors import DataError, SpecError
 from engine.core.spec import PARENT_SETTINGS, RunSpec, run_id_in, setting_text
 
 PLACEHOLDERS = {"data": "run id or JSON file", "adapter": "run id or adapter folder"}
 PARENT_NOUNS = {"adapter": "run with an adapter", "rollout": "rollout run"}
 """What a parent setting's run must be, in words, by what it provides (see PARENT_SETTINGS)."""
+FILE_SETTINGS = ("dataset", "data")
+"""Settings that may name a JSON file: checked as they are typed, so a missing or broken file is
+refused before the run starts rather than a second after."""
 
 
 class SettingField(Vertical):
@@ -28,12 +33,26 @@ class SettingField(Vertical):
             super().__init__()
             self.field = field
 
-    def __init__(self, kind: str, setting: dataclasses.Field, text: str) -> None:
+    class ParentPicked(Message):
+        """A run was picked from the parent picker (the form may follow it, e.g. its model)."""
+
+        def __init__(self, field: SettingField, run_id: int) -> None:
+            super().__init__()
+            self.field = field
+            self.run_id = run_id
+
+    def __init__(
+        self, kind: str, setting: dataclasses.Field, text: str,
+        cross_check: Callable[[str], str | None] | None = None,
+    ) -> None:
+        """`cross_check` refuses a text that is valid alone but not with the rest of the form
+        (a reason, or None)."""
         super().__init__(id=f"setting-{setting.name}", classes="setting")
         self.kind = kind
         self.setting = setting
         self.initial_text = text
         self.setting_name = setting.name
+        self.cross_check = cross_check
         self.candidate_ids: set[int] = set()
         self.error: str | None = None
 
@@ -102,17 +121,26 @@ class SettingField(Vertical):
             except SpecError as exc:
                 if exc.field == self.setting_name:
                     reason = exc.reason
+        if reason is None and self.setting_name in FILE_SETTINGS and text and run_id is None:
+            try:
+                count_rows(text)
+            except DataError as exc:
+                reason = str(exc)
+        if reason is None and self.cross_check is not None:
+            reason = self.cross_check(text)
         self.show_error(reason)
         return reason is None
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        event.stop()
+        """Validate; the event goes on up, so the form can check the settings that depend on
+        this one."""
         self.validate()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
         if event.select.has_class("parent-picker") and event.value != Select.NULL:
             self.query_one(Input).value = str(event.value)
+            self.post_message(self.ParentPicked(self, int(event.value)))
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         self.post_message(self.Focused(self))

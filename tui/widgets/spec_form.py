@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.widgets import Input
 
 from engine.core.errors import SpecError
-from engine.core.spec import RunSpec
+from engine.core.spec import RunSpec, run_id_in
 from tui.widgets.setting_field import SettingField
 
 
@@ -18,19 +20,25 @@ def default_text(kind: str, name: str) -> str:
 
 class SpecForm(VerticalScroll):
     """One `SettingField` per setting of `kind`, prefilled with the kind's defaults or with
-    `carried` texts (what the user typed before switching kind)."""
+    `carried` texts (what the user typed before switching kind, or a cloned run's settings).
+
+    An adapter only fits the model it was trained on: picking an adapter run sets the model to
+    that run's, and an adapter run typed by id whose model differs is refused inline."""
 
     def __init__(self, kind: str, carried: dict[str, str] | None = None) -> None:
         super().__init__(id="spec-form")
         self.kind = kind
         self.carried = carried or {}
+        self.adapter_models: dict[int, str] = {}
+        """The model each offered adapter run was trained on, by run id."""
 
     def compose(self) -> ComposeResult:
         for setting in RunSpec.settings(self.kind):
             text = self.carried.get(setting.name, default_text(self.kind, setting.name))
             if setting.metadata["choices"] and text not in map(str, setting.metadata["choices"]):
                 text = default_text(self.kind, setting.name)
-            yield SettingField(self.kind, setting, text)
+            cross_check = self._adapter_mismatch if setting.name == "adapter" else None
+            yield SettingField(self.kind, setting, text, cross_check)
 
     @property
     def fields(self) -> list[SettingField]:
@@ -43,9 +51,40 @@ class SpecForm(VerticalScroll):
         """The texts that differ from this kind's defaults."""
         return {f.setting_name: f.text for f in self.fields if f.text != default_text(self.kind, f.setting_name)}
 
+    def has(self, setting: str) -> bool:
+        return any(f.setting_name == setting for f in self.fields)
+
     def set_candidates(self, setting: str, candidates: list[tuple[str, int]]) -> None:
-        if any(f.setting_name == setting for f in self.fields):
+        if self.has(setting):
             self.field(setting).set_candidates(candidates)
+
+    def set_adapter_models(self, models: dict[int, str]) -> None:
+        self.adapter_models = models
+        if self.has("adapter"):
+            self.field("adapter").validate()
+
+    def _model(self) -> str:
+        return self.field("model").text.strip() or str(RunSpec.default_for(self.kind, "model"))
+
+    def _adapter_mismatch(self, text: str) -> str | None:
+        """Why the adapter run `text` names cannot go with the form's model, or None."""
+        run_id = run_id_in(text)
+        trained_on = self.adapter_models.get(run_id) if run_id is not None else None
+        if trained_on is None or not self.has("model") or trained_on == self._model():
+            return None
+        return f"run #{run_id} was trained on {trained_on}, not on {self._model()}; set the model to match"
+
+    @on(Input.Changed, "#input-model")
+    def _model_changed(self) -> None:
+        if self.has("adapter"):
+            self.field("adapter").validate()
+
+    @on(SettingField.ParentPicked)
+    def _parent_picked(self, event: SettingField.ParentPicked) -> None:
+        """An adapter run picked from the list brings the model it was trained on."""
+        model = self.adapter_models.get(event.run_id)
+        if event.field.setting_name == "adapter" and model is not None and self.has("model"):
+            self.query_one("#input-model", Input).value = model
 
     def build(self) -> tuple[RunSpec, int | None] | None:
         """The spec and parent run id, or None after showing why the form is refused (the

@@ -1,0 +1,56 @@
+"""Where a spec's dataset lives and how many rows it holds, without loading the task.
+
+The launch form checks a dataset as it is typed and its review shows the question count; both
+need only the file, not the task's parser (which the engine applies when the run starts), so
+this stays in the torch-free core.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import engine
+from engine.core.errors import DataError
+
+DATA_DIR_ENV = "REASONLAB_DATA_DIR"
+NAMED_DATASETS = ("train", "valid")
+
+
+def data_dir() -> Path:
+    """Where 'train' and 'valid' live: $REASONLAB_DATA_DIR, else the repository's data folder."""
+    override = os.environ.get(DATA_DIR_ENV)
+    return Path(override) if override else Path(engine.__file__).resolve().parent.parent / "data"
+
+
+def dataset_path(dataset: str) -> Path:
+    """The file a dataset setting names: a named split's file, or the path itself."""
+    return data_dir() / f"{dataset}.json" if dataset in NAMED_DATASETS else Path(dataset)
+
+
+def count_rows(dataset: str) -> int:
+    """The number of rows in a dataset file; a DataError (one line: what is wrong, what to do)
+    when it is missing, unreadable, not JSON, not a list or empty."""
+    path = dataset_path(dataset)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if dataset in NAMED_DATASETS:
+            raise DataError(f"no {dataset} split at {path}; `python -m engine data` writes it") from None
+        raise DataError(f"no file {path}; give 'train', 'valid' or an existing JSON file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder; give a JSON file") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text; give a JSON file") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc.strerror}); give a readable JSON file") from None
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(rows, list):
+        raise DataError(f"{path} holds a JSON {type(rows).__name__}; a dataset is a list of rows")
+    if not rows:
+        raise DataError(f"{path} has no rows; give a file with questions")
+    return len(rows)

@@ -122,7 +122,9 @@ class LaunchScreen(ReportsWorkerErrors):
         self._offer_candidates()
 
     def _offer_candidates(self) -> None:
-        for form in self.query(SpecForm):  # none while the kind is being switched
+        for form in self.query(SpecForm):
+            if form.has_class("-replaced"):
+                continue  # its pickers are going away: updating them races their removal
             for name, runs in self.candidates.items():
                 form.set_candidates(name, runs)
             form.set_adapter_models(self.adapter_models)
@@ -135,9 +137,11 @@ class LaunchScreen(ReportsWorkerErrors):
         self.kind = str(event.value)
         self.query_one("#launch-kind-help", Static).update(KIND_HELP[self.kind])
         # Textual's Select fails if it is removed before its own mount handler has run.
-        while not all(select.is_mounted for select in self.form.query(Select)):
+        old = self.form
+        old.add_class("-replaced")
+        while not all(select.is_mounted for select in old.query(Select)):
             await asyncio.sleep(0.01)
-        await self.form.remove()
+        await old.remove()
         await self.mount(SpecForm(self.kind, carried), after="#launch-kind-help")
         self._offer_candidates()
 

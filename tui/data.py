@@ -165,3 +165,67 @@ def downsample(points: Sequence[tuple[int, float]], limit: int) -> Sequence[tupl
     if kept[-1] != points[-1]:
         kept.append(points[-1])
     return kept
+
+
+RESULT_KINDS = ("eval", "rollout")
+"""Kinds whose page opens on their results (a few numbers) rather than on curves."""
+
+
+@dataclass(frozen=True)
+class ResultFigure:
+    """One headline number of a run: `value` is digits only ('-' while unknown)."""
+
+    title: str
+    value: str
+    caption: str
+
+
+def result_figures(
+    kind: str, summary: Mapping[str, float], samples: int, correct: int, finished: bool
+) -> list[ResultFigure]:
+    """The headline numbers of an eval (accuracy, answer rate, tokens/s) or a rollout (success
+    rate, correct rate, tokens/s). `samples` and `correct` count the stored samples, so an
+    eval still running shows its accuracy so far; empty for other kinds."""
+    if kind == "eval":
+        accuracy = summary.get("accuracy")
+        if accuracy is not None:
+            first = ResultFigure("Accuracy", _rate(accuracy), f"{correct} of {samples} correct")
+        elif samples:
+            first = ResultFigure("Accuracy so far", _rate(correct / samples), f"{correct} of {samples} correct")
+        else:
+            first = ResultFigure("Accuracy", "-", "no answers yet")
+        answer_rate = summary.get("answer_rate")
+        answered = f"{round(answer_rate * samples)} of {samples} answered" if answer_rate is not None else ""
+        second = _figure("Answer rate", answer_rate, _rate, answered, finished)
+    elif kind == "rollout":
+        questions = summary.get("questions_done")
+        first = _figure(
+            "Success rate", summary.get("success_rate"), _rate,
+            f"of {questions:.0f} questions solved" if questions is not None else "questions solved", finished,
+        )
+        second = _figure("Correct rate", summary.get("correct_rate"), _rate, f"{correct} of {samples} samples correct", finished)
+    else:
+        return []
+    speed = _figure("Tokens / s", summary.get("tokens_per_s"), _speed, "generated", finished)
+    return [first, second, speed]
+
+
+def _figure(title: str, value: float | None, shown, caption: str, finished: bool) -> ResultFigure:
+    if value is None:
+        return ResultFigure(title, "-", "not logged" if finished else "when it finishes")
+    return ResultFigure(title, shown(value), caption)
+
+
+def _rate(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _speed(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def progress_count(done: int | None, total: int | None, noun: str = "questions") -> str:
+    """'40 / 200 questions', or what is known of it."""
+    if total:
+        return f"{done or 0} / {total} {noun}"
+    return f"{done} {noun}" if done else f"no {noun} done yet"

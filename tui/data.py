@@ -5,10 +5,13 @@ Nothing here touches the database or Textual, so it is unit-tested on its own.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from engine.core.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER, base_name
 
 STATUS_THEME_COLOURS = {
     "queued": "foreground-muted",
@@ -203,7 +206,8 @@ def result_figures(
             "Success rate", summary.get("success_rate"), _rate,
             f"of {questions:.0f} questions solved" if questions is not None else "questions solved", finished,
         )
-        second = _figure("Correct rate", summary.get("correct_rate"), _rate, f"{correct} of {samples} samples correct", finished)
+        counted = f"{correct} of {samples} samples correct" if samples else "samples correct"
+        second = _figure("Correct rate", summary.get("correct_rate"), _rate, counted, finished)
     else:
         return []
     speed = _figure("Tokens / s", summary.get("tokens_per_s"), _speed, "generated", finished)
@@ -229,3 +233,77 @@ def progress_count(done: int | None, total: int | None, noun: str = "questions")
     if total:
         return f"{done or 0} / {total} {noun}"
     return f"{done} {noun}" if done else f"no {noun} done yet"
+
+
+@dataclass(frozen=True)
+class Axis:
+    low: float
+    high: float
+    step: float
+    ticks: list[float]
+
+    @property
+    def labels(self) -> list[str]:
+        return tick_labels(self.ticks, self.step)
+
+
+def nice_step(span: float, count: int) -> float:
+    """The 1, 2 or 5 x 10^k step that cuts `span` into about `count` intervals (a third more
+    at most: 80 steps in 3 go by 20)."""
+    raw = 0.75 * span / max(count, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    return next(m * magnitude for m in (1, 2, 5, 10) if raw <= m * magnitude * (1 + 1e-9))
+
+
+def nice_axis(low: float, high: float, count: int = 5, *, integer: bool = False) -> Axis:
+    """An axis over [low, high] with round ticks inside it (whole numbers on an `integer` axis
+    such as steps). The ends stay at the data, so no space is lost past the last point. Equal
+    ends are padded, so a single point sits in the middle of a short axis around it instead
+    of on one from -1 to 1."""
+    if low == high:
+        pad = 0.5 if integer else (abs(low) * 0.1 or 0.1)
+        low, high = low - pad, high + pad
+    step = nice_step(high - low, count)
+    if integer:
+        step = max(1.0, step)
+    first, last = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)
+    return Axis(low, high, step, [_clean(k * step) for k in range(first, last + 1)])
+
+
+def _clean(value: float) -> float:
+    """A tick without float noise (0.30000000000000004 -> 0.3) or a negative zero."""
+    return round(value, 12) + 0.0
+
+
+def tick_labels(ticks: Sequence[float], step: float) -> list[str]:
+    """Tick labels with as many digits as the `step` between ticks needs: 0, 20, 40; 0.25,
+    0.30; 0.0002; 1.2e-05; 250k; 1.5M."""
+    if not ticks:
+        return []
+    biggest = max(abs(t) for t in ticks)
+    scale, suffix = next(((s, x) for s, x, least in ((1e6, "M", 1e6), (1e3, "k", 1e4)) if biggest >= least), (1.0, ""))
+    decimals = max(0, -math.floor(math.log10(step / scale) + 1e-9))
+    if decimals <= 4:
+        return [f"{t / scale:.{decimals}f}{suffix}" if t else "0" for t in ticks]
+    digits = math.floor(math.log10(biggest)) - math.floor(math.log10(step)) + 1
+    return [f"{t:.{max(1, digits)}g}" for t in ticks]
+
+
+def best_value(metric: str, values: Sequence[float]) -> float | None:
+    """The best of a metric's values (lowest loss, highest accuracy); None for a metric that
+    has no better direction, such as the learning rate."""
+    base = base_name(metric)
+    if not values or base not in HIGHER_IS_BETTER | LOWER_IS_BETTER:
+        return None
+    return max(values) if base in HIGHER_IS_BETTER else min(values)
+
+
+def chart_title(title: str, metric: str, values: Sequence[float]) -> str:
+    """A chart's header: the metric, its last value and, when it differs, its best one."""
+    if not values:
+        return f"{title} (no points yet)"
+    last, best = values[-1], best_value(metric, values)
+    text = f"{title} · {'last ' if len(values) > 1 else ''}{format_value(last)}"
+    if best is not None and len(values) > 1:
+        text += " (best)" if best == last else f" · best {format_value(best)}"
+    return text

@@ -45,7 +45,7 @@ class ResultPanel(Vertical):
 
     @property
     def text(self) -> str:
-        """Everything the panel shows, as plain text (for tests and screen readers)."""
+        """Everything the panel shows, as plain text, in reading order (what a test checks)."""
         parts = [str(self.query_one("#result-count", Label).content)]
         for card in self.query(ResultCard):
             parts += [

@@ -239,35 +239,33 @@ def progress_count(done: int | None, total: int | None, noun: str = "questions")
 class Axis:
     low: float
     high: float
-    step: float
     ticks: list[float]
-
-    @property
-    def labels(self) -> list[str]:
-        return tick_labels(self.ticks, self.step)
+    labels: list[str]
 
 
-def nice_step(span: float, count: int) -> float:
-    """The 1, 2 or 5 x 10^k step that cuts `span` into about `count` intervals (a third more
-    at most: 80 steps in 3 go by 20)."""
-    raw = 0.75 * span / max(count, 1)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    return next(m * magnitude for m in (1, 2, 5, 10) if raw <= m * magnitude * (1 + 1e-9))
+def nice_step(span: float, count: int, *, integer: bool = False) -> float:
+    """The smallest 1, 2, 2.5 or 5 x 10^k step that cuts `span` into at most `count` intervals
+    (a whole number when `integer`)."""
+    raw = span / max(count, 1)
+    if integer and raw <= 1:
+        return 1.0
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    steps = (m * magnitude for m in (1, 2, 2.5, 5, 10))
+    return next(s for s in steps if raw <= s * (1 + 1e-9) and not (integer and not _is_whole(s)))
 
 
 def nice_axis(low: float, high: float, count: int = 5, *, integer: bool = False) -> Axis:
     """An axis over [low, high] with round ticks inside it (whole numbers on an `integer` axis
     such as steps). The ends stay at the data, so no space is lost past the last point. Equal
     ends are padded, so a single point sits in the middle of a short axis around it instead
-    of on one from -1 to 1."""
+    of on one from -1 to 1, with one tick: its value."""
     if low == high:
         pad = 0.5 if integer else (abs(low) * 0.1 or 0.1)
-        low, high = low - pad, high + pad
-    step = nice_step(high - low, count)
-    if integer:
-        step = max(1.0, step)
+        return Axis(low - pad, high + pad, [low], [format_value(low)])
+    step = nice_step(high - low, count, integer=integer)
     first, last = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)
-    return Axis(low, high, step, [_clean(k * step) for k in range(first, last + 1)])
+    ticks = [_clean(k * step) for k in range(first, last + 1)]
+    return Axis(low, high, ticks, tick_labels(ticks, step))
 
 
 def _clean(value: float) -> float:
@@ -282,11 +280,17 @@ def tick_labels(ticks: Sequence[float], step: float) -> list[str]:
         return []
     biggest = max(abs(t) for t in ticks)
     scale, suffix = next(((s, x) for s, x, least in ((1e6, "M", 1e6), (1e3, "k", 1e4)) if biggest >= least), (1.0, ""))
-    decimals = max(0, -math.floor(math.log10(step / scale) + 1e-9))
+    decimals = next(d for d in range(13) if _is_whole(step / scale * 10**d))
     if decimals <= 4:
         return [f"{t / scale:.{decimals}f}{suffix}" if t else "0" for t in ticks]
-    digits = math.floor(math.log10(biggest)) - math.floor(math.log10(step)) + 1
+    magnitude = math.floor(math.log10(step))
+    mantissa_digits = next(d for d in range(13) if _is_whole(step / 10.0**magnitude * 10**d)) + 1
+    digits = math.floor(math.log10(biggest)) - magnitude + mantissa_digits
     return [f"{t:.{max(1, digits)}g}" for t in ticks]
+
+
+def _is_whole(x: float) -> bool:
+    return abs(x - round(x)) < 1e-6 * abs(x)
 
 
 def best_value(metric: str, values: Sequence[float]) -> float | None:

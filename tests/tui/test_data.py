@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tui.data import (
+    Axis,
     Outcome,
     best_value,
     chart_title,
@@ -83,27 +84,29 @@ def test_steps_get_whole_round_ticks_inside_the_data():
     assert (axis.low, axis.high, axis.ticks, axis.labels) == (0, 80, [0, 20, 40, 60, 80], ["0", "20", "40", "60", "80"])
     assert nice_axis(1, 10, 5, integer=True).ticks == [2, 4, 6, 8, 10]
     assert nice_axis(0, 3, 10, integer=True).ticks == [0, 1, 2, 3]  # never a fractional step
+    assert nice_axis(0, 10, 4, integer=True).ticks == [0, 5, 10]  # 2.5 is not a step of whole steps
+    assert nice_axis(0, 100, 4, integer=True).ticks == [0, 25, 50, 75, 100]
     assert nice_axis(0, 3000, 3, integer=True).labels == ["0", "1000", "2000", "3000"]
     assert nice_axis(0, 1_000_000, 5, integer=True).labels == ["0", "0.2M", "0.4M", "0.6M", "0.8M", "1.0M"]
     assert nice_axis(0, 50_000, 5, integer=True).labels == ["0", "10k", "20k", "30k", "40k", "50k"]
 
 
 def test_value_ticks_are_round_with_just_enough_digits():
-    assert [nice_step(1.0, 4), nice_step(2.0, 3), nice_step(2.03, 3), nice_step(1e-3, 4)] == [0.2, 0.5, 1.0, 0.0002]
+    assert [nice_step(1.0, 5), nice_step(1.0, 4), nice_step(2.0, 3), nice_step(1e-3, 5)] == [0.2, 0.25, 1.0, 0.0002]
     assert nice_axis(0.2, 0.7, 3).labels == ["0.2", "0.4", "0.6"]
-    assert nice_axis(0.41, 2.43, 4).labels == ["0.5", "1.0", "1.5", "2.0"]
-    assert nice_axis(0, 1e-3, 4).labels == ["0", "0.0002", "0.0004", "0.0006", "0.0008", "0.0010"]
+    assert nice_axis(0.2, 0.7, 2).labels == ["0.25", "0.50"]
+    assert nice_axis(0.41, 2.43, 5).labels == ["0.5", "1.0", "1.5", "2.0"]
+    assert nice_axis(0, 1e-3, 5).labels == ["0", "0.0002", "0.0004", "0.0006", "0.0008", "0.0010"]
     assert nice_axis(-0.3, 0.7, 5).labels == ["-0.2", "0", "0.2", "0.4", "0.6"]
-    assert nice_axis(1e-5, 1.1e-5, 4).labels[:2] == ["1e-05", "1.02e-05"]
+    assert nice_axis(1e-5, 1.1e-5, 4).labels[:2] == ["1e-05", "1.025e-05"]
     assert tick_labels([0.1 + 0.2], 0.1) == ["0.3"]
 
 
 def test_a_single_point_sits_on_a_short_axis_around_it():
-    value = nice_axis(0.25, 0.25, 4)
-    assert value.low == 0.225 and value.high == 0.275 and 0.25 in value.ticks
-    step = nice_axis(0, 0, 5, integer=True)
-    assert (step.low, step.high, step.ticks) == (-0.5, 0.5, [0])
-    assert nice_axis(0.0, 0.0, 4).labels == ["-0.10", "-0.05", "0", "0.05", "0.10"]
+    assert nice_axis(0.25, 0.25, 4) == Axis(0.225, 0.275, [0.25], ["0.25"])
+    assert nice_axis(0, 0, 5, integer=True) == Axis(-0.5, 0.5, [0], ["0"])
+    assert nice_axis(812.5, 812.5, 4).labels == ["812.5"]
+    assert nice_axis(0.0, 0.0, 4) == Axis(-0.1, 0.1, [0.0], ["0"])
 
 
 def test_chart_titles_show_the_last_and_best_values():

@@ -66,12 +66,15 @@ class MetricChart(PlotextPlot):
         self.refresh()
 
     def _axes(self, series: list[Sequence[tuple[int, float]]]) -> None:
-        """Round ticks, whole steps, and axis titles (plotext's own ticks are fractions)."""
+        """Round ticks, whole steps, and axis titles (plotext's own ticks are fractions). Ticks
+        stay at least 6 columns and 1.5 rows apart: closer ones would share a cell and
+        plotext would show either."""
         steps = [s for points in series for s, _ in points]
         values = [v for points in series for _, v in points]
         width, height = self.size.width or 60, self.size.height or 16
-        x = nice_axis(min(steps), max(steps), max(2, (width - 8) // 8), integer=True)
-        y = nice_axis(min(values), max(values), max(3, (height - 5) // 2))
+        plot_rows = height - 5  # less the title, the frame, the tick labels and the axis title
+        x = nice_axis(min(steps), max(steps), max(1, (width - 10) // 6), integer=True)
+        y = nice_axis(min(values), max(values), max(1, int((plot_rows - 1) / 1.5)))
         self.plt.xlim(x.low, x.high)
         self.plt.xticks(x.ticks, x.labels)
         self.plt.ylim(y.low, y.high)

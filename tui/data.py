@@ -1,4 +1,5 @@
-"""Pure helpers for the screens: formatting, spec diffs and outcome matrices.
+"""Pure helpers for the screens: formatting, spec diffs, outcome matrices, chart axes and a
+run's headline results.
 
 Nothing here touches the database or Textual, so it is unit-tested on its own.
 """

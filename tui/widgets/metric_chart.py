@@ -51,8 +51,10 @@ class MetricChart(PlotextPlot):
         plt.clear_figure()
         drawn = {label: downsample(points, MAX_PLOTTED) for label, points in self.series.items() if points}
         title = metric_title(self.metric)
-        only = list(self.series.values())[0] if len(self.series) == 1 else []
-        plt.title(chart_title(title, self.metric, [v for _, v in only]) if len(drawn) < 2 else title)
+        if len(self.series) <= 1:  # one run: its last and best value; several: each label has its last
+            plt.title(chart_title(title, self.metric, [v for points in self.series.values() for _, v in points]))
+        else:
+            plt.title(title)
         for i, (label, shown) in enumerate(drawn.items()):
             style: dict = {"marker": "braille"}
             if label:

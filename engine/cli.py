@@ -71,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("run", type=int)
     sub.add_argument("--keep-files", action="store_true", help="delete only the rows, keep the run's folder")
     _add_db(sub)
+    text = "write runs' specs, summaries, metrics and samples to CSV and JSON files"
+    sub = commands.add_parser(
+        "export", help=text,
+        description=f"{text}: runs.csv (one row per run), metrics.csv (every point), samples.csv and runs.json.",
+    )
+    sub.add_argument("runs", type=int, nargs="*", metavar="RUN", help="run ids (default: every run the filters match)")
+    sub.add_argument("--kind", choices=KINDS, help="only runs of this kind")
+    sub.add_argument("--status", help="only runs with this status")
+    sub.add_argument("--tag", help="only runs with this tag")
+    sub.add_argument("--out", type=Path, default=Path("export"), help="output folder; its files of the same names are replaced (default: ./export)")
+    _add_db(sub)
     sub = commands.add_parser("data", help="regenerate data/train.json and data/valid.json")
     sub.add_argument("--out", type=Path, default=None, help="output folder (default: the repo's data/)")
     return parser
@@ -223,6 +234,27 @@ def _delete(args, console: Console) -> int:
     return 0
 
 
+def _export(args, console: Console) -> int:
+    from engine.core.export import FILES, export_runs
+
+    store = RunStore(args.db)
+    filters = {"kind": args.kind, "status": args.status, "tag": args.tag}
+    if args.runs and any(filters.values()):
+        raise ReasonlabError("Pass run ids or --kind/--status/--tag filters, not both.")
+    if args.runs:
+        runs = [store.get_run(run_id) for run_id in dict.fromkeys(args.runs)]
+    else:
+        runs = sorted(store.list_runs(**filters), key=lambda run: run.id)
+    if not runs:
+        raise ReasonlabError(f"No runs in {store.path} match; `python -m engine runs` lists them.")
+    counts = export_runs(store, runs, args.out)
+    console.print(
+        f"exported {counts.runs} runs, {counts.metric_points} metric points and {counts.samples} samples"
+        f" to {args.out}: {', '.join(FILES)}", highlight=False, soft_wrap=True,
+    )
+    return 0
+
+
 def _data(args, console: Console) -> int:
     from engine.tasks.unit_conversion import write_data
 
@@ -242,4 +274,4 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-COMMANDS = {"start": _start, "resume": _resume, "runs": _runs, "show": _show, "cancel": _cancel, "delete": _delete, "data": _data}
+COMMANDS = {"start": _start, "resume": _resume, "runs": _runs, "show": _show, "cancel": _cancel, "delete": _delete, "export": _export, "data": _data}

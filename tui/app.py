@@ -29,7 +29,8 @@ HELP_SECTIONS = (
      "Enter moves to the next field; ctrl+s shows a review, and only its confirmation launches.",
      LaunchScreen),
     ("Run", "Live charts against steps, progress and ETA, generated samples (enter shows one in "
-     "full), the log tail, the spec and the artifacts.", RunScreen),
+     "full), the log tail, the spec and the artifacts. Evals and rollouts open on their results: "
+     "accuracy, answer rate and tokens/s, counted live while they run.", RunScreen),
     ("Compare", "Curves of every metric overlaid, the settings that differ, a summary, and each "
      "question's outcome per run.", CompareScreen),
 )

@@ -51,6 +51,11 @@ CHARTS_BY_KIND: dict[str, tuple[str, ...]] = {
 """The metrics charted on a run's page, by kind."""
 
 
+HIGHER_IS_BETTER = frozenset({ACCURACY, ANSWER_RATE, SAMPLES_PER_S, TOKENS_PER_S, SUCCESS_RATE, CORRECT_RATE})
+LOWER_IS_BETTER = frozenset({LOSS, GRAD_NORM})
+"""Which way a metric improves; the others (learning rate, counts, sizes) have no best value."""
+
+
 def base_name(name: str) -> str:
     """The declared metric a name belongs to: `accuracy/family=length` -> `accuracy`."""
     return name.split("/", 1)[0]

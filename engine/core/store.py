@@ -483,6 +483,12 @@ class RunStore:
         ).fetchall()
         return [(s, v) for s, v in rows]
 
+    def metric_points(self, run_id: int) -> Iterator[tuple[int, str, float, float]]:
+        """Every (step, name, value, time) point of a run, by name then step, read lazily."""
+        return iter(self.db.execute(
+            "select step, name, value, time from metrics where run_id = ? order by name, step", [run_id]
+        ))
+
     # -- samples --------------------------------------------------------------------------
 
     def add_samples(self, run_id: int, rows: list[dict[str, Any]]) -> None:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from tui.data import (
+    Axis,
     Outcome,
+    best_value,
+    chart_title,
     downsample,
     eta_seconds,
     flatten,
     format_bytes,
     format_duration,
     format_value,
+    nice_axis,
+    nice_step,
     outcome_matrix,
     outcomes,
     parse_tags,
+    result_figures,
     spec_diff,
+    tick_labels,
 )
 from tui.widgets.runs_table import fit
 
@@ -70,3 +77,50 @@ def test_downsample_keeps_last_point():
 def test_fit():
     assert fit("abcdef", 4) == "abc…"
     assert fit("ab", 4, right=True) == "  ab"
+
+
+def test_steps_get_whole_round_ticks_inside_the_data():
+    axis = nice_axis(0, 80, 4, integer=True)
+    assert (axis.low, axis.high, axis.ticks, axis.labels) == (0, 80, [0, 20, 40, 60, 80], ["0", "20", "40", "60", "80"])
+    assert nice_axis(1, 10, 5, integer=True).ticks == [2, 4, 6, 8, 10]
+    assert nice_axis(0, 3, 10, integer=True).ticks == [0, 1, 2, 3]  # never a fractional step
+    assert nice_axis(0, 10, 4, integer=True).ticks == [0, 5, 10]  # 2.5 is not a step of whole steps
+    assert nice_axis(0, 100, 4, integer=True).ticks == [0, 25, 50, 75, 100]
+    assert nice_axis(0, 3000, 3, integer=True).labels == ["0", "1000", "2000", "3000"]
+    assert nice_axis(0, 1_000_000, 5, integer=True).labels == ["0", "0.2M", "0.4M", "0.6M", "0.8M", "1.0M"]
+    assert nice_axis(0, 50_000, 5, integer=True).labels == ["0", "10k", "20k", "30k", "40k", "50k"]
+
+
+def test_value_ticks_are_round_with_just_enough_digits():
+    assert [nice_step(1.0, 5), nice_step(1.0, 4), nice_step(2.0, 3), nice_step(1e-3, 5)] == [0.2, 0.25, 1.0, 0.0002]
+    assert nice_axis(0.2, 0.7, 3).labels == ["0.2", "0.4", "0.6"]
+    assert nice_axis(0.2, 0.7, 2).labels == ["0.25", "0.50"]
+    assert nice_axis(0.41, 2.43, 5).labels == ["0.5", "1.0", "1.5", "2.0"]
+    assert nice_axis(0, 1e-3, 5).labels == ["0", "0.0002", "0.0004", "0.0006", "0.0008", "0.0010"]
+    assert nice_axis(-0.3, 0.7, 5).labels == ["-0.2", "0", "0.2", "0.4", "0.6"]
+    assert nice_axis(1e-5, 1.1e-5, 4).labels[:2] == ["1e-05", "1.025e-05"]
+    assert tick_labels([0.1 + 0.2], 0.1) == ["0.3"]
+
+
+def test_a_single_point_sits_on_a_short_axis_around_it():
+    assert nice_axis(0.25, 0.25, 4) == Axis(0.225, 0.275, [0.25], ["0.25"])
+    assert nice_axis(0, 0, 5, integer=True) == Axis(-0.5, 0.5, [0], ["0"])
+    assert nice_axis(812.5, 812.5, 4).labels == ["812.5"]
+    assert nice_axis(0.0, 0.0, 4) == Axis(-0.1, 0.1, [0.0], ["0"])
+
+
+def test_chart_titles_show_the_last_and_best_values():
+    assert best_value("loss", [2.0, 0.5, 0.7]) == 0.5 and best_value("accuracy/family=length", [0.2, 0.6, 0.4]) == 0.6
+    assert best_value("lr", [1e-3, 0.0]) is None
+    assert chart_title("Loss", "loss", [2.0, 0.5, 0.7]) == "Loss · last 0.7 · best 0.5"
+    assert chart_title("Accuracy", "accuracy", [0.2, 0.7]) == "Accuracy · last 0.7 (best)"
+    assert chart_title("Learning rate", "lr", [1e-3, 5e-4]) == "Learning rate · last 0.0005"
+    assert chart_title("Accuracy", "accuracy", [0.25]) == "Accuracy · 0.25"
+    assert chart_title("Loss", "loss", []) == "Loss (no points yet)"
+
+
+def test_result_figures_of_a_rollout_and_of_training_runs():
+    figures = result_figures("rollout", {"success_rate": 0.625, "questions_done": 8.0}, 32, 16, finished=True)
+    assert [(f.title, f.value) for f in figures] == [("Success rate", "0.625"), ("Correct rate", "-"), ("Tokens / s", "-")]
+    assert figures[0].caption == "of 8 questions solved" and figures[1].caption == "not logged"
+    assert result_figures("sft", {"accuracy": 0.5}, 8, 4, finished=True) == []

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from engine.core.processes import Owner
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore
 from tests.tui.conftest import wait_for
-from textual.widgets import DataTable, Log, Select
+from textual.widgets import DataTable, Log, Select, TabbedContent
 
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.run import RunScreen, read_log
 from tui.screens.sample_detail import SampleDialog
 from tui.widgets.metric_chart import MetricChart
+from tui.widgets.result_panel import ResultPanel
 from tui.widgets.samples_view import SamplesView
 
 
@@ -86,3 +88,68 @@ def test_read_log_tails_and_continues(tmp_path):
     with log.open("a") as f:
         f.write("ee\nbar 10%\rbar 100%\n")
     assert read_log(log, offset) == (["three", "bar 100%"], len(log.read_bytes()))
+
+
+async def open_run_page(app, pilot, run_id: int) -> RunScreen:
+    app.open_run(run_id)
+    await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
+    return app.screen
+
+
+async def test_a_finished_eval_opens_on_its_accuracy(make_app, seeded_db):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_run_page(app, pilot, 2)
+        panel = screen.query_one(ResultPanel)
+        await wait_for(pilot, lambda: "0.250" in panel.text)
+        assert panel.display and screen.query_one(TabbedContent).active == "charts"
+        assert panel.text.split("\n") == [
+            "8 / 8 questions · completed",
+            "Accuracy", "0.250", "2 of 8 correct",
+            "Answer rate", "0.750", "6 of 8 answered",
+            "Tokens / s", "812", "generated",
+        ]
+        assert panel.region.height > 0 and panel.region.y < 24  # on the first screen, visible
+
+
+async def test_a_rollout_shows_success_and_correct_rates(make_app, seeded_db):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_run_page(app, pilot, 4)
+        panel = screen.query_one(ResultPanel)
+        await wait_for(pilot, lambda: "0.625" in panel.text)
+        assert "Success rate\n0.625" in panel.text and "Correct rate\n0.500" in panel.text
+
+
+async def test_training_runs_have_no_result_panel(make_app, seeded_db):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_run_page(app, pilot, 1)
+        assert not screen.query_one(ResultPanel).display
+
+
+async def test_a_running_eval_counts_live(make_app, db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="eval", limit=8))
+    store.claim_run(run.id, Owner.of_this_process(), {}, resume=False)
+    store.add_samples(run.id, [sample_row(i, correct=i == 0) for i in range(3)])
+    store.set_progress(run.id, 3, 8)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_run_page(app, pilot, run.id)
+        panel = screen.query_one(ResultPanel)
+        await wait_for(pilot, lambda: "3 / 8 questions · running" in panel.text)
+        assert "Accuracy so far\n0.333\n1 of 3 correct" in panel.text
+        assert "Answer rate\n-\nwhen it finishes" in panel.text
+        store.add_samples(run.id, [sample_row(i, correct=i < 5) for i in range(3, 8)])
+        store.log_metrics(run.id, [(0, "accuracy", 0.375, 0.0), (0, "answer_rate", 1.0, 0.0), (0, "tokens_per_s", 50.0, 0.0)], progress=(8, 8))
+        store.mark_finished(run.id, "completed")
+        await wait_for(pilot, lambda: "completed" in panel.text)
+        assert "Accuracy\n0.375\n3 of 8 correct" in panel.text and "Tokens / s\n50.0" in panel.text
+
+
+def sample_row(idx: int, correct: bool) -> dict:
+    return {
+        "step": 0, "idx": idx, "question": f"q{idx}", "target": 1.0, "output": "<answer>1</answer>",
+        "answer": 1.0 if correct else 2.0, "correct": correct,
+    }

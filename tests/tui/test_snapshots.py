@@ -14,6 +14,7 @@ from tui.screens.launch import LaunchScreen
 from tui.screens.review import ReviewDialog
 from tui.screens.run import RunScreen
 from tui.widgets.metric_chart import MetricChart
+from tui.widgets.result_panel import ResultPanel
 from tui.widgets.runs_table import RunsTable
 from tui.widgets.setting_field import SettingField
 
@@ -101,6 +102,28 @@ class TestRunScreen:
         async def run_before(pilot):
             await self.open_run(pilot)
             await pilot.press("2")
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+
+class TestEvalResults:
+    """An eval opens on its result panel: the runs are listed newest first, so the completed
+    eval (run 2) is four rows down."""
+
+    @staticmethod
+    async def open_eval(pilot) -> None:
+        await runs_loaded(pilot)
+        await pilot.press("down", "down", "down", "down", "enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and "0.250" in pilot.app.screen.query_one(ResultPanel).text)
+
+    def test_finished_eval(self, snap_compare, seeded_db):
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=self.open_eval)
+
+    def test_finished_rollout(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await runs_loaded(pilot)
+            await pilot.press("down", "down", "enter")
+            await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and "0.625" in pilot.app.screen.query_one(ResultPanel).text)
 
         assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
 

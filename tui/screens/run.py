@@ -17,11 +17,12 @@ from engine.core.errors import ReasonlabError
 from engine.core.metrics import CHARTS_BY_KIND
 from engine.core.processes import cancel_run
 from engine.core.store import ACTIVE_STATUSES, FINAL_STATUSES, RESUMABLE_STATUSES, Run, open_store
-from tui.data import format_duration, plain
+from tui.data import RESULT_KINDS, format_duration, plain
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.screens.sample_detail import SampleDialog
 from tui.widgets.metric_chart import MetricChart
+from tui.widgets.result_panel import ResultPanel
 from tui.widgets.run_details import RunDetails
 from tui.widgets.run_progress import RunProgress
 from tui.widgets.samples_view import SamplesView
@@ -131,6 +132,7 @@ class RunScreen(ReportsWorkerErrors):
         yield RunProgress(id="run-progress")
         with TabbedContent(id="run-tabs"):
             with TabPane("Charts", id="charts"):
+                yield ResultPanel(id="result-panel")
                 yield Grid(id="charts-grid")
             with TabPane("Samples", id="samples"):
                 yield SamplesView(id="samples-view")
@@ -188,6 +190,8 @@ class RunScreen(ReportsWorkerErrors):
         self._show_run(r.run)
         for metric, points in r.points.items():
             self.query_one(f"#chart-{metric}", MetricChart).extend(points)
+        if r.run.kind in RESULT_KINDS:
+            self.query_one(ResultPanel).show(r.run, *r.sample_counts)
         self.query_one("#run-log", Log).write_lines(r.log_lines)
         samples = self.query_one(SamplesView)
         if r.sample_step != self.state.sample_step:
@@ -212,6 +216,11 @@ class RunScreen(ReportsWorkerErrors):
     def _first_show(self, run: Run) -> None:
         self.metrics = CHARTS_BY_KIND.get(run.kind, ())
         grid = self.query_one("#charts-grid", Grid)
+        has_results = run.kind in RESULT_KINDS
+        self.query_one(ResultPanel).display = has_results
+        grid.set_class(has_results, "-below-results")
+        if has_results:
+            self.query_one(TabbedContent).get_tab("charts").label = "Results"
         grid.mount_all(MetricChart(m, id=f"chart-{m}") for m in self.metrics)
 
     def _show_run(self, run: Run) -> None:

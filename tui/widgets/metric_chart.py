@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual.color import Color
 from textual_plotext import PlotextPlot
 
 from engine.core.metrics import title as metric_title
-from tui.data import downsample
+from tui.data import chart_title, downsample, format_value, nice_axis
 
 SERIES_COLOURS = ("primary", "accent", "success", "warning", "error", "secondary")
 """Theme variables that colour the series, in order."""
@@ -40,24 +42,43 @@ class MetricChart(PlotextPlot):
             self.series.setdefault(label, []).extend(new)
             self.replot()
 
+    def on_resize(self) -> None:
+        self.replot()  # how many ticks fit depends on the size
+
     def replot(self) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title(metric_title(self.metric))
-        has_points = False
-        for i, (label, points) in enumerate(self.series.items()):
-            if not points:
-                continue
-            has_points = True
-            shown = downsample(points, MAX_PLOTTED)
+        drawn = {label: downsample(points, MAX_PLOTTED) for label, points in self.series.items() if points}
+        title = metric_title(self.metric)
+        if len(self.series) <= 1:  # one run: its last and best value; several: each label has its last
+            plt.title(chart_title(title, self.metric, [v for points in self.series.values() for _, v in points]))
+        else:
+            plt.title(title)
+        for i, (label, shown) in enumerate(drawn.items()):
             style: dict = {"marker": "braille"}
             if label:
-                style["label"] = label
+                style["label"] = f"{label} {format_value(self.series[label][-1][1])}"
             colour = self.app.theme_variables.get(SERIES_COLOURS[i % len(SERIES_COLOURS)])
             if colour:
                 style["color"] = Color.parse(colour).rgb
             plt.plot([s for s, _ in shown], [v for _, v in shown], **style)
-        if not has_points:
-            plt.title(f"{metric_title(self.metric)} (no points yet)")
+        if drawn:
+            self._axes(list(drawn.values()))
         self.refresh()
+
+    def _axes(self, series: list[Sequence[tuple[int, float]]]) -> None:
+        """Round ticks, whole steps, and axis titles (plotext's own ticks are fractions). Ticks
+        stay at least 6 columns and 1.5 rows apart: closer ones would share a cell and
+        plotext would show either."""
+        steps = [s for points in series for s, _ in points]
+        values = [v for points in series for _, v in points]
+        width, height = self.size.width or 60, self.size.height or 16
+        plot_rows = height - 5  # less the title, the frame, the tick labels and the axis title
+        x = nice_axis(min(steps), max(steps), max(1, (width - 10) // 6), integer=True)
+        y = nice_axis(min(values), max(values), max(1, int((plot_rows - 1) / 1.5)))
+        self.plt.xlim(x.low, x.high)
+        self.plt.xticks(x.ticks, x.labels)
+        self.plt.ylim(y.low, y.high)
+        self.plt.yticks(y.ticks, y.labels)
+        self.plt.xlabel("step")

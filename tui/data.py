@@ -16,6 +16,7 @@ CHARTS_BY_KIND: dict[str, tuple[str, ...]] = {
     "sft": ("loss", "lr", "accuracy"),
     "rft": ("loss", "lr", "accuracy"),
     "pipeline": ("loss", "lr", "accuracy"),
+    "grpo": ("reward_mean", "accuracy", "kl", "clip_ratio", "completion_length_mean"),
 }
 """The metrics charted on a run's page, by kind."""
 

@@ -22,7 +22,6 @@ checkpoint samples what the uninterrupted run would have.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -68,12 +67,15 @@ def run_grpo(ctx) -> None:
     optimizer, scheduler = make_optimizer(spec, params, spec.steps * spec.mu)
     step = restore_checkpoint(ctx, checkpoint_dir, optimizer, scheduler)
     valid = valid_subset(task, spec)
+    # Steps a killed run logged after its last checkpoint: redone identically, not logged twice.
+    logged_through = max((s for s, _ in ctx.store.metric_series(ctx.run.id, "reward_mean")), default=0)
     log.info(
         "grpo on %d questions: %d steps of %d questions x %d samples, mu=%d, %d trainable parameters",
         len(questions), spec.steps, spec.questions_per_step, spec.group_size, spec.mu, sum(p.numel() for p in params),
     )
 
     def save() -> None:
+        ctx.tracker.flush()  # every step up to the checkpoint is in the store before it exists
         save_checkpoint(checkpoint_dir, model, optimizer, scheduler, step)
         ctx.add_artifact("checkpoint", checkpoint_dir)
 
@@ -89,8 +91,10 @@ def run_grpo(ctx) -> None:
                 step += 1
                 bar.advance()
                 if step % spec.log_interval == 0 or step == spec.steps:
-                    ctx.tracker.log(step, **window.read())
-                if spec.eval_interval and step % spec.eval_interval == 0:
+                    values = window.read()
+                    if step > logged_through:
+                        ctx.tracker.log(step, **values)
+                if spec.eval_interval and step % spec.eval_interval == 0 and step > logged_through:
                     metrics, evaluated_at = evaluate_valid(ctx, loaded, task, valid, MODE, step), step
                 if spec.checkpoint_interval and step % spec.checkpoint_interval == 0:
                     save()

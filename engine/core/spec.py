@@ -150,6 +150,12 @@ class RunSpec:
         ("pipeline",), choices=("reference", "rollout"),
     )
     # -- grpo: online RL on the task's reward (engine/grpo.py) --
+    grpo_steps: int = setting(
+        0,
+        "Pipeline: GRPO steps after the last RFT round, at GRPO's own learning rate and "
+        "temperature (0: no GRPO stage).",
+        ("pipeline",), minimum=0,
+    )
     steps: int = setting(100, "GRPO: optimiser steps, each on a fresh batch of sampled groups.", ("grpo",), minimum=1)
     questions_per_step: int = setting(8, "GRPO: train questions per step (B).", ("grpo",), minimum=1)
     group_size: int = setting(

@@ -84,6 +84,27 @@ def test_question_batches_cover_every_question_once_per_pass():
     assert steps == [grpo.question_batch(step, 10, 4, seed=3) for step in range(5)]
 
 
+@pytest.mark.parametrize(
+    ("dynamic_filter", "mask_truncated", "kept"),
+    [("off", "off", [0, 1, 2, 3, 4, 5]), ("on", "off", [0, 1, 2]), ("on", "on", [0, 2]), ("off", "on", [0, 2, 3, 5])],
+)
+def test_trained_rows_leave_out_equal_groups_and_truncated_completions(dynamic_filter, mask_truncated, kept):
+    """Two groups of three: rewards (1, 0, 0) carry signal, (1, 1, 1) none; rows 1 and 4 were cut."""
+    from engine.generation import Completion
+    from engine.training import Encoded
+
+    truncated = [False, True, False, False, True, False]
+    sampled = grpo.Sampled(
+        rows=[Encoded([1, 2, 3, 4], 2)] * 6,
+        completions=[Completion("x", 2, (3, 4), cut) for cut in truncated],
+        rewards=torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]),
+        advantages=torch.zeros(2, 3),
+        seconds=1.0,
+    )
+    spec = RunSpec(kind="grpo", group_size=3, dynamic_filter=dynamic_filter, mask_truncated=mask_truncated)
+    assert grpo.trained_rows(sampled, spec) == kept
+
+
 def _first_token_task(model_dir: str):
     """A task rewarding completions whose first token is in the half of the vocabulary the
     untrained model finds least likely after a cot prompt: its reward starts near 0 and only

@@ -29,6 +29,7 @@ KIND_HELP = {
     "rollout": "sample k reasoning chains per question and keep the correct ones (RFT data)",
     "rft": "LoRA fine-tuning on reasoning chains from a rollout run",
     "pipeline": "SFT, then rounds of rollout + RFT (expert iteration), each stage a linked run",
+    "grpo": "online RL (GRPO): sample groups per question, train on the task's reward",
 }
 
 

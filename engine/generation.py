@@ -35,7 +35,9 @@ class Sampling:
 @dataclass
 class Completion:
     text: str
-    tokens: int
+    tokens: int  # generated tokens, the EOS that ended the row not counted
+    ids: tuple[int, ...] = ()  # the sampled tokens, that EOS included: what a policy gradient scores
+    truncated: bool = False  # cut by max_new_tokens before EOS or the stop string
 
 
 def generate(
@@ -99,6 +101,7 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, generator, device
     eos_ids = _eos_ids(model, tokenizer)
     rows = torch.arange(len(prompts), device=device)  # original row of each live batch entry
     generated: list[list[int]] = [[] for _ in prompts]
+    ended: list[tuple[int, ...] | None] = [None] * len(prompts)  # how each row ended: (EOS,), () at the stop string
     logits = model(
         input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache, use_cache=True
     ).logits[:, -1, :]
@@ -107,9 +110,11 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, generator, device
         keep = []
         for live, (row, token) in enumerate(zip(rows.tolist(), next_tokens.tolist())):
             if token in eos_ids:
+                ended[row] = (token,)
                 continue
             generated[row].append(token)
             if stop and stop in tokenizer.decode(generated[row][-_STOP_WINDOW:]):
+                ended[row] = ()
                 continue
             keep.append(live)
         if not keep or step == sampling.max_new_tokens - 1:
@@ -124,7 +129,7 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, generator, device
             input_ids=next_tokens[:, None], attention_mask=attention, position_ids=positions,
             cache=cache, use_cache=True,
         ).logits[:, -1, :]
-    return [_finish(tokenizer, tokens, stop) for tokens in generated]
+    return [_finish(tokenizer, tokens, stop, end) for tokens, end in zip(generated, ended)]
 
 
 def _pick(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> torch.Tensor:
@@ -147,8 +152,10 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def _finish(tokenizer, tokens: list[int], stop: str | None) -> Completion:
+def _finish(tokenizer, tokens: list[int], stop: str | None, end: tuple[int, ...] | None) -> Completion:
+    """`end`: the EOS token that ended the row, () for the stop string, None when cut short."""
     text = tokenizer.decode(tokens, skip_special_tokens=True)
     if stop and stop in text:
         text = text[: text.index(stop) + len(stop)]
-    return Completion(text=text, tokens=len(tokens))
+    ids = tuple(tokens) + (end or ())
+    return Completion(text=text, tokens=len(tokens), ids=ids, truncated=end is None)

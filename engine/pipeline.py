@@ -7,7 +7,7 @@ reasoning for the train questions ('bootstrap: reference'; train data only). Eac
 rolls out k samples per train question from the latest adapter and fine-tunes that adapter
 on the correct ones:
 
-    sft -> rft (reference reasoning) -> [rollout -> rft] x rounds
+    sft -> rft (reference reasoning) -> [rollout -> rft] x rounds -> grpo (if grpo_steps)
 
 Rollouts cover the first `rollout_limit` train questions (1000 by default): with k=10 they
 are the slowest stage on a CPU, and after the reference round most of their chains repeat.
@@ -44,6 +44,8 @@ def stages(spec: RunSpec) -> list[Stage]:
         plan.append(Stage("rft0", "rft"))
     for r in range(1, spec.rounds + 1):
         plan += [Stage(f"rollout{r}", "rollout"), Stage(f"rft{r}", "rft")]
+    if spec.grpo_steps:
+        plan.append(Stage("grpo", "grpo"))
     return plan
 
 
@@ -87,6 +89,10 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpe
     if stage.kind == "rft":
         data = str(previous_id) if stage.label != "rft0" else str(_write_reference_data(ctx))
         return spec.replace(**common, data=data, limit=0)
+    if stage.kind == "grpo":
+        # The pipeline's learning rate and sampling suit SFT and rollouts, not online RL.
+        own = {name: RunSpec.default_for("grpo", name) for name in ("learning_rate", "temperature", "top_p")}
+        return spec.replace(**common, **own, steps=spec.grpo_steps)
     return spec.replace(**common)
 
 

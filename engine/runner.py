@@ -34,6 +34,7 @@ HANDLERS = {
     "rft": "engine.training:run_rft",
     "rollout": "engine.rollout:run_rollout",
     "pipeline": "engine.pipeline:run_pipeline",
+    "grpo": "engine.grpo:run_grpo",
 }
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "sqlite-utils", "reasonlab")
 

@@ -132,9 +132,10 @@ def training_plan(lengths: list[int], batch_size: int, grad_accum: int, epochs: 
 # -- the loop -----------------------------------------------------------------------------
 
 
-def batch_loss(model, rows: list[Encoded], prefix_len: int, pad_id: int) -> torch.Tensor:
-    """Summed cross-entropy over the completion tokens of `rows` (right-padded; causal
-    attention means real tokens never see the padding, so no attention mask is needed)."""
+def completion_logits(model, rows: list[Encoded], prefix_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits that predict each completion token of `rows`, and those tokens, flattened row
+    by row (row b contributes its `completion_len` tokens in order). Rows are right-padded;
+    causal attention means real tokens never see the padding, so no attention mask is needed."""
     device = next(model.parameters()).device
     width = max(len(r.ids) for r in rows) - prefix_len
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -155,7 +156,13 @@ def batch_loss(model, rows: list[Encoded], prefix_len: int, pad_id: int) -> torc
     hidden = base.get_decoder()(input_ids=ids, cache=cache, use_cache=cache is not None).last_hidden_state
     # The hidden state at position t predicts token t + 1: project only where that is a target.
     logits = base.get_output_embeddings()(hidden[:, :-1][scored[:, 1:]])
-    return F.cross_entropy(logits.float(), ids[:, 1:][scored[:, 1:]], reduction="sum")
+    return logits.float(), ids[:, 1:][scored[:, 1:]]
+
+
+def batch_loss(model, rows: list[Encoded], prefix_len: int, pad_id: int) -> torch.Tensor:
+    """Summed cross-entropy over the completion tokens of `rows`."""
+    logits, targets = completion_logits(model, rows, prefix_len, pad_id)
+    return F.cross_entropy(logits, targets, reduction="sum")
 
 
 def optimizer_step(model, params, optimizer, scheduler, encoded, micro_batches, prefix_len, pad_id) -> tuple[float, float]:
@@ -192,6 +199,49 @@ def load_trainable(ctx, checkpoint_dir: Path):
     return loaded
 
 
+def make_optimizer(spec, params, total_steps: int):
+    """AdamW and the spec's learning-rate schedule over `total_steps` optimiser steps."""
+    from transformers import get_scheduler
+
+    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
+    scheduler = get_scheduler(
+        SCHEDULERS[spec.lr_schedule], optimizer,
+        num_warmup_steps=round(spec.warmup_ratio * total_steps), num_training_steps=total_steps,
+    )
+    return optimizer, scheduler
+
+
+def restore_checkpoint(ctx, checkpoint_dir: Path, optimizer, scheduler) -> int:
+    """On resume, load the checkpoint's optimiser and scheduler states; the step to go on from."""
+    if not (ctx.resuming and has_checkpoint(checkpoint_dir)):
+        return 0
+    state = load_state(checkpoint_dir)
+    optimizer.load_state_dict(state.optimizer)
+    scheduler.load_state_dict(state.scheduler)
+    ctx.log.info("resuming from the checkpoint at step %d", state.step)
+    return state.step
+
+
+def valid_subset(task: Task, spec) -> list[Example]:
+    """The fixed valid questions scored while training."""
+    valid = task.load("valid")
+    return valid[: spec.eval_limit] if spec.eval_limit else valid
+
+
+def evaluate_valid(ctx, loaded, task: Task, valid: list[Example], mode: str, step: int) -> dict[str, float]:
+    """Greedy accuracy on `valid`, logged at `step` with its samples; leaves the model training."""
+    loaded.model.eval()
+    result = evaluate(
+        loaded, task, valid, mode=mode, sampling=Sampling(default_max_new_tokens(mode)), batch_size=ctx.spec.batch_size,
+        on_rows=lambda rows: ctx.store.add_samples(ctx.run.id, [r | {"step": step} for r in rows]),
+    )
+    loaded.model.train()
+    metrics = {k: result.metrics[k] for k in ("accuracy", "answer_rate")}
+    ctx.tracker.log(step, **metrics)
+    ctx.log.info("step %d: valid %s", step, metrics)
+    return metrics
+
+
 def train(ctx, task: Task, examples: list[Example]) -> None:
     spec, log = ctx.spec, ctx.log
     mode = MODE[spec.kind]
@@ -206,38 +256,13 @@ def train(ctx, task: Task, examples: list[Example]) -> None:
     prefix_len = shared_prefix_length(encoded)
     plan = training_plan([len(e.ids) for e in encoded], spec.batch_size, spec.grad_accum, spec.epochs, spec.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)
-    from transformers import get_scheduler
-
-    scheduler = get_scheduler(
-        SCHEDULERS[spec.lr_schedule], optimizer,
-        num_warmup_steps=round(spec.warmup_ratio * len(plan)), num_training_steps=len(plan),
-    )
-    step = 0
-    if ctx.resuming and has_checkpoint(checkpoint_dir):
-        state = load_state(checkpoint_dir)
-        optimizer.load_state_dict(state.optimizer)
-        scheduler.load_state_dict(state.scheduler)
-        step = state.step
-        log.info("resuming from the checkpoint at step %d", step)
-    valid = task.load("valid")
-    valid = valid[: spec.eval_limit] if spec.eval_limit else valid
+    optimizer, scheduler = make_optimizer(spec, params, len(plan))
+    step = restore_checkpoint(ctx, checkpoint_dir, optimizer, scheduler)
+    valid = valid_subset(task, spec)
     log.info(
         "training %s on %d examples (%s prompts, %d shared prefix tokens): %d steps, %d trainable parameters",
         spec.kind, len(examples), mode, prefix_len, len(plan), sum(p.numel() for p in params),
     )
-
-    def evaluate_valid(at_step: int) -> dict[str, float]:
-        model.eval()
-        result = evaluate(
-            loaded, task, valid, mode=mode, sampling=Sampling(default_max_new_tokens(mode)), batch_size=spec.batch_size,
-            on_rows=lambda rows: ctx.store.add_samples(ctx.run.id, [r | {"step": at_step} for r in rows]),
-        )
-        model.train()
-        metrics = {k: result.metrics[k] for k in ("accuracy", "answer_rate")}
-        ctx.tracker.log(at_step, **metrics)
-        log.info("step %d: valid %s", at_step, metrics)
-        return metrics
 
     def save() -> None:
         save_checkpoint(checkpoint_dir, model, optimizer, scheduler, step)
@@ -260,19 +285,19 @@ def train(ctx, task: Task, examples: list[Example]) -> None:
                 if step % spec.log_interval == 0 or step == len(plan):
                     ctx.tracker.log(step, **meter.read(), lr=scheduler.get_last_lr()[0], grad_norm=grad_norm)
                 if spec.eval_interval and step % spec.eval_interval == 0:
-                    metrics, evaluated_at = evaluate_valid(step), step
+                    metrics, evaluated_at = evaluate_valid(ctx, loaded, task, valid, mode, step), step
                 if spec.checkpoint_interval and step % spec.checkpoint_interval == 0:
                     save()
             if evaluated_at != step:
-                metrics = evaluate_valid(step)
-        _finish(ctx, loaded, step, metrics | {"steps": step, "train_examples": len(examples)} | meter.totals())
+                metrics = evaluate_valid(ctx, loaded, task, valid, mode, step)
+        finish_training(ctx, loaded, step, metrics | {"steps": step, "train_examples": len(examples)} | meter.totals())
     except (RunCancelled, KeyboardInterrupt):
         save()
         log.info("stopped at step %d; checkpoint saved", step)
         raise
 
 
-def _finish(ctx, loaded, step: int, results: dict[str, float]) -> None:
+def finish_training(ctx, loaded, step: int, results: dict[str, float]) -> None:
     """Save the adapter, record its size and the parameter count, warn past the course limits."""
     adapter_dir = ctx.run_dir / "adapter"
     loaded.model.save_pretrained(adapter_dir, safe_serialization=True)

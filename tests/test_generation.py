@@ -21,6 +21,9 @@ def test_batched_equals_sequential_under_greedy(tiny_model_dir):
     sequential = generate(loaded.model, loaded.tokenizer, _prompts(), sampling, batch_size=1)
     assert [c[0].text for c in batched] == [c[0].text for c in sequential]
     assert all(c[0].tokens == 12 for c in batched)  # a random model never emits the stop string
+    # The sampled ids come along (what GRPO scores), and every row was cut by max_new_tokens.
+    assert all(len(c[0].ids) == 12 and c[0].truncated for c in batched)
+    assert [loaded.tokenizer.decode(c[0].ids, skip_special_tokens=True) for c in batched] == [c[0].text for c in batched]
 
 
 def test_matches_hf_generate(tiny_model_dir):
@@ -63,7 +66,23 @@ def test_stops_at_answer_tag_and_drops_finished_rows(tiny_model_dir):
     loaded.model.forward = steered
     result = generate(loaded.model, tok, _prompts()[:2], Sampling(max_new_tokens=20), batch_size=2)
     assert [c[0].text for c in result] == ["</answer>", "</answer>"]
+    assert [(list(c[0].ids), c[0].truncated) for c in result] == [(stop_ids, False)] * 2
     assert calls["n"] == len(stop_ids)  # no forward pass after every row finished
+
+
+def test_a_row_ended_by_eos_keeps_that_eos_in_its_ids(tiny_model_dir):
+    loaded = load_model(tiny_model_dir)
+    tok = loaded.tokenizer
+    original = loaded.model.forward
+
+    def eos_first(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out.logits[:, -1, tok.eos_token_id] = 1e4
+        return out
+
+    loaded.model.forward = eos_first
+    [[completion]] = generate(loaded.model, tok, _prompts()[:1], Sampling(max_new_tokens=5), batch_size=1)
+    assert (completion.text, completion.tokens, completion.ids, completion.truncated) == ("", 0, (tok.eos_token_id,), False)
 
 
 def test_shared_prompt_start_runs_once_and_changes_nothing(tiny_model_dir):

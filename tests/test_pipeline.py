@@ -78,3 +78,16 @@ def test_rollouts_cover_only_rollout_limit_questions(tiny_model_dir, db_path, so
     sft, rollout1, _ = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
     assert sft.summary["train_examples"] == 8
     assert rollout1.spec.limit == 3 and rollout1.summary["questions_done"] == 3
+
+
+def test_grpo_steps_add_a_last_stage_from_the_last_adapter(tiny_model_dir, db_path, solving_rollouts):
+    store = RunStore(db_path)
+    spec = _pipeline(tiny_model_dir).replace(bootstrap="rollout", grpo_steps=2)  # sft -> rollout1 -> rft1 -> grpo
+    pipeline = execute(store, store.create_run(spec).id)
+    assert pipeline.status == "completed"
+    sft, rollout1, rft1, grpo = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    assert grpo.kind == "grpo" and grpo.status == "completed"
+    assert grpo.spec.adapter == str(rft1.id) and grpo.parent_id == rft1.id and grpo.spec.steps == 2
+    assert (grpo.spec.temperature, grpo.spec.learning_rate) == (1.0, RunSpec.default_for("grpo", "learning_rate"))
+    assert [s for s, _ in store.metric_series(grpo.id, "reward_mean")] == [2]  # log_interval 5: the last step
+    assert store.get_run(pipeline.id).summary["accuracy"] == grpo.summary["accuracy"]

@@ -22,6 +22,17 @@ RFT_ROWS = "rft_rows"
 TRAIN_EXAMPLES = "train_examples"
 ADAPTER_MB = "adapter_mb"
 PARAMETERS = "parameters"
+REWARD_MEAN = "reward_mean"
+REWARD_STD = "reward_std"
+FRAC_REWARD_ZERO_STD = "frac_reward_zero_std"
+COMPLETION_LENGTH_MEAN = "completion_length_mean"
+COMPLETION_LENGTH_MAX = "completion_length_max"
+TRUNCATED_RATIO = "truncated_ratio"
+TRAINED_FRACTION = "trained_fraction"
+CLIP_RATIO = "clip_ratio"
+KL = "kl"
+ENTROPY = "entropy"
+STEP_TIME = "step_time"
 
 TITLES = {
     LOSS: "Loss",
@@ -38,6 +49,17 @@ TITLES = {
     TRAIN_EXAMPLES: "Training examples",
     ADAPTER_MB: "Adapter size (MB)",
     PARAMETERS: "Parameters",
+    REWARD_MEAN: "Reward (mean)",
+    REWARD_STD: "Reward std within groups",
+    FRAC_REWARD_ZERO_STD: "Groups with equal rewards",
+    COMPLETION_LENGTH_MEAN: "Completion length (mean)",
+    COMPLETION_LENGTH_MAX: "Completion length (max)",
+    TRUNCATED_RATIO: "Truncated completions",
+    TRAINED_FRACTION: "Completions trained on",
+    CLIP_RATIO: "Clipped tokens",
+    KL: "KL to the reference",
+    ENTROPY: "Entropy",
+    STEP_TIME: "Step time (s)",
 }
 """Every metric a run may log, in the order the app lists them."""
 
@@ -47,11 +69,12 @@ CHARTS_BY_KIND: dict[str, tuple[str, ...]] = {
     "sft": (LOSS, LR, ACCURACY),
     "rft": (LOSS, LR, ACCURACY),
     "pipeline": (LOSS, LR, ACCURACY),
+    "grpo": (REWARD_MEAN, ACCURACY, KL, CLIP_RATIO, COMPLETION_LENGTH_MEAN),
 }
 """The metrics charted on a run's page, by kind."""
 
 
-HIGHER_IS_BETTER = frozenset({ACCURACY, ANSWER_RATE, SAMPLES_PER_S, TOKENS_PER_S, SUCCESS_RATE, CORRECT_RATE})
+HIGHER_IS_BETTER = frozenset({ACCURACY, ANSWER_RATE, SAMPLES_PER_S, TOKENS_PER_S, SUCCESS_RATE, CORRECT_RATE, REWARD_MEAN})
 LOWER_IS_BETTER = frozenset({LOSS, GRAD_NORM})
 """Which way a metric improves; the others (learning rate, counts, sizes) have no best value."""
 

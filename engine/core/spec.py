@@ -15,9 +15,9 @@ from typing import Any
 
 from engine.core.errors import SpecError
 
-KINDS = ("eval", "sft", "rollout", "rft", "pipeline")
-TRAINING_KINDS = ("sft", "rft", "pipeline")
-GENERATING_KINDS = ("eval", "rollout", "pipeline")
+KINDS = ("eval", "sft", "rollout", "rft", "pipeline", "grpo")
+TRAINING_KINDS = ("sft", "rft", "pipeline", "grpo")
+GENERATING_KINDS = ("eval", "rollout", "pipeline", "grpo")
 DEFAULT_MODEL = "smollm2-135m"
 
 
@@ -64,14 +64,14 @@ class RunSpec:
     adapter: str = setting(
         "",
         "LoRA adapter to start from: a run id or a peft directory (empty: none).",
-        ("eval", "rollout", "sft", "rft"),
+        ("eval", "rollout", "sft", "rft", "grpo"),
         parent="adapter",
     )
     task: str = setting("unit_conversion", "Task: dataset, prompts, parser and checker.")
     dataset: str = setting(
         "train",
         "Questions: 'train', 'valid' or a JSON file path.",
-        ("eval", "sft", "rollout", "pipeline"),
+        ("eval", "sft", "rollout", "pipeline", "grpo"),
         by_kind={"eval": "valid"},
     )
     data: str = setting(
@@ -101,7 +101,7 @@ class RunSpec:
         "Sampling temperature (0: greedy).",
         GENERATING_KINDS,
         minimum=0.0,
-        by_kind={"rollout": 0.8, "pipeline": STAGE_DEFAULT},
+        by_kind={"rollout": 0.8, "pipeline": STAGE_DEFAULT, "grpo": 1.0},
     )
     top_p: float = setting(
         1.0, "Nucleus sampling mass.", GENERATING_KINDS, minimum=0.01, maximum=1.0,
@@ -122,7 +122,7 @@ class RunSpec:
         lambda spec: 4 * spec.lora_rank, "LoRA alpha (default: 4 x rank).", TRAINING_KINDS, minimum=1
     )
     learning_rate: float = setting(
-        2e-3, "Peak learning rate.", TRAINING_KINDS, minimum=0.0, maximum=1.0
+        2e-3, "Peak learning rate.", TRAINING_KINDS, minimum=0.0, maximum=1.0, by_kind={"grpo": 1e-4}
     )
     lr_schedule: str = setting(
         "cosine", "Learning-rate schedule after warm-up.", TRAINING_KINDS,
@@ -134,11 +134,11 @@ class RunSpec:
     # Direct answers need more passes than reasoning chains: on 5000 questions SFT scored 0.535
     # on valid after 3 epochs and 0.80 after 6, while RFT reached 0.89 after 3 (README).
     epochs: int = setting(
-        3, "Passes over the training data.", TRAINING_KINDS, minimum=1,
+        3, "Passes over the training data.", ("sft", "rft", "pipeline"), minimum=1,
         by_kind={"sft": 6, "pipeline": STAGE_DEFAULT},
     )
     grad_accum: int = setting(
-        1, "Micro-batches accumulated per optimiser step.", TRAINING_KINDS, minimum=1
+        1, "Micro-batches accumulated per optimiser step.", ("sft", "rft", "pipeline"), minimum=1
     )
     eval_interval: int = setting(
         50, "Evaluate on the valid subset every N steps (0: only at the end).",
@@ -167,6 +167,45 @@ class RunSpec:
         "Pipeline: 'reference' first trains on the task's reference reasoning for the train "
         "questions, then rolls out; 'rollout' rolls out straight from the SFT model.",
         ("pipeline",), choices=("reference", "rollout"),
+    )
+    # -- grpo: online RL on the task's reward (engine/grpo.py) --
+    grpo_steps: int = setting(
+        0,
+        "Pipeline: GRPO steps after the last RFT round, at GRPO's own learning rate and "
+        "temperature (0: no GRPO stage).",
+        ("pipeline",), minimum=0,
+    )
+    steps: int = setting(100, "GRPO: optimiser steps, each on a fresh batch of sampled groups.", ("grpo",), minimum=1)
+    questions_per_step: int = setting(8, "GRPO: train questions per step (B).", ("grpo",), minimum=1)
+    group_size: int = setting(
+        8, "GRPO: completions sampled per question (G); advantages compare them.", ("grpo",), minimum=2
+    )
+    mu: int = setting(1, "GRPO: policy updates on each sampled batch (mu).", ("grpo",), minimum=1)
+    clip_eps: float = setting(
+        0.2, "GRPO: PPO clip range below and, unless clip_eps_high is set, above 1.", ("grpo",), minimum=0.0, maximum=1.0
+    )
+    clip_eps_high: float = setting(
+        0.0, "GRPO: upper clip range (0: clip_eps; DAPO uses 0.28).", ("grpo",), minimum=0.0, maximum=10.0
+    )
+    beta: float = setting(
+        0.0,
+        "GRPO: weight of the KL penalty to the reference, the model with its adapter disabled "
+        "(0: none; the KL is logged either way).",
+        ("grpo",), minimum=0.0,
+    )
+    scale_rewards: str = setting(
+        "none", "GRPO: 'none' (Dr.GRPO: reward minus group mean) or 'group' (also divide by the group std).",
+        ("grpo",), choices=("none", "group"),
+    )
+    format_reward: float = setting(
+        0.0, "GRPO: reward added to a completion whose answer parses (0: the checker alone).", ("grpo",), minimum=0.0
+    )
+    mask_truncated: str = setting(
+        "off", "GRPO: 'on' leaves completions cut by max_new_tokens out of the loss.", ("grpo",), choices=("on", "off")
+    )
+    dynamic_filter: str = setting(
+        "on", "GRPO: 'on' leaves groups whose rewards are all equal (no signal) out of the loss.",
+        ("grpo",), choices=("on", "off"),
     )
 
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)

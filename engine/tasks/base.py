@@ -6,6 +6,7 @@ task plugs in by adding a module and registering it in `engine.tasks.TASKS`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,3 +40,18 @@ class Task(Protocol):
         """The answer in a generated continuation, NaN when there is none."""
 
     def is_correct(self, answer: float, target: float) -> bool: ...
+
+    # Optional: `reward(example, output) -> float`, what online RL (the grpo kind) maximises for a
+    # cot completion. A task without it is rewarded by its checker; see `task_reward`.
+
+
+def task_reward(task: Task, example: Example, output: str, mode: str) -> float:
+    """The task's own `reward` when it defines one, else its checker: 1.0 correct, 0.0 not."""
+    if hasattr(task, "reward"):
+        return float(task.reward(example, output))
+    return float(task.is_correct(task.parse(output, mode), example.answer))
+
+
+def answers(task: Task, output: str, mode: str) -> bool:
+    """Whether `output` holds an answer the task can parse (what a format reward pays for)."""
+    return not math.isnan(task.parse(output, mode))

@@ -32,6 +32,7 @@ KIND_HELP = {
     "rollout": "Sample k answers per question and keep the correct ones (RFT data).",
     "rft": "Fine-tune on the correct samples of a rollout run.",
     "pipeline": "SFT, then rounds of rollout and RFT.",
+    "grpo": "Online RL (GRPO): sample groups of answers, reinforce the rewarded ones.",
 }
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from engine.checkpoint import ADAPTER, has_checkpoint, load_state, save_checkpoint
 from engine.core.errors import DataError, ReasonlabError, RunCancelled
-from engine.evaluation import evaluate
+from engine.evaluation import EvalResult, category_accuracy, evaluate
 from engine.generation import MIN_SHARED_PREFIX, Sampling, common_prefix_length
 from engine.core.spec import default_max_new_tokens
 from engine.tasks import get_task
@@ -51,12 +51,14 @@ def run_rft(ctx) -> None:
 
 
 def training_questions(task: Task, dataset: str, limit: int) -> list[Example]:
-    """Training (or rollout) questions; the valid split is refused, it is for scoring only."""
-    if dataset == "valid":
-        raise ReasonlabError("dataset: 'valid' is held out for evaluation; train and roll out on 'train' or a file.")
+    """Training (or rollout) questions; the held-out splits are refused, they are for scoring only."""
+    if dataset in task.held_out_splits:
+        raise ReasonlabError(
+            f"dataset: {dataset!r} is held out for evaluation; train and roll out on 'train' or a file."
+        )
     examples = task.load(dataset)
     examples = examples[:limit] if limit else examples
-    refuse_valid_questions(task, examples)
+    refuse_held_out_questions(task, examples)
     return examples
 
 
@@ -196,7 +198,7 @@ def train(ctx, task: Task, examples: list[Example]) -> None:
     mode = MODE[spec.kind]
     if not examples:
         raise DataError("No training rows; check --data / --dataset and --limit.")
-    refuse_valid_questions(task, examples)
+    refuse_held_out_questions(task, examples)
     checkpoint_dir = ctx.run_dir / "checkpoint"
     torch.manual_seed(spec.seed)  # the fresh adapter's initialisation; a checkpoint restores its own RNG state
     loaded = load_trainable(ctx, checkpoint_dir)
@@ -219,24 +221,49 @@ def train(ctx, task: Task, examples: list[Example]) -> None:
         scheduler.load_state_dict(state.scheduler)
         step = state.step
         log.info("resuming from the checkpoint at step %d", step)
-    valid = task.load("valid")
-    valid = valid[: spec.eval_limit] if spec.eval_limit else valid
+    valid = _scored_subset(task, "valid", spec.eval_limit)
     log.info(
         "training %s on %d examples (%s prompts, %d shared prefix tokens): %d steps, %d trainable parameters",
         spec.kind, len(examples), mode, prefix_len, len(plan), sum(p.numel() for p in params),
     )
 
-    def evaluate_valid(at_step: int) -> dict[str, float]:
+    def score(examples: list[Example], on_rows=None) -> EvalResult:
         model.eval()
         result = evaluate(
-            loaded, task, valid, mode=mode, sampling=Sampling(default_max_new_tokens(mode)), batch_size=spec.batch_size,
-            on_rows=lambda rows: ctx.store.add_samples(ctx.run.id, [r | {"step": at_step} for r in rows]),
+            loaded, task, examples, mode=mode, sampling=Sampling(default_max_new_tokens(mode)),
+            batch_size=spec.batch_size, on_rows=on_rows,
         )
         model.train()
-        metrics = {k: result.metrics[k] for k in ("accuracy", "answer_rate")}
+        return result
+
+    def evaluate_valid(at_step: int) -> dict[str, float]:
+        nonlocal last_valid
+        last_valid = score(
+            valid, on_rows=lambda rows: ctx.store.add_samples(ctx.run.id, [r | {"step": at_step} for r in rows])
+        )
+        metrics = {k: last_valid.metrics[k] for k in ("accuracy", "answer_rate")}
         ctx.tracker.log(at_step, **metrics)
         log.info("step %d: valid %s", at_step, metrics)
         return metrics
+
+    def evaluate_final(at_step: int) -> dict[str, float]:
+        """The final valid result by category, and the other held-out splits (same subset size)
+        with theirs. Only valid's samples are stored: another split's rows would share its
+        (step, idx) keys."""
+        metrics = category_accuracy(task, valid, [r["correct"] for r in last_valid.rows])
+        for split in task.held_out_splits:
+            if split == "valid":
+                continue
+            examples = _scored_subset(task, split, spec.eval_limit)
+            result = score(examples)
+            found = {k: result.metrics[k] for k in ("accuracy", "answer_rate")}
+            found |= category_accuracy(task, examples, [r["correct"] for r in result.rows])
+            metrics |= {f"{split}_{name}": value for name, value in found.items()}
+            log.info("step %d: %s accuracy %.3f", at_step, split, found["accuracy"])
+        ctx.tracker.log(at_step, **metrics)
+        return metrics
+
+    last_valid: EvalResult | None = None
 
     def save() -> None:
         save_checkpoint(checkpoint_dir, model, optimizer, scheduler, step)
@@ -264,6 +291,7 @@ def train(ctx, task: Task, examples: list[Example]) -> None:
                     save()
             if evaluated_at != step:
                 metrics = evaluate_valid(step)
+            metrics |= evaluate_final(step)
         _finish(ctx, loaded, step, metrics | {"steps": step, "train_examples": len(examples)} | meter.totals())
     except (RunCancelled, KeyboardInterrupt):
         save()
@@ -291,11 +319,21 @@ def _finish(ctx, loaded, step: int, results: dict[str, float]) -> None:
         ctx.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
 
-def refuse_valid_questions(task: Task, examples: list[Example]) -> None:
-    held_out = {ex.question for ex in task.load("valid")}
-    leaked = sum(ex.question in held_out for ex in examples)
-    if leaked:
-        raise DataError(f"{leaked} of the questions are valid questions; valid data never enters training or rollouts.")
+def _scored_subset(task: Task, split: str, limit: int) -> list[Example]:
+    """The fixed first `limit` questions of a held-out split (all of them for 0)."""
+    examples = task.load(split)
+    return examples[:limit] if limit else examples
+
+
+def refuse_held_out_questions(task: Task, examples: list[Example]) -> None:
+    questions = {ex.question for ex in examples}
+    for split in task.held_out_splits:
+        leaked = len(questions & {ex.question for ex in task.load(split)})
+        if leaked:
+            raise DataError(
+                f"{leaked} of the questions are {split} questions; held-out data "
+                f"({', '.join(task.held_out_splits)}) never enters training or rollouts."
+            )
 
 
 class _Meter:

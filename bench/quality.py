@@ -15,6 +15,7 @@ cores; a reduced one:
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from collections import defaultdict
 from rich.console import Console
 from rich.table import Table
 
+from engine.core.errors import ReasonlabError
 from engine.runner import execute
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore
@@ -76,11 +78,16 @@ def main() -> None:
         learning_rate=args.learning_rate, rounds=args.rounds, batch_size=args.batch_size,
         bootstrap=args.bootstrap, rollout_model=args.rollout_model, **hardware,
     )
-    run = execute(store, store.create_run(pipeline).id, console=console)
+    run = store.create_run(pipeline)
+    try:
+        run = execute(store, run.id, console=console)
+    except ReasonlabError as error:  # hours in: still show the stages that finished
+        console.print(f"pipeline run {run.id} failed: {error}", highlight=False, markup=False)
+        run = store.get_run(run.id)
     for stage in sorted(store.list_runs(tag=f"pipeline:{run.id}"), key=lambda r: r.id):
         label = stage.name.split()[-1]
         _row(table, label, stage)
-        if stage.kind != "rollout":
+        if stage.kind != "rollout" and stage.status == "completed":
             breakdown[(label, "valid")] = stage.summary
             breakdown[(label, "shifted")] = _unprefixed(stage.summary, "shifted_")
     table.add_row("total", str(run.id), "", "", "", run.status, f"{time.perf_counter() - began:.0f}")
@@ -123,6 +130,12 @@ def _unprefixed(summary: dict[str, float], prefix: str) -> dict[str, float]:
     return {name[len(prefix):]: value for name, value in summary.items() if name.startswith(prefix)}
 
 
+def _numbers_first(value: str) -> tuple[int, float, str]:
+    """Ranges by their first number ('1-10' before '11-99' before '100-9999'), then words."""
+    number = re.match(r"\d+(?:\.\d+)?", value)
+    return (0, float(number.group()), value) if number else (1, 0.0, value)
+
+
 def _breakdown_tables(breakdown: dict[tuple[str, str], dict[str, float]]) -> list[Table]:
     """One table per category (family, values, phrasing): a row per stage and split, a column
     per category value, from the summaries' 'accuracy/<category>=<value>' metrics."""
@@ -137,10 +150,11 @@ def _breakdown_tables(breakdown: dict[tuple[str, str], dict[str, float]]) -> lis
         table = Table(title=f"accuracy by {category}", title_justify="left")
         table.add_column("stage")
         table.add_column("split")
-        for value in sorted(values):
+        ordered = sorted(values, key=_numbers_first)
+        for value in ordered:
             table.add_column(value, justify="right")
         for (stage, split), summary in breakdown.items():
-            table.add_row(stage, split, *(_score(summary.get(f"accuracy/{category}={v}")) for v in sorted(values)))
+            table.add_row(stage, split, *(_score(summary.get(f"accuracy/{category}={v}")) for v in ordered))
         tables.append(table)
     return tables
 

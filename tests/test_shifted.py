@@ -168,7 +168,7 @@ def test_shifted_is_refused_for_training_and_rollouts_by_name_and_content(task):
 def test_runs_refuse_shifted(tiny_model_dir, db_path, kind):
     store = RunStore(db_path)
     run = store.create_run(RunSpec(kind=kind, model=tiny_model_dir, dataset="shifted"))
-    with pytest.raises(ReasonlabError, match="shifted"):
+    with pytest.raises(ReasonlabError, match="'shifted' is held out for evaluation"):
         execute(store, run.id)
     assert store.get_run(run.id).status == "failed"
 

@@ -1,10 +1,18 @@
-"""Evaluation: generate answers for a list of examples, parse and score them."""
+"""Evaluation: generate answers for a list of examples, parse and score them.
+
+Metric names: 'accuracy' and 'answer_rate' over all questions, and, for a task with
+categories, 'accuracy/<category>=<value>' over the questions in each one, e.g.
+'accuracy/family=length' or 'accuracy/values=11-99'. Training runs score the held-out splits
+other than valid under the split's name as a prefix: 'shifted_accuracy',
+'shifted_accuracy/family=mass'.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from engine.generation import Completion, Sampling, generate
@@ -57,6 +65,22 @@ def evaluate(
     return result
 
 
+def category_accuracy(task: Task, examples: Sequence[Example], correct: Sequence[bool]) -> dict[str, float]:
+    """'accuracy/<category>=<value>' for each category value among `examples` (none for a
+    task without categories), so one accuracy becomes e.g. length 0.95, mass 0.41."""
+    categorize = getattr(task, "category", None)
+    if categorize is None:
+        return {}
+    seen: Counter[str] = Counter()
+    right: Counter[str] = Counter()
+    for example, ok in zip(examples, correct, strict=True):
+        for name, value in categorize(example).items():
+            key = f"accuracy/{name}={value}"
+            seen[key] += 1
+            right[key] += bool(ok)
+    return {key: right[key] / seen[key] for key in sorted(seen)}
+
+
 def scored_sample(task: Task, mode: str, idx: int, example: Example, completion: Completion, *, sample: int = 0, step: int = 0) -> dict:
     """A samples-table row: the generated text, its parsed answer and whether it is correct."""
     answer = task.parse(completion.text, mode)
@@ -88,7 +112,9 @@ def run_eval(ctx) -> None:
             batch_size=spec.batch_size, indices=todo, on_rows=store_rows,
         )
     rows = ctx.store.samples(ctx.run.id)
-    metrics = accuracy_summary([bool(r["correct"]) for r in rows], [_nan(r["answer"]) for r in rows])
+    correct = [bool(r["correct"]) for r in rows]
+    metrics = accuracy_summary(correct, [_nan(r["answer"]) for r in rows])
+    metrics |= category_accuracy(task, [examples[r["idx"]] for r in rows], correct)
     metrics["tokens_per_s"] = result.metrics["tokens_per_s"]
     ctx.tracker.log(0, **metrics)
     ctx.results.update(metrics, questions=len(rows))

@@ -44,7 +44,7 @@ from engine.training import (
     restore_checkpoint,
     shared_prefix_length,
     training_questions,
-    valid_subset,
+    scored_subset,
 )
 
 MODE = "cot"  # GRPO reinforces reasoning chains, the format rft trains
@@ -66,7 +66,7 @@ def run_grpo(ctx) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer, scheduler = make_optimizer(spec, params, spec.steps * spec.mu)
     step = restore_checkpoint(ctx, checkpoint_dir, optimizer, scheduler)
-    valid = valid_subset(task, spec)
+    valid = scored_subset(task, "valid", spec.eval_limit)
     # Steps a killed run logged after its last checkpoint: redone identically, not logged twice.
     logged_through = max((s for s, _ in ctx.store.metric_series(ctx.run.id, "reward_mean")), default=0)
     log.info(

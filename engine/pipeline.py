@@ -12,6 +12,20 @@ on the correct ones:
 Rollouts cover the first `rollout_limit` train questions (1000 by default): with k=10 they
 are the slowest stage on a CPU, and after the reference round most of their chains repeat.
 
+Teacher and student: with `rollout_model` set to another model, the rollouts sample from that
+model (the teacher) and the SFT and RFT stages train `model` (the student) on its correct
+chains; the rollout run's spec records the teacher, the pipeline's spec both. The teacher
+samples with its own weights and no adapter: the student's LoRA adapter is shaped for the
+student's layers and cannot load on another model, and a teacher is chosen for being better
+than the student as it is. To roll out from a fine-tuned teacher, merge its adapter into a
+model folder (peft's merge_and_unload, then save_pretrained) and name that folder. A fixed
+teacher would sample the same chains every round, so round r samples with seed + r - 1.
+Chains are stored as text and tokenized by the student, so the two may differ in tokenizer.
+
+Each training stage scores valid and, at its end, the other held-out splits (`shifted`); the
+pipeline records every stage's `<stage>_accuracy` and `<stage>_shifted_accuracy` and logs the
+stage's scores (per category too) at the stage's index, so its summary holds the last stage's.
+
 Stages are created as runs tagged `pipeline:<id>`, each the child of the previous one (the
 first the child of the pipeline run) and executed in this process. Resuming the pipeline
 skips completed stages and resumes a stopped one.
@@ -19,11 +33,12 @@ skips completed stages and resumes a stopped one.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from engine.datasets import save_examples
 from engine.core.errors import ReasonlabError, RunCancelled
-from engine.core.metrics import ACCURACY, ANSWER_RATE, CORRECT_RATE, RFT_ROWS, SUCCESS_RATE
+from engine.core.metrics import CORRECT_RATE, RFT_ROWS, SUCCESS_RATE
 from engine.runner import execute
 from engine.core.spec import RunSpec
 from engine.core.store import UnreadableRun
@@ -32,10 +47,16 @@ from engine.tasks.base import Example
 from engine.training import training_questions
 
 
+# A training stage's scores: valid's, another held-out split's ('shifted_accuracy'), and either
+# by category ('accuracy/family=length').
+_SCORE = re.compile(r"(?:[a-z]+_)?(?:accuracy|answer_rate)(?:/.+)?")
+
+
 @dataclass(frozen=True)
 class Stage:
     label: str
     kind: str
+    round: int = 0  # the expert-iteration round; 0 for sft and rft0
 
 
 def stages(spec: RunSpec) -> list[Stage]:
@@ -43,7 +64,7 @@ def stages(spec: RunSpec) -> list[Stage]:
     if spec.bootstrap == "reference":
         plan.append(Stage("rft0", "rft"))
     for r in range(1, spec.rounds + 1):
-        plan += [Stage(f"rollout{r}", "rollout"), Stage(f"rft{r}", "rft")]
+        plan += [Stage(f"rollout{r}", "rollout", r), Stage(f"rft{r}", "rft", r)]
     if spec.grpo_steps:
         plan.append(Stage("grpo", "grpo"))
     return plan
@@ -85,7 +106,10 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpe
     common = {"kind": stage.kind, "name": f"{ctx.run.label} {stage.label}", "adapter": adapter_run}
     if stage.kind == "rollout":
         limits = [n for n in (spec.limit, spec.rollout_limit) if n]
-        return spec.replace(**common, mode="cot", limit=min(limits, default=0))
+        rollout = spec.replace(**common, mode="cot", limit=min(limits, default=0))
+        if has_teacher(spec):
+            rollout = rollout.replace(model=spec.rollout_model, adapter="", seed=spec.seed + stage.round - 1)
+        return rollout
     if stage.kind == "rft":
         data = str(previous_id) if stage.label != "rft0" else str(_write_reference_data(ctx))
         return spec.replace(**common, data=data, limit=0)
@@ -94,6 +118,11 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpe
         own = {name: RunSpec.default_for("grpo", name) for name in ("learning_rate", "temperature", "top_p")}
         return spec.replace(**common, **own, steps=spec.grpo_steps)
     return spec.replace(**common)
+
+
+def has_teacher(spec: RunSpec) -> bool:
+    """Whether the rollouts sample from a model other than the one being trained."""
+    return spec.rollout_model not in ("", spec.model)
 
 
 def _write_reference_data(ctx):
@@ -106,11 +135,15 @@ def _write_reference_data(ctx):
 
 
 def _record(ctx, index: int, stage: Stage, child) -> None:
-    names = (ACCURACY, ANSWER_RATE) if stage.kind != "rollout" else (SUCCESS_RATE, CORRECT_RATE, RFT_ROWS)
-    values = {name: child.summary[name] for name in names if name in child.summary}
-    ctx.results.update({f"{stage.label}_{name}": value for name, value in values.items()})
+    if stage.kind == "rollout":
+        names = (SUCCESS_RATE, CORRECT_RATE, RFT_ROWS)
+        values = {name: child.summary[name] for name in names if name in child.summary}
+    else:
+        values = {name: value for name, value in child.summary.items() if _SCORE.fullmatch(name)}
+    overall = {name: value for name, value in values.items() if "/" not in name}
+    ctx.results.update({f"{stage.label}_{name}": value for name, value in overall.items()})
     ctx.results[f"{stage.label}_run"] = child.id
     ctx.results[f"{stage.label}_seconds"] = round(child.duration or 0.0, 1)
     if stage.kind != "rollout":
         ctx.tracker.log(index, **values)
-    ctx.log.info("stage %s (run %d) done: %s", stage.label, child.id, values)
+    ctx.log.info("stage %s (run %d) done: %s", stage.label, child.id, overall)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from engine.checkpoint import ADAPTER, has_checkpoint, load_state, save_checkpoint
 from engine.core.errors import DataError, ReasonlabError, RunCancelled
-from engine.evaluation import evaluate
+from engine.evaluation import EvalResult, category_accuracy, evaluate
 from engine.generation import MIN_SHARED_PREFIX, Sampling, common_prefix_length
 from engine.core.spec import default_max_new_tokens, run_id_in
 from engine.tasks import get_task
@@ -51,12 +51,14 @@ def run_rft(ctx) -> None:
 
 
 def training_questions(task: Task, dataset: str, limit: int) -> list[Example]:
-    """Training (or rollout) questions; the valid split is refused, it is for scoring only."""
-    if dataset == "valid":
-        raise ReasonlabError("dataset: 'valid' is held out for evaluation; train and roll out on 'train' or a file.")
+    """Training (or rollout) questions; the held-out splits are refused, they are for scoring only."""
+    if dataset in task.held_out_splits:
+        raise ReasonlabError(
+            f"dataset: {dataset!r} is held out for evaluation; train and roll out on 'train' or a file."
+        )
     examples = task.load(dataset)
     examples = examples[:limit] if limit else examples
-    refuse_valid_questions(task, examples)
+    refuse_held_out_questions(task, examples)
     return examples
 
 
@@ -222,23 +224,51 @@ def restore_checkpoint(ctx, checkpoint_dir: Path, optimizer, scheduler) -> int:
     return state.step
 
 
-def valid_subset(task: Task, spec) -> list[Example]:
-    """The fixed valid questions scored while training."""
-    valid = task.load("valid")
-    return valid[: spec.eval_limit] if spec.eval_limit else valid
+def scored_subset(task: Task, split: str, limit: int) -> list[Example]:
+    """The fixed first `limit` questions of a held-out split (all of them for 0), scored while
+    and after training."""
+    examples = task.load(split)
+    return examples[:limit] if limit else examples
+
+
+def score(ctx, loaded, task: Task, examples: list[Example], mode: str, on_rows=None) -> EvalResult:
+    """Greedy answers to `examples`, scored; leaves the model training."""
+    loaded.model.eval()
+    result = evaluate(
+        loaded, task, examples, mode=mode, sampling=Sampling(default_max_new_tokens(mode)),
+        batch_size=ctx.spec.batch_size, on_rows=on_rows,
+    )
+    loaded.model.train()
+    return result
 
 
 def evaluate_valid(ctx, loaded, task: Task, valid: list[Example], mode: str, step: int) -> dict[str, float]:
-    """Greedy accuracy on `valid`, logged at `step` with its samples; leaves the model training."""
-    loaded.model.eval()
-    result = evaluate(
-        loaded, task, valid, mode=mode, sampling=Sampling(default_max_new_tokens(mode)), batch_size=ctx.spec.batch_size,
+    """Accuracy on `valid`, logged at `step` with its samples; returns it with the accuracy by
+    category (logged by the caller at the end only)."""
+    result = score(
+        ctx, loaded, task, valid, mode,
         on_rows=lambda rows: ctx.store.add_samples(ctx.run.id, [r | {"step": step} for r in rows]),
     )
-    loaded.model.train()
     metrics = {k: result.metrics[k] for k in ("accuracy", "answer_rate")}
     ctx.tracker.log(step, **metrics)
     ctx.log.info("step %d: valid %s", step, metrics)
+    return metrics | category_accuracy(task, valid, [r["correct"] for r in result.rows])
+
+
+def evaluate_held_out(ctx, loaded, task: Task, mode: str, step: int) -> dict[str, float]:
+    """The held-out splits other than valid (shifted), on the same subset size, with their
+    accuracy by category, as `<split>_<metric>`. Their samples are not stored: their rows
+    would share valid's (step, idx) keys."""
+    metrics: dict[str, float] = {}
+    for split in task.held_out_splits:
+        if split == "valid":
+            continue
+        examples = scored_subset(task, split, ctx.spec.eval_limit)
+        result = score(ctx, loaded, task, examples, mode)
+        found = {k: result.metrics[k] for k in ("accuracy", "answer_rate")}
+        found |= category_accuracy(task, examples, [r["correct"] for r in result.rows])
+        metrics |= {f"{split}_{name}": value for name, value in found.items()}
+        ctx.log.info("step %d: %s accuracy %.3f", step, split, found["accuracy"])
     return metrics
 
 
@@ -247,7 +277,7 @@ def train(ctx, task: Task, examples: list[Example]) -> None:
     mode = MODE[spec.kind]
     if not examples:
         raise DataError("No training rows; check --data / --dataset and --limit.")
-    refuse_valid_questions(task, examples)
+    refuse_held_out_questions(task, examples)
     checkpoint_dir = ctx.run_dir / "checkpoint"
     torch.manual_seed(spec.seed)  # the fresh adapter's initialisation; a checkpoint restores its own RNG state
     loaded = load_trainable(ctx, checkpoint_dir)
@@ -258,7 +288,7 @@ def train(ctx, task: Task, examples: list[Example]) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer, scheduler = make_optimizer(spec, params, len(plan))
     step = restore_checkpoint(ctx, checkpoint_dir, optimizer, scheduler)
-    valid = valid_subset(task, spec)
+    valid = scored_subset(task, "valid", spec.eval_limit)
     log.info(
         "training %s on %d examples (%s prompts, %d shared prefix tokens): %d steps, %d trainable parameters",
         spec.kind, len(examples), mode, prefix_len, len(plan), sum(p.numel() for p in params),
@@ -290,6 +320,9 @@ def train(ctx, task: Task, examples: list[Example]) -> None:
                     save()
             if evaluated_at != step:
                 metrics = evaluate_valid(ctx, loaded, task, valid, mode, step)
+            held_out = evaluate_held_out(ctx, loaded, task, mode, step)
+            ctx.tracker.log(step, **{k: v for k, v in (metrics | held_out).items() if "/" in k or k in held_out})
+            metrics |= held_out
         finish_training(ctx, loaded, step, metrics | {"steps": step, "train_examples": len(examples)} | meter.totals())
     except (RunCancelled, KeyboardInterrupt):
         save()
@@ -317,11 +350,15 @@ def finish_training(ctx, loaded, step: int, results: dict[str, float]) -> None:
         ctx.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
 
-def refuse_valid_questions(task: Task, examples: list[Example]) -> None:
-    held_out = {ex.question for ex in task.load("valid")}
-    leaked = sum(ex.question in held_out for ex in examples)
-    if leaked:
-        raise DataError(f"{leaked} of the questions are valid questions; valid data never enters training or rollouts.")
+def refuse_held_out_questions(task: Task, examples: list[Example]) -> None:
+    questions = {ex.question for ex in examples}
+    for split in task.held_out_splits:
+        leaked = len(questions & {ex.question for ex in task.load(split)})
+        if leaked:
+            raise DataError(
+                f"{leaked} of the questions are {split} questions; held-out data "
+                f"({', '.join(task.held_out_splits)}) never enters training or rollouts."
+            )
 
 
 class _Meter:

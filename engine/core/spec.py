@@ -162,6 +162,7 @@ class RunSpec:
         "stage on a CPU.",
         ("pipeline",), minimum=0,
     )
+    rollout_model: str = setting("", "Pipeline: model that samples the rollouts, a teacher (empty: the trained model).", ("pipeline",))
     bootstrap: str = setting(
         "reference",
         "Pipeline: 'reference' first trains on the task's reference reasoning for the train "

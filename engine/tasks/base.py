@@ -24,9 +24,12 @@ class ChatTokenizer(Protocol):
 
 class Task(Protocol):
     name: str
+    # Splits that only ever score a model ('valid' first): training, rollouts and worked
+    # examples never see their questions. Training runs also score the others at the end.
+    held_out_splits: tuple[str, ...]
 
     def load(self, dataset: str) -> list[Example]:
-        """'train', 'valid' or a path to a JSON list of [question, answer(, reasoning)]."""
+        """'train', a held-out split or a path to a JSON list of [question, answer(, reasoning)]."""
 
     def prompt(self, question: str, mode: str, tokenizer: ChatTokenizer) -> str:
         """The text the model continues. 'direct': the question then ' <answer>', no chat
@@ -40,6 +43,11 @@ class Task(Protocol):
         """The answer in a generated continuation, NaN when there is none."""
 
     def is_correct(self, answer: float, target: float) -> bool: ...
+
+    # Optional: `category(example) -> dict[str, str]`, e.g. {'family': 'length', 'values':
+    # '11-99'}; evaluation then reports 'accuracy/family=length' and so on (engine.evaluation).
+    # A Protocol cannot mark a method optional, so it is described here and looked up with
+    # getattr.
 
     # Optional: `reward(example, output) -> float`, what online RL (the grpo kind) maximises for a
     # cot completion. A task without it is rewarded by its checker; see `task_reward`.

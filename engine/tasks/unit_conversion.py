@@ -4,6 +4,11 @@ Questions come from a deterministic generator over six families of units. Each f
 table of unit sizes in a base unit, so every answer is value * size(from) / size(to). The
 generator's templates double as parsers: that is how `reference_reasoning` recovers a
 question's conversion without storing anything beside [question, answer] in the data files.
+
+Three splits: `train`, `valid` (same generator, held out) and `shifted`, built to differ from
+train so that it measures conversion rather than recall of the generator: phrasings no train
+question uses (SHIFTED_TEMPLATES), values train never has (integers 11-9999 and beyond,
+decimals with 1-3 digits, values below 0.1) and unit spellings train never uses.
 """
 
 from __future__ import annotations
@@ -25,12 +30,18 @@ MODES = ("direct", "cot")
 # 5000 train questions: a 135M model answering directly (SFT) needs that many to learn the
 # factors; with 1000 it scored 0.10-0.36 on valid for 3 to 20 epochs (see README).
 TRAIN_SIZE, VALID_SIZE = 5000, 200
+SHIFTED_SIZE = 200
+# The splits that only ever score a model: never trained on, rolled out or shown as examples.
+HELD_OUT_SPLITS = ("valid", "shifted")
 # Valid is questions 1000-1199 of the generated stream and train all the others, so the
 # valid split stayed the same when the train split grew from 1000 questions.
 VALID_START = 1000
 # Answers outside this range are skipped: the checker rounds to 3 decimals, so a target near 0
 # could never be matched, and huge numbers only test digit copying.
 MIN_ANSWER, MAX_ANSWER = 0.01, 1e9
+# Shifted answers start at 0.1: below it the checker's rounding to 3 decimals moves a correct
+# answer by up to 5%, so a right answer could be scored wrong.
+SHIFTED_MIN_ANSWER = 0.1
 
 
 @dataclass(frozen=True)
@@ -39,13 +50,18 @@ class Unit:
     size: float  # in the family's base unit
     names: tuple[tuple[str, str], ...]  # (singular, plural) spellings, the first one canonical
     abbrevs: tuple[str, ...] = ()  # the first one is used in reasoning
+    held_out: tuple[str, ...] = ()  # spellings only the shifted split uses
 
     def label(self, plural: bool) -> str:
         """The short form used in reasoning: the main abbreviation, else the canonical name."""
         return self.abbrevs[0] if self.abbrevs else self.names[0][plural]
 
     def spellings(self) -> tuple[str, ...]:
+        """The spellings the train and valid generator uses."""
         return tuple(s for pair in self.names for s in pair) + self.abbrevs
+
+    def all_spellings(self) -> tuple[str, ...]:
+        return self.spellings() + self.held_out
 
 
 def _names(*words: str) -> tuple[tuple[str, str], ...]:
@@ -61,54 +77,60 @@ FAMILIES: dict[str, tuple[Unit, ...]] = {
         Unit("millimeter", 0.001, _names("millimeter", "millimetre"), ("mm",)),
         Unit("centimeter", 0.01, _names("centimeter", "centimetre"), ("cm",)),
         Unit("meter", 1.0, _names("meter", "metre"), ("m",)),
-        Unit("kilometer", 1000.0, _names("kilometer", "kilometre"), ("km",)),
+        Unit("kilometer", 1000.0, _names("kilometer", "kilometre"), ("km",), ("kms",)),
         # No 'in' abbreviation: "What is 5 in in cm?" reads badly and parses ambiguously.
         Unit("inch", 0.0254, _names("inch/inches")),
         Unit("foot", 0.3048, _names("foot/feet"), ("ft",)),
-        Unit("yard", 0.9144, _names("yard"), ("yd",)),
+        Unit("yard", 0.9144, _names("yard"), ("yd",), ("yds",)),
         Unit("mile", 1609.344, _names("mile"), ("mi",)),
     ),
     "mass": (  # gram
         Unit("milligram", 0.001, _names("milligram"), ("mg",)),
-        Unit("gram", 1.0, _names("gram"), ("g",)),
-        Unit("kilogram", 1000.0, _names("kilogram"), ("kg",)),
+        Unit("gram", 1.0, _names("gram"), ("g",), ("gms",)),
+        Unit("kilogram", 1000.0, _names("kilogram"), ("kg",), ("kgs", "kilo", "kilos")),
         Unit("metric ton", 1e6, _names("metric ton", "tonne")),
         Unit("ounce", 28.349523125, _names("ounce"), ("oz",)),
         Unit("pound", 453.59237, _names("pound"), ("lb", "lbs")),
     ),
     "time": (  # second; months are left out, their length is a matter of convention
-        Unit("second", 1.0, _names("second"), ("s", "sec")),
-        Unit("minute", 60.0, _names("minute"), ("min",)),
-        Unit("hour", 3600.0, _names("hour"), ("h", "hr")),
+        Unit("second", 1.0, _names("second"), ("s", "sec"), ("secs",)),
+        Unit("minute", 60.0, _names("minute"), ("min",), ("mins",)),
+        Unit("hour", 3600.0, _names("hour"), ("h", "hr"), ("hrs",)),
         Unit("day", _DAY, _names("day")),
-        Unit("week", 7 * _DAY, _names("week")),
-        Unit("year", _YEAR, _names("year"), ("yr",)),
+        Unit("week", 7 * _DAY, _names("week"), (), ("wk", "wks")),
+        Unit("year", _YEAR, _names("year"), ("yr",), ("yrs",)),
         Unit("decade", 10 * _YEAR, _names("decade")),
         Unit("century", 100 * _YEAR, _names("century/centuries")),
     ),
     "volume": (  # millilitre; US customary
         Unit("milliliter", 1.0, _names("milliliter", "millilitre"), ("mL", "ml")),
-        Unit("liter", 1000.0, _names("liter", "litre"), ("L",)),
-        Unit("cubic centimeter", 1.0, _names("cubic centimeter"), ("cc", "cm^3")),
-        Unit("fluid ounce", 29.5735295625, _names("fluid ounce"), ("fl oz",)),
+        Unit("liter", 1000.0, _names("liter", "litre"), ("L",), ("l",)),
+        Unit(
+            "cubic centimeter", 1.0, _names("cubic centimeter"), ("cc", "cm^3"),
+            ("cubic centimetre", "cubic centimetres"),
+        ),
+        Unit("fluid ounce", 29.5735295625, _names("fluid ounce"), ("fl oz",), ("fluid oz",)),
         Unit("cup", 236.5882365, _names("cup")),
-        Unit("pint", 473.176473, _names("pint"), ("pt",)),
-        Unit("quart", 946.352946, _names("quart"), ("qt",)),
-        Unit("gallon", 3785.411784, _names("gallon"), ("gal",)),
+        Unit("pint", 473.176473, _names("pint"), ("pt",), ("pts",)),
+        Unit("quart", 946.352946, _names("quart"), ("qt",), ("qts",)),
+        Unit("gallon", 3785.411784, _names("gallon"), ("gal",), ("gals",)),
     ),
     "speed": (  # metre per second
-        Unit("meter per second", 1.0, _names("meter per second/meters per second"), ("m/s",)),
+        Unit(
+            "meter per second", 1.0, _names("meter per second/meters per second"), ("m/s",),
+            ("metre per second", "metres per second"),
+        ),
         Unit(
             "kilometer per hour", 1000 / 3600,
-            _names("kilometer per hour/kilometers per hour"), ("km/h", "kph"),
+            _names("kilometer per hour/kilometers per hour"), ("km/h", "kph"), ("km/hr",),
         ),
-        Unit("mile per hour", 0.44704, _names("mile per hour/miles per hour"), ("mph",)),
-        Unit("foot per second", 0.3048, _names("foot per second/feet per second"), ("ft/s",)),
+        Unit("mile per hour", 0.44704, _names("mile per hour/miles per hour"), ("mph",), ("mi/h",)),
+        Unit("foot per second", 0.3048, _names("foot per second/feet per second"), ("ft/s",), ("fps",)),
     ),
     "data": (  # bit; decimal prefixes (1 kB = 1000 bytes)
         Unit("bit", 1.0, _names("bit")),
         Unit("byte", 8.0, _names("byte"), ("B",)),
-        Unit("kilobyte", 8e3, _names("kilobyte"), ("kB",)),
+        Unit("kilobyte", 8e3, _names("kilobyte"), ("kB",), ("KB",)),
         Unit("megabyte", 8e6, _names("megabyte"), ("MB",)),
         Unit("gigabyte", 8e9, _names("gigabyte"), ("GB",)),
     ),
@@ -135,6 +157,24 @@ TEMPLATES = (
     "How many {b} correspond to {v} {a}?",
     "Rewrite {v} {a} using {b}.",
 )
+# Phrasings only the shifted split uses, so it shows whether a model reads questions it was
+# never shown. None of them matches a train question (a test checks).
+SHIFTED_TEMPLATES = (
+    "How many {b} is {v} {a}?",
+    "What's {v} {a} in {b}?",
+    "{v} {a} = how many {b}?",
+    "I have {v} {a}. How many {b} is that?",
+    "{v} {a} to {b}?",
+    "Find the number of {b} in {v} {a}.",
+    "How many {b} would {v} {a} be?",
+    "Tell me {v} {a} in {b}.",
+    "Convert {v} {a} into {b}, please.",
+    "What do you get when you convert {v} {a} to {b}?",
+    "{v} {a} in {b}?",
+    "Calculate {v} {a} in {b}.",
+    "A quantity of {v} {a} is how many {b}?",
+    "Work out how many {b} there are in {v} {a}.",
+)
 
 # Values outside the generator's range (12, 20, 90), so these questions are in neither split.
 # The reasoning is exactly what `reference_reasoning` writes: short enough for a 135M model.
@@ -154,7 +194,7 @@ INSTRUCTIONS = (
 _DECIMAL_VALUES = (0.25, 0.5, 0.75, 1.5, 2.5, 3.5, 4.5, 7.5)
 _FAMILY_OF = {unit.key: family for family, units in FAMILIES.items() for unit in units}
 _UNIT_BY_SPELLING = {
-    spelling: unit for units in FAMILIES.values() for unit in units for spelling in unit.spellings()
+    spelling: unit for units in FAMILIES.values() for unit in units for spelling in unit.all_spellings()
 }
 
 
@@ -187,13 +227,16 @@ def _spell(unit: Unit, rng: random.Random, plural: bool) -> str:
     return plural_name if plural and roll < 0.85 else singular
 
 
-def _pick(rng: random.Random, units: tuple[Unit, ...]) -> tuple[Unit, Unit, float, float]:
-    """A conversion within one family whose answer lies in [MIN_ANSWER, MAX_ANSWER]."""
+def _pick(
+    rng: random.Random, units: tuple[Unit, ...], draw=_value, min_answer: float = MIN_ANSWER
+) -> tuple[Unit, Unit, float, float]:
+    """A conversion within one family, its value from `draw`, whose answer lies in
+    [min_answer, MAX_ANSWER]."""
     while True:
         source, target = rng.sample(units, 2)
-        value = _value(rng)
+        value = draw(rng)
         answer = float(f"{value * source.size / target.size:.12g}")  # drop float-noise digits
-        if MIN_ANSWER <= abs(answer) <= MAX_ANSWER:
+        if min_answer <= abs(answer) <= MAX_ANSWER:
             return source, target, value, answer
 
 
@@ -218,44 +261,156 @@ def generate_questions(n: int, seed: int) -> list[Example]:
     return examples
 
 
-def write_data(directory: str | os.PathLike, seed: int = 0) -> tuple[Path, Path]:
-    """Write train.json and valid.json, which share no question text. Byte-for-byte
+def _shifted_value(rng: random.Random) -> float:
+    """Values train never has: integers 11-9999, decimals with 1-3 digits, values below 0.1 and
+    from 10000 up. A decimal ends in a non-zero digit, so it is never an integer; one that
+    equals a train decimal (2.5) is drawn again."""
+    while True:
+        roll = rng.random()
+        if roll < 0.3:
+            value = float(rng.randint(11, 99))
+        elif roll < 0.5:
+            value = float(rng.randint(100, 9999))
+        elif roll < 0.8:
+            digits = rng.randint(1, 3)
+            whole = rng.choice((rng.randint(0, 9), rng.randint(10, 99), rng.randint(100, 999)))
+            value = whole + (rng.randint(0, 10 ** (digits - 1) - 1) * 10 + rng.randint(1, 9)) / 10**digits
+        elif roll < 0.9:
+            digits = rng.randint(2, 3)
+            value = rng.randint(1, 10 ** (digits - 1) - 1) / 10**digits
+        else:
+            value = float(rng.choice((rng.randint(10, 999) * 1000, rng.randint(10_000, 999_999))))
+        value = float(f"{value:.12g}")
+        if value not in _DECIMAL_VALUES:
+            return value
+
+
+def _value_text(value: float, rng: random.Random) -> str:
+    """The value as written in a shifted question: thousands are grouped with commas half the
+    time ('12,500'), a format train never shows."""
+    text = format_number(value)
+    if value >= 1000 and rng.random() < 0.5:
+        whole, _, fraction = text.partition(".")
+        text = f"{int(whole):,}" + (f".{fraction}" if fraction else "")
+    return text
+
+
+def _spell_shifted(unit: Unit, rng: random.Random, plural: bool) -> str:
+    """A held-out spelling half the time where the unit has one; otherwise an abbreviation or
+    the bare singular name ("56 gram"), which train uses least."""
+    roll = rng.random()
+    if unit.held_out and roll < 0.5:
+        return rng.choice(unit.held_out)
+    if unit.abbrevs and roll < 0.75:
+        return rng.choice(unit.abbrevs)
+    singular, plural_name = rng.choice(unit.names)
+    return plural_name if plural and roll < 0.85 else singular
+
+
+def _worked_combos() -> set[tuple[str, str, float]]:
+    """(source, target, value) of the worked examples: a model sees them in every cot prompt."""
+    combos = set()
+    for question, _ in WORKED_EXAMPLES:
+        c = parse_question(question)
+        combos.add((c.source.key, c.target.key, c.value))
+    return combos
+
+
+def generate_shifted(n: int, seed: int) -> list[Example]:
+    """`n` distinct shifted questions, the same ones for the same seed, families equally likely:
+    held-out phrasings, values and spellings, never a worked example's conversion."""
+    rng = random.Random(f"shifted:{seed}")
+    families = list(FAMILIES.values())
+    excluded = _worked_combos()
+    seen: set[str] = set()
+    examples: list[Example] = []
+    while len(examples) < n:
+        source, target, value, answer = _pick(
+            rng, families[rng.randrange(len(families))], _shifted_value, SHIFTED_MIN_ANSWER
+        )
+        if (source.key, target.key, value) in excluded:
+            continue
+        question = rng.choice(SHIFTED_TEMPLATES).format(
+            v=_value_text(value, rng), a=_spell_shifted(source, rng, value != 1), b=_spell_shifted(target, rng, True)
+        )
+        if question not in seen:
+            seen.add(question)
+            examples.append(Example(question, answer))
+    return examples
+
+
+def write_data(directory: str | os.PathLike, seed: int = 0) -> tuple[Path, Path, Path]:
+    """Write train.json, valid.json and shifted.json, which share no question text. Byte-for-byte
     reproducible for a given seed."""
     directory = Path(directory)
     examples = generate_questions(TRAIN_SIZE + VALID_SIZE, seed)
     valid_end = VALID_START + VALID_SIZE
-    train, valid = directory / "train.json", directory / "valid.json"
+    train, valid, shifted = (directory / f"{split}.json" for split in ("train", "valid", "shifted"))
     datasets.save_examples(train, examples[:VALID_START] + examples[valid_end:])
     datasets.save_examples(valid, examples[VALID_START:valid_end])
-    return train, valid
+    datasets.save_examples(shifted, generate_shifted(SHIFTED_SIZE, seed))
+    return train, valid, shifted
 
 
 class Conversion(NamedTuple):
-    template: int  # index into TEMPLATES
+    template: int  # index into ALL_TEMPLATES: TEMPLATES, then SHIFTED_TEMPLATES
     value: float
     source: Unit
     target: Unit
 
+    @property
+    def held_out_phrasing(self) -> bool:
+        return self.template >= len(TEMPLATES)
+
+
+ALL_TEMPLATES = TEMPLATES + SHIFTED_TEMPLATES
+
 
 def _template_pattern(template: str) -> re.Pattern[str]:
     units = "|".join(re.escape(s) for s in sorted(_UNIT_BY_SPELLING, key=len, reverse=True))
-    groups = {"{v}": r"(?P<v>\d+(?:\.\d+)?)", "{a}": f"(?P<a>{units})", "{b}": f"(?P<b>{units})"}
+    value = r"(?P<v>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+    groups = {"{v}": value, "{a}": f"(?P<a>{units})", "{b}": f"(?P<b>{units})"}
     parts = re.split(r"(\{[vab]\})", template)
     return re.compile("".join(groups.get(p, re.escape(p)) for p in parts))
 
 
-_PATTERNS = [_template_pattern(t) for t in TEMPLATES]
+_PATTERNS = [_template_pattern(t) for t in ALL_TEMPLATES]
 
 
 def parse_question(question: str) -> Conversion | None:
-    """The conversion a generated question asks for; None for any other phrasing."""
+    """The conversion a generated (train, valid or shifted) question asks for; None for any
+    other phrasing."""
     for index, pattern in enumerate(_PATTERNS):
         match = pattern.fullmatch(question)
         if match:
             source, target = _UNIT_BY_SPELLING[match["a"]], _UNIT_BY_SPELLING[match["b"]]
             if _FAMILY_OF[source.key] == _FAMILY_OF[target.key]:
-                return Conversion(index, float(match["v"]), source, target)
+                return Conversion(index, float(match["v"].replace(",", "")), source, target)
     return None
+
+
+def value_range(value: float) -> str:
+    """The value bucket a question falls in; train has only '1-10' and 'decimal'."""
+    if value >= 10_000:
+        return "10000+"
+    if value < 0.1:
+        return "below-0.1"
+    if not value.is_integer():
+        return "decimal"
+    return "1-10" if value <= 10 else "11-99" if value <= 99 else "100-9999"
+
+
+def category(example: Example) -> dict[str, str]:
+    """Unit family, value range and phrasing ('train' or 'held-out') of a generated question;
+    nothing for a question the templates do not parse."""
+    conversion = parse_question(example.question)
+    if conversion is None:
+        return {}
+    return {
+        "family": _FAMILY_OF[conversion.source.key],
+        "values": value_range(conversion.value),
+        "phrasing": "held-out" if conversion.held_out_phrasing else "train",
+    }
 
 
 def reference_reasoning(example: Example) -> str:
@@ -298,10 +453,12 @@ def _check_mode(mode: str) -> None:
 
 class UnitConversionTask:
     name = "unit_conversion"
+    held_out_splits = HELD_OUT_SPLITS
     write_data = staticmethod(write_data)
+    category = staticmethod(category)
 
     def load(self, dataset: str) -> list[Example]:
-        if dataset in ("train", "valid"):
+        if dataset in ("train", *HELD_OUT_SPLITS):
             return datasets.load_examples(data_dir() / f"{dataset}.json")
         return datasets.load_examples(dataset)
 

@@ -1,0 +1,225 @@
+"""The shifted split: built to differ from train (phrasings, values, spellings), reproducible,
+disjoint from everything a model is trained, prompted or rolled out on, and scored by category."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from engine.core.errors import DataError, ReasonlabError
+from engine.core.spec import RunSpec
+from engine.core.store import RunStore
+from engine.evaluation import category_accuracy
+from engine.runner import execute
+from engine.tasks.base import Example
+from engine.tasks.unit_conversion import (
+    _DECIMAL_VALUES,
+    FAMILIES,
+    SHIFTED_MIN_ANSWER,
+    SHIFTED_SIZE,
+    SHIFTED_TEMPLATES,
+    TEMPLATES,
+    WORKED_EXAMPLES,
+    UnitConversionTask,
+    category,
+    data_dir,
+    generate_shifted,
+    parse_question,
+    value_range,
+    write_data,
+)
+from engine.training import training_questions
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+TRAIN_VALUES = set(range(1, 11)) | set(_DECIMAL_VALUES)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return UnitConversionTask()
+
+
+@pytest.fixture(scope="module")
+def splits(task):
+    return {name: task.load(name) for name in ("train", "valid", "shifted")}
+
+
+def _combo(question: str) -> tuple[str, str, float]:
+    c = parse_question(question)
+    assert c is not None, question
+    return c.source.key, c.target.key, c.value
+
+
+def test_regenerating_gives_the_committed_files(tmp_path):
+    paths = write_data(tmp_path, seed=0)
+    assert [p.name for p in paths] == ["train.json", "valid.json", "shifted.json"]
+    for path in paths:
+        assert path.read_bytes() == (DATA / path.name).read_bytes(), path.name
+    assert generate_shifted(20, 1) == generate_shifted(20, 1) != generate_shifted(20, 0)
+
+
+def test_shifted_uses_only_held_out_phrasings(splits):
+    shifted = splits["shifted"]
+    assert len(shifted) == SHIFTED_SIZE == len({e.question for e in shifted})
+    assert not set(TEMPLATES) & set(SHIFTED_TEMPLATES)
+    used = {parse_question(e.question).template for e in shifted}
+    assert all(index >= len(TEMPLATES) for index in used)
+    assert len(used) == len(SHIFTED_TEMPLATES)  # every held-out phrasing is exercised
+
+
+def test_no_train_or_valid_question_reads_as_a_held_out_phrasing(splits):
+    for example in splits["train"] + splits["valid"]:
+        assert parse_question(example.question).template < len(TEMPLATES), example.question
+
+
+def test_shifted_is_disjoint_from_train_valid_and_worked_examples(splits):
+    shifted = splits["shifted"]
+    seen = splits["train"] + splits["valid"] + [Example(q, 0.0) for q, _ in WORKED_EXAMPLES]
+    assert not {e.question for e in shifted} & {e.question for e in seen}
+    assert not {_combo(e.question) for e in shifted} & {_combo(e.question) for e in seen}
+
+
+def test_shifted_values_are_ones_train_never_has(splits):
+    assert {_combo(e.question)[2] for e in splits["train"]} == TRAIN_VALUES
+    values = [_combo(e.question)[2] for e in splits["shifted"]]
+    assert not set(values) & TRAIN_VALUES
+    ranges = {value_range(v) for v in values}
+    assert ranges == {"11-99", "100-9999", "10000+", "decimal", "below-0.1"}
+    decimals = [v for v in values if not v.is_integer()]
+    assert {len(format(v, "f").rstrip("0").split(".")[1]) for v in decimals} == {1, 2, 3}
+    assert any("," in e.question for e in splits["shifted"])  # grouped thousands: '12,500'
+
+
+def test_shifted_answers_are_in_range_and_right(splits):
+    for example in splits["shifted"]:
+        c = parse_question(example.question)
+        assert SHIFTED_MIN_ANSWER <= example.answer <= 1e9
+        assert example.answer == pytest.approx(c.value * c.source.size / c.target.size, rel=1e-9)
+
+
+def test_held_out_spellings_appear_only_in_shifted(splits):
+    held_out = [s for units in FAMILIES.values() for u in units for s in u.held_out]
+    assert len(held_out) >= 20
+
+    def uses(question: str, spelling: str) -> bool:
+        return re.search(rf"(?<![\w/^]){re.escape(spelling)}(?![\w/^])", question) is not None
+
+    for example in splits["train"] + splits["valid"]:
+        assert not any(uses(example.question, s) for s in held_out), example.question
+    with_held_out = [e for e in splits["shifted"] if any(uses(e.question, s) for s in held_out)]
+    assert len(with_held_out) >= 60
+
+
+def test_every_family_in_shifted(splits):
+    assert {category(e)["family"] for e in splits["shifted"]} == set(FAMILIES)
+
+
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        ("Convert 5 mile to meter.", {"family": "length", "values": "1-10", "phrasing": "train"}),
+        ("Convert 2.5 kg to g.", {"family": "mass", "values": "decimal", "phrasing": "train"}),
+        ("How many m/s would 64.3 km/hr be?", {"family": "speed", "values": "decimal", "phrasing": "held-out"}),
+        ("What's 2,371 L in fluid oz?", {"family": "volume", "values": "100-9999", "phrasing": "held-out"}),
+        ("41 gigabytes in KB?", {"family": "data", "values": "11-99", "phrasing": "held-out"}),
+        ("Tell me 168,000 min in hours.", {"family": "time", "values": "10000+", "phrasing": "held-out"}),
+        ("Calculate 0.05 kgs in gms.", {"family": "mass", "values": "below-0.1", "phrasing": "held-out"}),
+        ("What is the capital of France?", {}),
+    ],
+)
+def test_category(question, expected):
+    assert category(Example(question, 1.0)) == expected
+
+
+def test_parse_reads_grouped_thousands():
+    assert parse_question("Tell me 168,000 min in hours.").value == 168000
+    assert parse_question("What's 2,371.5 L in fluid oz?").value == 2371.5
+
+
+def test_category_accuracy_counts_each_category_value():
+    examples = [Example(q, 1.0) for q in (
+        "Convert 5 mile to meter.", "Convert 7 km to m.", "Convert 2.5 kg to g.", "What is the capital of France?",
+    )]
+    metrics = category_accuracy(UnitConversionTask(), examples, [True, False, True, True])
+    assert metrics == {
+        "accuracy/family=length": 0.5, "accuracy/family=mass": 1.0,
+        "accuracy/phrasing=train": 2 / 3, "accuracy/values=1-10": 0.5, "accuracy/values=decimal": 1.0,
+    }
+
+    class NoCategories:
+        pass
+
+    assert category_accuracy(NoCategories(), examples, [True] * 4) == {}
+
+
+def test_shifted_is_refused_for_training_and_rollouts_by_name_and_content(task):
+    with pytest.raises(ReasonlabError, match="'shifted' is held out"):
+        training_questions(task, "shifted", 0)
+    with pytest.raises(DataError, match="are shifted questions"):
+        training_questions(task, str(data_dir() / "shifted.json"), 0)
+    with pytest.raises(DataError, match="are valid questions"):
+        training_questions(task, str(data_dir() / "valid.json"), 0)
+    assert len(training_questions(task, "train", 10)) == 10
+
+
+@pytest.mark.parametrize("kind", ["sft", "rollout"])
+def test_runs_refuse_shifted(tiny_model_dir, db_path, kind):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind=kind, model=tiny_model_dir, dataset="shifted"))
+    with pytest.raises(ReasonlabError, match="'shifted' is held out for evaluation"):
+        execute(store, run.id)
+    assert store.get_run(run.id).status == "failed"
+
+
+def test_rft_refuses_shifted_rows(tiny_model_dir, db_path, tmp_path, task):
+    from engine.datasets import save_examples
+
+    rows = tmp_path / "rft.json"
+    save_examples(rows, [Example(e.question, e.answer, "1 = 1. <answer>1</answer>") for e in task.load("shifted")[:2]])
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="rft", model=tiny_model_dir, data=str(rows)))
+    with pytest.raises(DataError, match="shifted"):
+        execute(store, run.id)
+
+
+def test_cot_prompt_shows_no_shifted_question(task, splits):
+    class JoiningTokenizer:
+        def apply_chat_template(self, messages, **kwargs):
+            return "\n".join(m["content"] for m in messages)
+
+    prompt = task.prompt("Convert 5 mile to meter.", "cot", JoiningTokenizer())
+    assert all(q in prompt for q, _ in WORKED_EXAMPLES)
+    assert not any(e.question in prompt for e in splits["shifted"])
+
+
+def test_eval_on_shifted_reports_accuracy_by_category(tiny_model_dir, db_path):
+    store = RunStore(db_path)
+    spec = RunSpec(kind="eval", model=tiny_model_dir, dataset="shifted", mode="direct", limit=6, max_new_tokens=4)
+    run = execute(store, store.create_run(spec).id)
+    assert run.status == "completed"
+    samples = store.samples(run.id)
+    shifted = UnitConversionTask().load("shifted")[:6]
+    assert [s["question"] for s in samples] == [e.question for e in shifted]
+    expected = category_accuracy(UnitConversionTask(), shifted, [bool(s["correct"]) for s in samples])
+    assert {k: v for k, v in run.summary.items() if k.startswith("accuracy/")} == expected
+    assert {k.split("=")[0] for k in expected} == {"accuracy/family", "accuracy/values", "accuracy/phrasing"}
+    assert expected["accuracy/phrasing=held-out"] == run.summary["accuracy"]
+
+
+def test_training_scores_shifted_at_the_end_without_storing_its_samples(tiny_model_dir, db_path, task):
+    store = RunStore(db_path)
+    spec = RunSpec(kind="sft", model=tiny_model_dir, limit=4, batch_size=4, epochs=1, eval_limit=3, checkpoint_interval=0)
+    run = execute(store, store.create_run(spec).id)
+    assert run.status == "completed"
+    summary = run.summary
+    for name in ("accuracy", "answer_rate", "shifted_accuracy", "shifted_answer_rate"):
+        assert 0.0 <= summary[name] <= 1.0, name
+    shifted_families = {category(e)["family"] for e in task.load("shifted")[:3]}
+    assert {k for k in summary if k.startswith("shifted_accuracy/family=")} == {
+        f"shifted_accuracy/family={f}" for f in shifted_families
+    }
+    assert "accuracy/phrasing=train" in summary and "shifted_accuracy/phrasing=held-out" in summary
+    valid = {e.question for e in task.load("valid")[:3]}
+    assert {s["question"] for s in store.samples(run.id)} == valid

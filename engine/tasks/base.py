@@ -7,6 +7,7 @@ task plugs in by adding a module and registering it in `engine.tasks.TASKS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 
@@ -23,6 +24,9 @@ class ChatTokenizer(Protocol):
 
 class Task(Protocol):
     name: str
+
+    def dataset_path(self, dataset: str) -> Path:
+        """The file behind a dataset setting ('train', 'valid' or a path), for error messages."""
 
     def load(self, dataset: str) -> list[Example]:
         """'train', 'valid' or a path to a JSON list of [question, answer(, reasoning)]."""

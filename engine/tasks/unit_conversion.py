@@ -307,10 +307,11 @@ class UnitConversionTask:
     name = "unit_conversion"
     write_data = staticmethod(write_data)
 
+    def dataset_path(self, dataset: str) -> Path:
+        return data_dir() / f"{dataset}.json" if dataset in ("train", "valid") else Path(dataset)
+
     def load(self, dataset: str) -> list[Example]:
-        if dataset in ("train", "valid"):
-            return datasets.load_examples(data_dir() / f"{dataset}.json")
-        return datasets.load_examples(dataset)
+        return datasets.load_examples(self.dataset_path(dataset))
 
     def prompt(self, question: str, mode: str, tokenizer: ChatTokenizer) -> str:
         _check_mode(mode)

@@ -11,6 +11,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select
 
 from engine.core.errors import SpecError
+from engine.core.ids import is_run_id, run_id_or_none
 from engine.core.spec import RunSpec
 
 PARENT_SETTINGS = {"data": "rollout data", "adapter": "adapter"}
@@ -94,7 +95,7 @@ class SettingField(Vertical):
         """Show the reason the current text is refused, if it is; True when it is accepted."""
         text = self.text.strip()
         reason = None
-        if self.setting_name in PARENT_SETTINGS and text.isdigit() and int(text) not in self.candidate_ids:
+        if self.setting_name in PARENT_SETTINGS and is_run_id(text) and run_id_or_none(text) not in self.candidate_ids:
             reason = f"run #{text} is not a completed run with {PARENT_SETTINGS[self.setting_name]}"
         else:
             try:

@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 
 from engine.core.errors import SpecError
+from engine.core.ids import run_id_or_none
 from engine.core.spec import RunSpec
 from tui.widgets.setting_field import PARENT_SETTINGS, SettingField
 
@@ -61,5 +62,5 @@ class SpecForm(VerticalScroll):
             invalid[0].query_one(f"#input-{invalid[0].setting_name}").focus()
             return None
         parents = [getattr(spec, name) for name in PARENT_SETTINGS if name in {f.setting_name for f in fields}]
-        parent_id = next((int(p) for p in parents if p.isdigit()), None)
+        parent_id = next((run_id_or_none(p) for p in parents if run_id_or_none(p) is not None), None)
         return spec, parent_id

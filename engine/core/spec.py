@@ -74,19 +74,21 @@ class RunSpec:
         choices=("cot", "direct"),
     )
     limit: int = setting(
-        0, "Use only the first N questions or training rows (0: all).", minimum=0
+        0, "Use only the first N questions or training rows (0: all).", minimum=0, maximum=10_000_000
     )
     batch_size: int = setting(
-        32, "Sequences per forward pass.", minimum=1, by_kind={"eval": 32, "rollout": 64}
+        32, "Sequences per forward pass.", minimum=1, maximum=4096, by_kind={"eval": 32, "rollout": 64}
     )
     max_new_tokens: int = setting(
-        0, "Generation length cap (0: 24 for direct, 160 for cot).", GENERATING_KINDS, minimum=0
+        0, "Generation length cap (0: 24 for direct, 160 for cot).", GENERATING_KINDS, minimum=0,
+        maximum=4096,
     )
     temperature: float = setting(
         0.0,
         "Sampling temperature (0: greedy).",
         GENERATING_KINDS,
         minimum=0.0,
+        maximum=10.0,
         by_kind={"rollout": 0.8, "pipeline": 0.8},
     )
     top_p: float = setting(
@@ -94,17 +96,20 @@ class RunSpec:
         by_kind={"rollout": 0.95, "pipeline": 0.95},
     )
     num_samples: int = setting(
-        10, "Samples per question (k) in rollouts.", ("rollout", "pipeline"), minimum=1
+        10, "Samples per question (k) in rollouts.", ("rollout", "pipeline"), minimum=1,
+        maximum=1000,
     )
-    seed: int = setting(0, "Random seed for sampling, shuffling and initialisation.", minimum=0)
+    seed: int = setting(0, "Random seed for sampling, shuffling and initialisation.", minimum=0,
+        maximum=1_000_000_000,
+    )
     device: str = setting("auto", "Device: auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
     dtype: str = setting(
         "auto",
         "Weights dtype: auto (bf16 on GPU, fp32 on CPU), float32 or bfloat16.",
         choices=("auto", "float32", "bfloat16"),
     )
-    lora_rank: int = setting(8, "LoRA rank.", TRAINING_KINDS, minimum=1)
-    lora_alpha: int = setting(0, "LoRA alpha (0: 4 x rank).", TRAINING_KINDS, minimum=0)
+    lora_rank: int = setting(8, "LoRA rank.", TRAINING_KINDS, minimum=1, maximum=1024)
+    lora_alpha: int = setting(0, "LoRA alpha (0: 4 x rank).", TRAINING_KINDS, minimum=0, maximum=100_000)
     learning_rate: float = setting(
         2e-3, "Peak learning rate.", TRAINING_KINDS, minimum=0.0, maximum=1.0
     )
@@ -116,32 +121,36 @@ class RunSpec:
         0.05, "Share of steps spent warming up.", TRAINING_KINDS, minimum=0.0, maximum=1.0
     )
     epochs: int = setting(
-        0, "Passes over the training data (0: 6 for SFT, 3 for RFT).", TRAINING_KINDS, minimum=0
+        0, "Passes over the training data (0: 6 for SFT, 3 for RFT).", TRAINING_KINDS, minimum=0,
+        maximum=100,
     )
     grad_accum: int = setting(
-        1, "Micro-batches accumulated per optimiser step.", TRAINING_KINDS, minimum=1
+        1, "Micro-batches accumulated per optimiser step.", TRAINING_KINDS, minimum=1,
+        maximum=1024,
     )
     eval_interval: int = setting(
         50, "Evaluate on the valid subset every N steps (0: only at the end).",
-        TRAINING_KINDS, minimum=0,
+        TRAINING_KINDS, minimum=0, maximum=10_000_000,
     )
     eval_limit: int = setting(
         50, "Size of the fixed valid subset used while training (0: all).",
-        TRAINING_KINDS, minimum=0,
+        TRAINING_KINDS, minimum=0, maximum=10_000_000,
     )
-    log_interval: int = setting(5, "Write training metrics every N steps.", TRAINING_KINDS, minimum=1)
+    log_interval: int = setting(5, "Write training metrics every N steps.", TRAINING_KINDS, minimum=1,
+        maximum=10_000_000,
+    )
     checkpoint_interval: int = setting(
         100, "Save a resumable checkpoint every N steps (0: only on stop).",
-        TRAINING_KINDS, minimum=0,
+        TRAINING_KINDS, minimum=0, maximum=10_000_000,
     )
     rounds: int = setting(
-        1, "Expert-iteration rounds (rollout then RFT) after SFT.", ("pipeline",), minimum=1
+        1, "Expert-iteration rounds (rollout then RFT) after SFT.", ("pipeline",), minimum=1, maximum=100
     )
     rollout_limit: int = setting(
         1000,
         "Pipeline: train questions rolled out each round (0: all); rollouts are the slowest "
         "stage on a CPU.",
-        ("pipeline",), minimum=0,
+        ("pipeline",), minimum=0, maximum=10_000_000,
     )
     bootstrap: str = setting(
         "reference",
@@ -262,7 +271,12 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
     if meta["choices"] and value not in meta["choices"]:
         raise SpecError(f.name, f"{value!r} is not one of {', '.join(map(str, meta['choices']))}")
     if meta["minimum"] is not None and value < meta["minimum"]:
-        raise SpecError(f.name, f"must be at least {meta['minimum']:g} (got {value:g})")
+        raise SpecError(f.name, f"must be at least {meta['minimum']:g} (got {_shown(value)})")
     if meta["maximum"] is not None and value > meta["maximum"]:
-        raise SpecError(f.name, f"must be at most {meta['maximum']:g} (got {value:g})")
+        raise SpecError(f.name, f"must be at most {meta['maximum']:g} (got {_shown(value)})")
     return value
+
+
+def _shown(value: float) -> str:
+    """A number for an error message; an int too large for a float cannot be formatted with :g."""
+    return "a number past 64 bits" if isinstance(value, int) and value.bit_length() > 64 else f"{value:g}"

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from engine.core.errors import ReasonlabError, RunCancelled
+from engine.core.ids import is_run_id, parse_run_id
 from engine.core.spec import RunSpec
 from engine.core.store import Run, RunStore
 from engine.core.tracker import Tracker
@@ -34,6 +35,7 @@ HANDLERS = {
     "rollout": "engine.rollout:run_rollout",
     "pipeline": "engine.pipeline:run_pipeline",
 }
+CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # `engine cancel` and Ctrl-C
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "sqlite-utils", "reasonlab")
 
 
@@ -59,8 +61,8 @@ class RunContext:
 
     def run_artifact(self, value: str, kind: str, setting: str) -> Path:
         """`value` is a run id (whose `kind` artifact is used) or a path."""
-        if value.isdigit():
-            parent = self.store.get_run(int(value))
+        if is_run_id(value):
+            parent = self.store.get_run(parse_run_id(value, setting))
             artifact = self.store.artifact(parent.id, kind)
             if artifact is None:
                 raise ReasonlabError(
@@ -82,6 +84,7 @@ class RunContext:
         return load_model(
             self.spec.model, adapter=adapter_path, device=self.spec.device, dtype=self.spec.dtype,
             trainable_adapter=trainable_adapter,
+            adapter_label=f"adapter #{adapter}" if adapter and is_run_id(adapter) else None,
         )
 
     def add_artifact(self, kind: str, path: Path) -> None:
@@ -128,10 +131,11 @@ def execute(store: RunStore, run_id: int, *, resume: bool = False, console: Cons
     console = console or Console(stderr=True)
     Path(run.run_dir).mkdir(parents=True, exist_ok=True)
     log, handler = _open_log(run)
+    # Before the run is marked running: `engine cancel` may signal as soon as it sees that.
+    previous = {sig: signal.signal(sig, _raise_cancelled) for sig in CANCEL_SIGNALS}
     store.mark_running(run_id, os.getpid(), environment())
     tracker = Tracker(store, run_id)
     context = RunContext(store, store.get_run(run_id), tracker, console, log, resuming=resume)
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_cancelled)
     log.info("%s run %d (%s) %s", "resuming" if resume else "starting", run_id, run.kind, run.spec.to_json())
     try:
         _handler(run.kind)(context)
@@ -154,7 +158,8 @@ def execute(store: RunStore, run_id: int, *, resume: bool = False, console: Cons
         log.error("failed:\n%s", traceback.format_exc())
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
         log.removeHandler(handler)
         handler.close()
     return store.get_run(run_id)
@@ -182,6 +187,11 @@ def _handler(kind: str):
 
 
 def _raise_cancelled(signum, frame) -> None:
+    """Cancel the run; a repeated signal is ignored, so it cannot interrupt the checkpoint save
+    and final bookkeeping that the first one started (a second SIGTERM 20 ms later used to end
+    in a RunCancelled traceback)."""
+    for sig in CANCEL_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     raise RunCancelled()
 
 

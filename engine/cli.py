@@ -142,7 +142,7 @@ def _run_kind(args, console: Console) -> int:
     spec = RunSpec.from_text(args.command, {k: v for k, v in values.items() if v is not None})
     store = RunStore(args.db)
     run = store.create_run(spec, parent_id=parent_of(spec), tags=args.tag)
-    console.print(Text.assemble("run ", (str(run.id), "bold"), f" ({spec.kind}) in ", _text(store.path)))
+    console.print(Text.assemble("run ", (str(run.id), "bold"), f" ({spec.kind}) in ", _text(store.path)), soft_wrap=True)
     return _execute(store, run.id, args, console, resume=False)
 
 

@@ -263,11 +263,15 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
     elif kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(f.name, f"expected a number, got {value!r}")
+        if isinstance(value, int) and value.bit_length() > 1024:
+            raise SpecError(f.name, f"must be at most {meta['maximum']:g} (got {_shown(value)})")
         value = float(value)
         if value != value:
             raise SpecError(f.name, "expected a number, got NaN")
     elif not isinstance(value, str):
         raise SpecError(f.name, f"expected text, got {value!r}")
+    elif not _is_text(value):
+        raise SpecError(f.name, f"{value!r} holds a character that is not text (a lone surrogate); retype it")
     if meta["choices"] and value not in meta["choices"]:
         raise SpecError(f.name, f"{value!r} is not one of {', '.join(map(str, meta['choices']))}")
     if meta["minimum"] is not None and value < meta["minimum"]:
@@ -280,3 +284,13 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
 def _shown(value: float) -> str:
     """A number for an error message; an int too large for a float cannot be formatted with :g."""
     return "a number past 64 bits" if isinstance(value, int) and value.bit_length() > 64 else f"{value:g}"
+
+
+def _is_text(value: str) -> bool:
+    """Encodable Unicode: a command line's undecodable bytes arrive as lone surrogates, which
+    SQLite (and any terminal) cannot take."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -159,7 +159,10 @@ def execute(store: RunStore, run_id: int, *, resume: bool = False, console: Cons
         raise
     finally:
         for sig, handler_before in previous.items():
-            signal.signal(sig, handler_before)
+            # A cancelled pipeline stage keeps signals ignored: its parent run is cancelling
+            # too, and a repeated signal must not interrupt that either.
+            if signal.getsignal(sig) is not signal.SIG_IGN or handler_before is not _raise_cancelled:
+                signal.signal(sig, handler_before)
         log.removeHandler(handler)
         handler.close()
     return store.get_run(run_id)

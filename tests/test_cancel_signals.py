@@ -14,21 +14,24 @@ import pytest
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore
 
+LONG_SFT = dict(limit=64, batch_size=1, epochs=20, eval_limit=1, eval_interval=0, log_interval=1, checkpoint_interval=0)
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
-def test_two_signals_20_ms_apart_exit_130_cleanly(tiny_model_dir, db_path, signum):
+
+@pytest.mark.parametrize(
+    ("kind", "signum"),
+    [("sft", signal.SIGTERM), ("sft", signal.SIGINT), ("pipeline", signal.SIGTERM)],
+    ids=["sft-sigterm", "sft-sigint", "pipeline-sigterm"],
+)
+def test_two_signals_20_ms_apart_exit_130_cleanly(tiny_model_dir, db_path, kind, signum):
     store = RunStore(db_path)
-    spec = RunSpec(
-        kind="sft", model=tiny_model_dir, limit=64, batch_size=1, epochs=20, eval_limit=1, eval_interval=0,
-        log_interval=1, checkpoint_interval=0,
-    )
-    run = store.create_run(spec)
+    run = store.create_run(RunSpec(kind=kind, model=tiny_model_dir, **LONG_SFT))
+    training_run = run.id if kind == "sft" else run.id + 1  # a pipeline's first stage is its SFT run
     child = subprocess.Popen(
         [sys.executable, "-m", "engine", "start", str(run.id), "--db", str(db_path)],
         env=os.environ | {"OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 120
-    while "loss" not in store.metric_names(run.id) and child.poll() is None and time.monotonic() < deadline:
+    while "loss" not in store.metric_names(training_run) and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert child.poll() is None, "the run ended before it could be cancelled"
     child.send_signal(signum)
@@ -37,5 +40,5 @@ def test_two_signals_20_ms_apart_exit_130_cleanly(tiny_model_dir, db_path, signu
     out, err = child.communicate(timeout=120)
     assert child.returncode == 130, err
     assert "Traceback" not in err and "RunCancelled" not in err
-    cancelled = store.get_run(run.id)
-    assert cancelled.status == "cancelled" and store.artifact(run.id, "checkpoint") is not None
+    assert store.get_run(run.id).status == "cancelled" and store.get_run(training_run).status == "cancelled"
+    assert store.artifact(training_run, "checkpoint") is not None

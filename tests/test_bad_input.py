@@ -251,10 +251,13 @@ def test_an_internal_error_outside_a_run_is_one_line(capsys, db_path, monkeypatc
     assert json.loads(out)["status"] == "error"
 
 
-def test_sft_prints_no_future_warning(db_path, tiny_model_dir):
+def test_sft_prints_no_future_warning_and_records_its_base_model(db_path, tiny_model_dir):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         code = main(["sft", "--model", tiny_model_dir, "--limit", "4", "--batch-size", "4", "--epochs", "1",
                      "--eval-limit", "1", "--checkpoint-interval", "0"])
     assert code == 0
     assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []
+    adapter = RunStore(db_path).artifact(1, "adapter")["path"]
+    config = json.loads(open(f"{adapter}/adapter_config.json").read())
+    assert config["base_model_name_or_path"] == tiny_model_dir  # the model as the run named it

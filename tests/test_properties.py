@@ -21,6 +21,7 @@ from engine.core.errors import DataError, SpecError
 from engine.core.ids import MAX_ID
 from engine.core.spec import KINDS, RunSpec
 from engine.core.store import RunStore
+from engine.core.text import visible
 from engine.tasks import get_task
 
 # Text as hostile input has it: any code point, lone surrogates and controls included.
@@ -193,6 +194,7 @@ def quick_runs():
 def test_any_command_line_succeeds_or_fails_with_one_line(seeded_store, quick_runs, command_line):
     db, before = seeded_store
     argv = [*command_line, "--db", str(db)]
+    runs_before = len(RunStore(db).list_runs())
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
@@ -208,4 +210,10 @@ def test_any_command_line_succeeds_or_fails_with_one_line(seeded_store, quick_ru
         assert len(errors) == 1, err.getvalue()
         if "--json" in argv:
             assert "error" in json.loads(out.getvalue().splitlines()[-1])
-    assert _snapshot(RunStore(db), 1) == before
+    store = RunStore(db)
+    started = store.list_runs()[: len(store.list_runs()) - runs_before]  # newest first
+    for run in started:  # a run that started and then met an error is failed with that line
+        assert run.status == ("completed" if code == 0 else "failed")
+        if code != 0:
+            assert errors[0] == f"error: {visible(run.error)}"
+    assert _snapshot(store, 1) == before

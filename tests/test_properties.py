@@ -146,16 +146,28 @@ def _safe(token: str) -> bool:
 TOKENS = (st.sampled_from(FLAGS) | VALUE_TEXT).filter(_safe)
 
 
+def _plausible(f: dataclasses.Field) -> st.SearchStrategy[str]:
+    """Values a user would type for this setting, most of them valid."""
+    meta = f.metadata
+    if meta["choices"]:
+        return st.sampled_from([str(c) for c in meta["choices"]])
+    if f.type == "int":
+        return st.integers(int(meta["minimum"] or 0), int(meta["minimum"] or 0) + 5).map(str)
+    if f.type == "float":
+        return st.floats(meta["minimum"] or 0.0, meta["maximum"]).map(str)
+    return ANY_TEXT.filter(_safe)
+
+
 @st.composite
 def command_lines(draw) -> list[str]:
     """A command, then settings it has with mostly plausible values (so that many runs start),
     then any tokens at all."""
     command = draw(st.sampled_from(COMMANDS))
     if command in KINDS:
-        flags = ["--" + f.name.replace("_", "-") for f in RunSpec.settings(command)]
-        values = st.integers(0, 50).map(str) | VALUE_TEXT.filter(_safe)
-        pairs = draw(st.lists(st.tuples(st.sampled_from(flags), values), max_size=3))
-        tokens = [token for pair in pairs for token in pair]
+        tokens = []
+        for f in draw(st.lists(st.sampled_from(RunSpec.settings(command)), max_size=3)):
+            value = draw(_plausible(f) | VALUE_TEXT.filter(_safe))
+            tokens += ["--" + f.name.replace("_", "-"), value]
     else:
         tokens = draw(st.lists(st.integers(0, 3).map(str) | NUMBER_TEXT, max_size=1))  # a run id
     return [command, *tokens, *draw(st.just([]) | st.lists(TOKENS, min_size=1, max_size=3))]
@@ -179,12 +191,28 @@ def _snapshot(store: RunStore, run_id: int):
     return (run.spec, run.status, run.name, run.tags, store.samples(run_id), store.metric_series(run_id, "accuracy"))
 
 
+def _first_steps(kind: str):
+    """A run's cheap first steps: its task, dataset, adapter or RFT data are looked up."""
+
+    def handler(ctx) -> None:
+        spec = ctx.spec
+        task = get_task(spec.task)
+        if spec.adapter:
+            ctx.run_artifact(spec.adapter, "adapter", "adapter")
+        if kind == "rft" and spec.data:
+            ctx.run_artifact(spec.data, "rft_data", "data")
+        if kind != "rft":
+            task.load(spec.dataset)
+
+    return handler
+
+
 @pytest.fixture(scope="module")
 def quick_runs():
-    """Runs execute a no-op handler: this property is about the command line and the errors it
-    gives, not the model work, which other tests cover. Patched for this module only."""
+    """Runs take only their first steps, not the model work: this property is about the command
+    line and the errors it gives; other tests cover the work. Patched for this module only."""
     patch = pytest.MonkeyPatch()
-    patch.setattr("engine.runner._handler", lambda kind: lambda ctx: None)
+    patch.setattr("engine.runner._handler", _first_steps)
     patch.setattr("engine.runner.environment", lambda: {})
     yield
     patch.undo()
@@ -216,4 +244,5 @@ def test_any_command_line_succeeds_or_fails_with_one_line(seeded_store, quick_ru
         assert run.status == ("completed" if code == 0 else "failed")
         if code != 0:
             assert errors[0] == f"error: {visible(run.error)}"
+            event("a started run failed")
     assert _snapshot(store, 1) == before

@@ -1,7 +1,9 @@
 """The headless CLI: `python -m engine KIND [settings]` creates and executes a run; other
 commands list, show, start, resume and cancel runs, and regenerate the data files.
 
-Run options are generated from `RunSpec`, so every setting has exactly one definition."""
+Run options are generated from `RunSpec`, so every setting has exactly one definition.
+Everything it prints that a user or a model wrote (names, tags, paths, errors) goes through
+`_text`: shown as typed, never read as rich markup nor passed to the terminal as escapes."""
 
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from engine.core.errors import ReasonlabError
+from engine.core.errors import ReasonlabError, RunCancelled
+from engine.core.ids import MAX_ID, is_run_id, parse_run_id, run_id_or_none
 from engine.core.processes import cancel_run
 from engine.core.spec import KINDS, RunSpec, setting_text
 from engine.core.store import DB_ENV, Run, RunStore, UnreadableRun
+from engine.core.text import visible
 
 KIND_HELP = {
     "eval": "evaluate a model (optionally with an adapter) on a dataset",
@@ -33,8 +37,34 @@ KIND_HELP = {
 }
 
 
+class UsageError(ReasonlabError):
+    """The command line itself is wrong (unknown option, missing or malformed argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one error line like every other, not usage text and exit 2."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message.rstrip('.')}; see `{self.prog} --help`.")
+
+
+def _run_id(text: str) -> int:
+    run_id = run_id_or_none(text)
+    if run_id is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run id (a whole number up to {MAX_ID})")
+    return run_id
+
+
+def _count(text: str) -> int:
+    """A whole number that SQLite can hold."""
+    count = run_id_or_none(text)  # the same range as a run id
+    if count is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to {MAX_ID}")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description="reasonlab engine: runs without the UI.")
+    parser = _Parser(prog="python -m engine", description="reasonlab engine: runs without the UI.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for kind in KINDS:
         sub = commands.add_parser(kind, help=KIND_HELP[kind], description=KIND_HELP[kind])
@@ -53,20 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
         ("resume", "continue a cancelled or failed run from its last checkpoint"),
     ):
         sub = commands.add_parser(name, help=text)
-        sub.add_argument("run", type=int)
+        sub.add_argument("run", type=_run_id)
         sub.add_argument("--json", action="store_true", help="print one JSON result object on stdout")
         _add_db(sub)
     sub = commands.add_parser("runs", help="list runs")
     sub.add_argument("--kind", choices=KINDS)
     sub.add_argument("--status")
     sub.add_argument("--tag")
-    sub.add_argument("--limit", type=int, default=50)
+    sub.add_argument("--limit", type=_count, default=50)
     _add_db(sub)
     sub = commands.add_parser("show", help="a run's spec, metrics summary and artifacts")
-    sub.add_argument("run", type=int)
+    sub.add_argument("run", type=_run_id)
     _add_db(sub)
     sub = commands.add_parser("cancel", help="ask a running run to stop (it saves a checkpoint)")
-    sub.add_argument("run", type=int)
+    sub.add_argument("run", type=_run_id)
     _add_db(sub)
     sub = commands.add_parser("delete", help="delete a run: its rows and its folder")
     sub.add_argument("run", type=int)
@@ -93,12 +123,22 @@ def _add_db(sub: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; every failure is one `error:` line on stderr (and, with --json, one
+    error object on stdout) and a non-zero exit, never a traceback."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     console = Console(stderr=True)
     try:
+        args = build_parser().parse_args(argv)
         return COMMANDS.get(args.command, _run_kind)(args, console)
-    except ReasonlabError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    except (KeyboardInterrupt, RunCancelled):  # a signal outside a run's own handling
+        console.print("interrupted", highlight=False)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - internal errors too end in one line, not a traceback
+        result = getattr(exc, "result", None) or {"run_id": None, "status": "error"}
+        line = result.get("error") or _error_line(exc)
+        console.print(Text.assemble(("error:", "red"), " ", _text(line)), soft_wrap=True)
+        if "--json" in argv:
+            print(json.dumps(result | {"error": line}))
         return 1
     except sqlite3.DatabaseError as exc:  # a page corrupted or the file made read-only while open
         database = getattr(args, "db", None) or os.environ.get(DB_ENV) or "runs.db"
@@ -109,12 +149,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _error_line(exc: Exception) -> str:
+    if isinstance(exc, ReasonlabError):
+        return str(exc)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"Internal error: {type(exc).__name__}: {first}; please report it with the command that caused it."
+
+
+def _text(value: object, style: str = "") -> Text:
+    """A user string for rich: never markup, control characters shown as escapes."""
+    return Text(visible(str(value)), style=style)
+
+
 def _run_kind(args, console: Console) -> int:
     values = {f.name: getattr(args, f.name) for f in RunSpec.settings(args.command)}
     spec = RunSpec.from_text(args.command, {k: v for k, v in values.items() if v is not None})
     store = RunStore(args.db)
     run = store.create_run(spec, parent_id=spec.parent_run_id(), tags=args.tag)
-    console.print(f"run [bold]{run.id}[/bold] ({spec.kind}) in {store.path}", highlight=False)
+    console.print(Text.assemble("run ", (str(run.id), "bold"), f" ({spec.kind}) in ", _text(store.path)), soft_wrap=True)
     return _execute(store, run.id, args, console, resume=False)
 
 
@@ -131,15 +183,22 @@ def _execute(store: RunStore, run_id: int, args, console: Console, *, resume: bo
 
     try:
         run = execute(store, run_id, resume=resume, console=console)
-    except ReasonlabError:
-        if args.json:
-            print(json.dumps(result_object(store.get_run(run_id))))
+    except Exception as exc:
+        exc.result = _failed_result(store, run_id)  # main prints it with --json
         raise
     if args.json:
         print(json.dumps(result_object(run)))
     else:
         print_summary(_stdout_console(), run)
     return {"completed": 0, "cancelled": 130}.get(run.status, 1)
+
+
+def _failed_result(store: RunStore, run_id: int) -> dict:
+    """The failed run's result object, or what is known when even reading it fails."""
+    try:
+        return result_object(store.get_run(run_id))
+    except Exception:  # noqa: BLE001 - the error being reported matters more than this one
+        return {"run_id": run_id, "status": "failed"}
 
 
 def result_object(run: Run) -> dict:
@@ -150,16 +209,16 @@ def result_object(run: Run) -> dict:
 
 
 def print_summary(console: Console, run: Run) -> None:
-    table = Table(title=f"run {run.id} · {run.kind} · {run.status}", title_justify="left")
+    table = Table(title=_text(f"run {run.id} · {run.kind} · {run.status}"), title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in sorted(run.summary.items()):
-        table.add_row(name, f"{value:.4g}")
+        table.add_row(_text(name), f"{value:.4g}")
     if run.duration is not None:
         table.add_row("duration", f"{run.duration:.1f} s")
     console.print(table)
     if run.error:
-        console.print(f"[red]{run.error}[/red]", highlight=False)
+        console.print(_text(run.error, "red"))
 
 
 def _runs(args, console: Console) -> int:
@@ -179,7 +238,7 @@ def _runs(args, console: Console) -> int:
             unreadable.append(run.reason)
             continue
         table.add_row(
-            str(run.id), run.name, run.kind, run.status, Path(run.spec.model).name,
+            str(run.id), _text(run.name), _text(run.kind), _text(run.status), _text(Path(run.spec.model).name),
             _fmt(run.summary.get("accuracy")), _fmt(run.summary.get("loss")),
             time.strftime("%m-%d %H:%M", time.localtime(run.started_at)) if run.started_at else "",
             f"{run.duration:.0f} s" if run.duration is not None else "",
@@ -201,25 +260,25 @@ def _show(args, console: Console) -> int:
     store.reap_dead_runs()
     run = store.get_run(args.run)
     out = _stdout_console()
-    out.print(f"[bold]run {run.id}[/bold] {run.label} · {run.kind} · {run.status}", highlight=False)
+    out.print(Text.assemble((f"run {run.id}", "bold"), " ", _text(f"{run.label} · {run.kind} · {run.status}")))
     if run.error:
-        out.print(f"[red]{run.error}[/red]", highlight=False)
+        out.print(_text(run.error, "red"))
     if run.parent_id:
         out.print(f"parent run: {run.parent_id}")
     if run.tags:
-        out.print("tags: " + ", ".join(run.tags))
+        out.print(_text("tags: " + ", ".join(run.tags)))
     spec = Table(title="spec", title_justify="left")
     spec.add_column("setting")
     spec.add_column("value")
     for key, value in run.spec.relevant().items():
-        spec.add_row(key, setting_text(value))
+        spec.add_row(key, _text(setting_text(value)))
     out.print(spec)
     print_summary(out, run)
     artifacts = Table(title="artifacts", title_justify="left")
     for column in ("kind", "path", "MB"):
         artifacts.add_column(column)
     for artifact in store.artifacts(run.id):
-        artifacts.add_row(artifact["kind"], artifact["path"], f"{artifact['bytes'] / 1e6:.2f}")
+        artifacts.add_row(_text(artifact["kind"]), _text(artifact["path"]), f"{artifact['bytes'] / 1e6:.2f}")
     out.print(artifacts)
     return 0
 
@@ -261,7 +320,7 @@ def _data(args, console: Console) -> int:
 
     out = args.out or Path(__file__).resolve().parent.parent / "data"
     for path in write_data(out):
-        console.print(f"wrote {path}")
+        console.print(_text(f"wrote {path}"))
     return 0
 
 

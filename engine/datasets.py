@@ -13,6 +13,27 @@ from engine.core.errors import DataError
 from engine.tasks.base import Example
 
 _SHAPE = "expected [question, answer] or [question, answer, reasoning]"
+# A backstop for when no model is at hand: the models this engine runs read at most 8192 tokens,
+# and text needs well under 4 characters a token on average, so a longer field cannot fit any of
+# them (a 200,000-character question once took 54 s and 10 GB on the tiny test model). The
+# model-aware check in `engine.context` refuses what does not fit the loaded model.
+MAX_TEXT_CHARS = 32_768
+_FIX = "fix or remove the row"
+
+
+class _HugeInteger(float):
+    """An integer literal too large for a float; kept apart so the error can say so."""
+
+    def __new__(cls, digits: str) -> "_HugeInteger":
+        value = super().__new__(cls, digits)
+        value.digits = len(digits.lstrip("-"))
+        return value
+
+
+def _parse_int(text: str) -> int | float:
+    """JSON integers, where Python's own parsing would raise OverflowError or ValueError (over
+    4300 digits) on a huge one, far from the row that holds it."""
+    return int(text) if math.isfinite(float(text)) else _HugeInteger(text)
 
 
 def load_examples(path: str | os.PathLike) -> list[Example]:
@@ -31,11 +52,15 @@ def load_examples(path: str | os.PathLike) -> list[Example]:
             f"Dataset file {path} is not UTF-8 text ({e.reason}); pass a JSON file."
         ) from None
     try:
-        rows = json.loads(text)
+        rows = json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as e:
         raise DataError(
             f"Dataset file {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
             "fix or regenerate it."
+        ) from None
+    except RecursionError:
+        raise DataError(
+            f"Dataset file {path} nests JSON lists or objects too deeply; {_SHAPE} rows in one flat list."
         ) from None
     if not isinstance(rows, list):
         raise DataError(
@@ -46,8 +71,13 @@ def load_examples(path: str | os.PathLike) -> list[Example]:
     return [_example(path, i, row) for i, row in enumerate(rows)]
 
 
+def row_name(path: str | os.PathLike, index: int) -> str:
+    """How errors name a row: by file and 0-based position in its list."""
+    return f"Dataset file {path}, row {index}"
+
+
 def _example(path: Path, index: int, row: object) -> Example:
-    where = f"Dataset file {path}, row {index}"
+    where = row_name(path, index)
     if (
         not isinstance(row, list)
         or len(row) not in (2, 3)
@@ -55,20 +85,46 @@ def _example(path: Path, index: int, row: object) -> Example:
         or not row[0].strip()
         or (len(row) == 3 and not isinstance(row[2], str))
     ):
-        raise DataError(f"{where}: {_SHAPE} with text question and reasoning, found {_short(row)}.")
+        raise DataError(f"{where}: {_SHAPE} with text question and reasoning, found {_short(row)}; {_FIX}.")
     answer = row[1]
     # bool is an int subclass, but true/false is never a meant answer.
     if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        raise DataError(f"{where}: answer must be a number, found {_short(answer)}.")
+        raise DataError(f"{where}: answer must be a number, found {_short(answer)}; {_FIX}.")
+    if isinstance(answer, _HugeInteger):
+        raise DataError(f"{where}: answer is a {answer.digits}-digit integer, too large for a number; {_FIX}.")
     if not math.isfinite(answer):
-        raise DataError(f"{where}: answer must be finite, found {answer}.")
+        raise DataError(f"{where}: answer must be a finite number, found {_short(answer)}; {_FIX}.")
+    for field, text in zip(("question", "reasoning"), row[::2]):
+        _check_text(where, field, text)
     return Example(row[0], float(answer), row[2] if len(row) == 3 else None)
 
 
+def _check_text(where: str, field: str, text: str) -> None:
+    """Text a tokenizer can take: valid Unicode (JSON allows lone surrogates, which cannot be
+    encoded) and no longer than any model's context."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise DataError(
+            f"{where}: the {field} is {len(text):,} characters, longer than any model's context "
+            f"(at most {MAX_TEXT_CHARS:,}); shorten or remove the row."
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DataError(
+            f"{where}: the {field} holds a lone surrogate {_short(text[e.start])} at character {e.start}, "
+            f"which is not text; {_FIX}."
+        ) from None
+
+
 def _short(value: object, limit: int = 80) -> str:
-    """A one-line JSON rendering of `value`, cut to `limit` characters."""
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """A one-line JSON rendering of `value`, cut to `limit` characters, that any terminal can
+    print (lone surrogates shown as \\udxxx escapes)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (RecursionError, ValueError):
+        text = f"a deeply nested {type(value).__name__}"
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def save_examples(path: str | os.PathLike, examples: Iterable[Example]) -> None:

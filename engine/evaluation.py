@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from engine.context import refuse_long_prompts
+from engine.datasets import row_name
 from engine.generation import Completion, Sampling, generate
 from engine.scoring import accuracy_summary
 from engine.tasks import get_task
@@ -100,6 +102,11 @@ def run_eval(ctx) -> None:
     done = ctx.store.done_indices(ctx.run.id)
     todo = [i for i in range(len(examples)) if i not in done]
     loaded = ctx.load_model()
+    path = task.dataset_path(spec.dataset)
+    refuse_long_prompts(
+        loaded, task, [ex.question for ex in examples], spec.mode, spec.max_new_tokens,
+        lambda i: row_name(path, i), spec.model,
+    )
     sampling = Sampling(spec.max_new_tokens, spec.temperature, spec.top_p, spec.seed)
     with ctx.progress(f"eval {spec.mode}", total=len(examples), completed=len(done)) as bar:
 

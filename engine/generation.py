@@ -22,6 +22,10 @@ from transformers import DynamicCache
 STOP = "</answer>"
 MIN_SHARED_PREFIX = 16  # a shorter common start is not worth its own forward pass
 _STOP_WINDOW = 8  # tokens decoded to look for the stop string; it is 3 tokens long
+# Temperatures below this sample as greedy decoding: at 1e-4 a logit gap of 0.01 already makes
+# the top token e^100 times likelier than the next, and far smaller ones (1e-300) overflow the
+# logits to inf, so softmax gives NaN and sampling fails.
+GREEDY_BELOW = 1e-4
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, generator, device
 
 
 def _pick(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> torch.Tensor:
-    if sampling.temperature <= 0:
+    if sampling.temperature < GREEDY_BELOW:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
     if sampling.top_p < 1.0:

@@ -8,9 +8,13 @@ model from its config and weights and caches it as safetensors; later loads read
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,24 +116,69 @@ def load_model(
     device: str = "auto",
     dtype: str = "auto",
     trainable_adapter: bool = False,
+    adapter_label: str | None = None,
 ) -> LoadedModel:
-    """Load model and tokenizer; with `adapter`, attach a saved peft LoRA adapter."""
-    from transformers import AutoModelForCausalLM
+    """Load model and tokenizer; with `adapter`, attach a saved peft LoRA adapter (named
+    `adapter_label` in errors, e.g. 'adapter #8')."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # run logs get our own progress, not per-tensor bars
     source = resolve_model(name)
     target = pick_device(device)
+    config = _load_config(name, source)  # first: the tokenizer reads it too, and would blame itself
     tokenizer = load_tokenizer(name)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=pick_dtype(dtype, target))
-    except OSError as exc:
-        raise _offline_error(name, exc) from None
+    model = _load_weights(name, source, config, pick_dtype(dtype, target))
     model.to(target)
     if adapter:
-        model = attach_adapter(model, adapter, trainable=trainable_adapter)
+        model = attach_adapter(model, adapter, trainable=trainable_adapter, base=name, label=adapter_label)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, device=target, source=source)
+
+
+def _load_config(name: str, source: str):
+    """The model's config; an unknown architecture or a broken file is one ModelError naming it."""
+    from transformers import AutoConfig, __version__
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    model_type = _json_object(Path(source) / "config.json").get("model_type")
+    if isinstance(model_type, str) and model_type not in CONFIG_MAPPING:
+        raise ModelError(
+            f"Model {name}'s config.json names model_type {model_type!r}, an architecture transformers "
+            f"{__version__} does not know; pass a model of a known architecture (llama, qwen2, ...)."
+        )
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except OSError as exc:
+        raise _offline_error(name, exc) from None
+    except Exception as exc:  # unknown model_type, broken JSON, missing fields: many types
+        raise ModelError(
+            f"Model {name}'s config.json in {source} cannot be used ({_first_line(exc)}); "
+            "fix config.json or pass another model directory."
+        ) from None
+    return config
+
+
+def _load_weights(name: str, source: str, config, dtype: torch.dtype):
+    """The model itself, safetensors only (a pytorch_model.bin is a pickle, which can run code
+    when read); every way a folder can be broken is one ModelError naming it."""
+    from transformers import AutoModelForCausalLM
+
+    if Path(source).is_dir() and not any(Path(source).glob("*.safetensors")):
+        pickled = sorted(p.name for p in Path(source).glob("*.bin"))
+        raise ModelError(
+            f"Model {name} in {source} has no safetensors weights"
+            + (f" ({', '.join(pickled)} is a pickle, which is never loaded)" if pickled else "")
+            + "; re-save it with save_pretrained(..., safe_serialization=True)."
+        )
+    try:
+        return AutoModelForCausalLM.from_pretrained(source, config=config, dtype=dtype, use_safetensors=True)
+    except OSError as exc:
+        raise _offline_error(name, exc) from None
+    except Exception as exc:  # safetensors, shape and config errors have many types
+        raise ModelError(
+            f"Model {name}'s weights in {source} cannot be loaded ({type(exc).__name__}: {_first_line(exc)}); "
+            "re-save the model or pass another directory."
+        ) from None
 
 
 def load_tokenizer(name: str):
@@ -140,18 +189,100 @@ def load_tokenizer(name: str):
         tokenizer = AutoTokenizer.from_pretrained(source)
     except OSError as exc:
         raise _offline_error(name, exc) from None
+    except Exception as exc:  # a missing or broken tokenizer.json surfaces as ValueError, TypeError...
+        raise ModelError(
+            f"Model {name} has no usable tokenizer in {source} ({type(exc).__name__}); save the tokenizer "
+            "beside the weights (tokenizer.save_pretrained) or pass a complete model directory."
+        ) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def attach_adapter(model, adapter: str | os.PathLike, *, trainable: bool = False):
+def attach_adapter(
+    model, adapter: str | os.PathLike, *, trainable: bool = False, base: str | None = None, label: str | None = None
+):
+    """Attach a saved LoRA adapter. With `base` (this run's model as the user named it), an
+    adapter recorded as trained on another model is refused before its weights are read."""
     from peft import PeftModel
 
     path = Path(adapter)
-    if not (path / "adapter_config.json").exists():
-        raise ModelError(f"Adapter {path} is not a peft adapter directory (no adapter_config.json); pass an SFT/RFT run id or its adapter folder.")
-    return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+    label = label or f"adapter {path}"
+    config = _adapter_config(path, label)
+    trained_on = config.get("base_model_name_or_path")
+    if base is not None and isinstance(trained_on, str) and not same_model(trained_on, base):
+        raise ModelError(
+            f"{label} was trained on {trained_on}; this run's model is {base}; "
+            f"pass --model {trained_on} or an adapter trained on {base}."
+        )
+    if not (path / "adapter_model.safetensors").exists():
+        raise ModelError(
+            f"{label} in {path} has no adapter_model.safetensors"
+            + (" (adapter_model.bin is a pickle, which is never loaded)" if (path / "adapter_model.bin").exists() else "")
+            + "; retrain it or re-save it with safe_serialization=True."
+        )
+    try:
+        with quiet_peft_checkpointing_warning():
+            return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+    except Exception as exc:  # peft's config and weight errors have many types
+        raise ModelError(
+            f"{label} in {path} cannot be loaded onto {base or 'this model'} ({type(exc).__name__}: "
+            f"{_first_line(exc)}); retrain it or pass another adapter."
+        ) from None
+
+
+def _adapter_config(path: Path, label: str) -> dict:
+    try:
+        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(
+            f"{label}: {path} is not a peft adapter directory (no adapter_config.json); "
+            "pass an SFT/RFT run id or its adapter folder."
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelError(
+            f"{label}: {path / 'adapter_config.json'} cannot be read ({type(exc).__name__}); retrain the adapter."
+        ) from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{label}: {path / 'adapter_config.json'} is not a JSON object; retrain the adapter.")
+    return config
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two model names (embedded names, directories, hub ids) mean the same model."""
+    return a == b or _model_location(a) == _model_location(b)
+
+
+def _model_location(name: str) -> str:
+    if name in EMBEDDED:
+        return str((cache_dir() / name).resolve())
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.is_dir() else name
+
+
+@contextmanager
+def quiet_peft_checkpointing_warning() -> Iterator[None]:
+    """peft (0.21) probes the base model's `is_gradient_checkpointing`, which transformers 5
+    deprecated with a FutureWarning on every read; every sft/rft run printed it. The probe is
+    inside peft, so only that one warning is silenced, only around peft's model wrapping."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
+def _json_object(path: Path) -> dict:
+    """A JSON file's object, or {} when it is missing or not one (the caller's loader says why)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _first_line(exc: Exception) -> str:
+    """The gist of a library's error: its first sentence, at most 200 characters."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0].split(". ")[0] if lines else type(exc).__name__)[:200]
 
 
 def _offline_error(name: str, exc: Exception) -> ModelError:

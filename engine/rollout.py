@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from engine.datasets import save_examples
+from engine.context import refuse_long_prompts
+from engine.datasets import row_name, save_examples
 from engine.evaluation import scored_sample
 from engine.generation import Sampling, generate
 from engine.tasks import get_task
@@ -29,6 +30,11 @@ def run_rollout(ctx) -> None:
     todo = [i for i in range(len(questions)) if i not in done]
     tally = Tally.of(ctx.store.samples(ctx.run.id, step=STEP))
     loaded = ctx.load_model()
+    path = task.dataset_path(spec.dataset)
+    refuse_long_prompts(
+        loaded, task, [ex.question for ex in questions], spec.mode, spec.max_new_tokens,
+        lambda i: row_name(path, i), spec.model,
+    )
     k = spec.num_samples
     per_batch = max(1, spec.batch_size // k)  # questions per generation batch and per commit
     ctx.log.info("rollout: %d questions (%d already done), k=%d, %d questions per batch", len(questions), len(done), k, per_batch)

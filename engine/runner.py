@@ -22,8 +22,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from engine.core.errors import ReasonlabError, RunCancelled
+from engine.core.ids import is_run_id, parse_run_id
 from engine.core.processes import Owner
-from engine.core.spec import RunSpec, run_id_in
+from engine.core.spec import RunSpec
 from engine.core.store import Run, RunStore
 from engine.core.tracker import Tracker
 
@@ -36,6 +37,7 @@ HANDLERS = {
     "pipeline": "engine.pipeline:run_pipeline",
     "grpo": "engine.grpo:run_grpo",
 }
+CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # `engine cancel` and Ctrl-C
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "sqlite-utils", "reasonlab")
 
 
@@ -62,9 +64,8 @@ class RunContext:
 
     def run_artifact(self, value: str, kind: str, setting: str) -> Path:
         """`value` is a run id (whose `kind` artifact is used) or a path."""
-        run_id = run_id_in(value)
-        if run_id is not None:
-            parent = self.store.get_run(run_id)
+        if is_run_id(value):
+            parent = self.store.get_run(parse_run_id(value, setting))
             artifact = self.store.artifact(parent.id, kind)
             if artifact is None:
                 raise ReasonlabError(
@@ -86,6 +87,7 @@ class RunContext:
         return load_model(
             self.spec.model, adapter=adapter_path, device=self.spec.device, dtype=self.spec.dtype,
             trainable_adapter=trainable_adapter,
+            adapter_label=f"adapter #{adapter}" if adapter and is_run_id(adapter) else None,
         )
 
     def add_artifact(self, kind: str, path: Path) -> None:
@@ -126,11 +128,16 @@ def execute(store: RunStore, run_id: int, *, resume: bool = False, console: Cons
     """Claim a queued run (or, resuming, a cancelled or failed one) for this process, run it to a
     final state and return it. A run another live process holds is refused with one line."""
     console = console or Console(stderr=True)
-    run = store.claim_run(run_id, Owner.of_this_process(), environment(), resume=resume)
+    # Before the run is claimed: `engine cancel` may signal as soon as it sees it running.
+    previous = {sig: signal.signal(sig, _raise_cancelled) for sig in CANCEL_SIGNALS}
+    try:
+        run = store.claim_run(run_id, Owner.of_this_process(), environment(), resume=resume)
+    except BaseException:
+        _restore_signals(previous)
+        raise
     log, handler = _open_log(run, store.run_folder(run))
     tracker = Tracker(store, run_id)
     context = RunContext(store, run, tracker, console, log, resuming=resume)
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_cancelled)
     log.info("%s run %d (%s) %s", "resuming" if resume else "starting", run_id, run.kind, run.spec.to_json())
     try:
         _handler(run.kind)(context)
@@ -153,10 +160,18 @@ def execute(store: RunStore, run_id: int, *, resume: bool = False, console: Cons
         log.error("failed:\n%s", traceback.format_exc())
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
+        _restore_signals(previous)
         log.removeHandler(handler)
         handler.close()
     return store.get_run(run_id)
+
+
+def _restore_signals(previous: dict) -> None:
+    for sig, handler_before in previous.items():
+        # A cancelled pipeline stage keeps signals ignored: its parent run is cancelling
+        # too, and a repeated signal must not interrupt that either.
+        if signal.getsignal(sig) is not signal.SIG_IGN or handler_before is not _raise_cancelled:
+            signal.signal(sig, handler_before)
 
 
 def environment() -> dict[str, Any]:
@@ -181,6 +196,11 @@ def _handler(kind: str):
 
 
 def _raise_cancelled(signum, frame) -> None:
+    """Cancel the run; a repeated signal is ignored, so it cannot interrupt the checkpoint save
+    and final bookkeeping that the first one started (a second SIGTERM 20 ms later used to end
+    in a RunCancelled traceback)."""
+    for sig in CANCEL_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     raise RunCancelled()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from engine.checkpoint import ADAPTER, has_checkpoint, load_state, save_checkpoint
+from engine.context import refuse_long_prompts, refuse_long_rows
 from engine.core.errors import DataError, ReasonlabError, RunCancelled
+from engine.core.ids import is_run_id, parse_run_id
+from engine.datasets import row_name
 from engine.evaluation import EvalResult, category_accuracy, evaluate
 from engine.generation import MIN_SHARED_PREFIX, Sampling, common_prefix_length
-from engine.core.spec import default_max_new_tokens, run_id_in
+from engine.core.spec import default_max_new_tokens
 from engine.tasks import get_task
 from engine.tasks.base import Example, Task
 
@@ -38,13 +42,14 @@ SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with
 
 def run_sft(ctx) -> None:
     task = get_task(ctx.spec.task)
-    train(ctx, task, training_questions(task, ctx.spec.dataset, ctx.spec.limit))
+    path = task.dataset_path(ctx.spec.dataset)
+    train(ctx, task, training_questions(task, ctx.spec.dataset, ctx.spec.limit), lambda i: row_name(path, i))
 
 
 def run_rft(ctx) -> None:
     task = get_task(ctx.spec.task)
-    examples = rft_examples(ctx, task)
-    train(ctx, task, examples[: ctx.spec.limit] if ctx.spec.limit else examples)
+    examples, describe = rft_examples(ctx, task)
+    train(ctx, task, examples[: ctx.spec.limit] if ctx.spec.limit else examples, describe)
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -62,17 +67,18 @@ def training_questions(task: Task, dataset: str, limit: int) -> list[Example]:
     return examples
 
 
-def rft_examples(ctx, task: Task) -> list[Example]:
-    """RFT rows from `spec.data`: a rollout run's correct samples or a JSON file."""
+def rft_examples(ctx, task: Task) -> tuple[list[Example], Callable[[int], str]]:
+    """RFT rows from `spec.data` (a rollout run's correct samples or a JSON file), and how
+    errors name row i."""
     from engine.rollout import correct_examples
 
     data = ctx.spec.data
     if not data:
         raise ReasonlabError("data: rft needs --data: a rollout run id or a JSON file of [question, answer, reasoning] rows.")
-    source_id = run_id_in(data)
-    if source_id is None:
-        return task.load(str(ctx.run_artifact(data, "rft_data", "data")))
-    source = ctx.store.get_run(source_id)
+    if not is_run_id(data):
+        path = ctx.run_artifact(data, "rft_data", "data")
+        return task.load(str(path)), lambda i: row_name(path, i)
+    source = ctx.store.get_run(parse_run_id(data, "data"))
     if source.kind != "rollout":
         raise ReasonlabError(f"data: run {source.id} is a {source.kind} run, not a rollout; pass a rollout run id or a JSON file.")
     if source.spec.mode != "cot":
@@ -83,7 +89,7 @@ def rft_examples(ctx, task: Task) -> list[Example]:
             f"data: rollout run {source.id} has no correct samples; roll out from a trained adapter "
             "(--adapter), with more samples (--num-samples), or pass a JSON file."
         )
-    return examples
+    return examples, lambda i: f"Rollout run {source.id}'s correct sample {i}"
 
 
 @dataclass(frozen=True)
@@ -192,12 +198,17 @@ def load_trainable(ctx, checkpoint_dir: Path):
         return ctx.load_model(trainable_adapter=True)
     from peft import LoraConfig, get_peft_model
 
+    from engine.model import quiet_peft_checkpointing_warning
+
     loaded = ctx.load_model(adapter="")
     config = LoraConfig(
         r=spec.lora_rank, lora_alpha=spec.lora_alpha, lora_dropout=0.0,
         target_modules="all-linear", bias="none", task_type="CAUSAL_LM",
     )
-    loaded.model = get_peft_model(loaded.model, config)
+    with quiet_peft_checkpointing_warning():
+        loaded.model = get_peft_model(loaded.model, config)
+    # Saved in adapter_config.json, so loading the adapter onto another model is refused.
+    loaded.model.peft_config["default"].base_model_name_or_path = spec.model
     return loaded
 
 
@@ -272,7 +283,8 @@ def evaluate_held_out(ctx, loaded, task: Task, mode: str, step: int) -> dict[str
     return metrics
 
 
-def train(ctx, task: Task, examples: list[Example]) -> None:
+def train(ctx, task: Task, examples: list[Example], describe: Callable[[int], str]) -> None:
+    """Fine-tune on `examples`; `describe(i)` names example i in errors (file and row)."""
     spec, log = ctx.spec, ctx.log
     mode = MODE[spec.kind]
     if not examples:
@@ -283,12 +295,18 @@ def train(ctx, task: Task, examples: list[Example]) -> None:
     loaded = load_trainable(ctx, checkpoint_dir)
     model, tokenizer = loaded.model, loaded.tokenizer
     encoded = encode(tokenizer, task, examples, mode)
+    refuse_long_rows(loaded, [len(e.ids) for e in encoded], describe, spec.model)
     prefix_len = shared_prefix_length(encoded)
     plan = training_plan([len(e.ids) for e in encoded], spec.batch_size, spec.grad_accum, spec.epochs, spec.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer, scheduler = make_optimizer(spec, params, len(plan))
     step = restore_checkpoint(ctx, checkpoint_dir, optimizer, scheduler)
     valid = scored_subset(task, "valid", spec.eval_limit)
+    valid_path = task.dataset_path("valid")
+    refuse_long_prompts(
+        loaded, task, [ex.question for ex in valid], mode, default_max_new_tokens(mode),
+        lambda i: row_name(valid_path, i), spec.model,
+    )
     log.info(
         "training %s on %d examples (%s prompts, %d shared prefix tokens): %d steps, %d trainable parameters",
         spec.kind, len(examples), mode, prefix_len, len(plan), sum(p.numel() for p in params),

@@ -3,7 +3,18 @@ local model directory so every code path (CLI included) loads it like any other 
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests: a few hundred examples each by default; HYPOTHESIS_PROFILE=ci or long for more.
+# No deadline: on a shared CPU an example's time says nothing about the code (house rule).
+_PROFILE = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("default", max_examples=200, **_PROFILE)
+settings.register_profile("ci", max_examples=1_000, **_PROFILE)
+settings.register_profile("long", max_examples=20_000, **_PROFILE)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """Errors a user can act on: each carries a one-line message saying what was wrong and what to do."""
 
+from engine.core.text import visible
+
 
 class ReasonlabError(Exception):
     """A failure caused by input or environment, reported to the user as one line."""
@@ -9,7 +11,7 @@ class SpecError(ReasonlabError, ValueError):
     """A run-spec setting is invalid; `field` names the setting so a form can show it inline."""
 
     def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+        super().__init__(f"{visible(field)}: {message}")  # a field name can come from anywhere
         self.field = field
         self.reason = message
 

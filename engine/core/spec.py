@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.core.errors import SpecError
+from engine.core.ids import run_id_or_none
 
 KINDS = ("eval", "sft", "rollout", "rft", "pipeline", "grpo")
 TRAINING_KINDS = ("sft", "rft", "pipeline", "grpo")
@@ -85,22 +86,23 @@ class RunSpec:
         choices=("cot", "direct"),
     )
     limit: int = setting(
-        0, "Use only the first N questions or training rows (0: all).", minimum=0
+        0, "Use only the first N questions or training rows (0: all).", minimum=0, maximum=10_000_000
     )
     batch_size: int = setting(
-        32, "Sequences per forward pass.", minimum=1,
+        32, "Sequences per forward pass.", minimum=1, maximum=4096,
         by_kind={"rollout": 64, "pipeline": STAGE_DEFAULT},
     )
     max_new_tokens: int = setting(
         lambda spec: default_max_new_tokens(spec.mode),
         "Generation length cap (default: 24 for direct, 160 for cot).", GENERATING_KINDS, minimum=1,
-        by_kind={"pipeline": STAGE_DEFAULT},
+        maximum=4096, by_kind={"pipeline": STAGE_DEFAULT},
     )
     temperature: float = setting(
         0.0,
         "Sampling temperature (0: greedy).",
         GENERATING_KINDS,
         minimum=0.0,
+        maximum=10.0,
         by_kind={"rollout": 0.8, "pipeline": STAGE_DEFAULT, "grpo": 1.0},
     )
     top_p: float = setting(
@@ -108,18 +110,22 @@ class RunSpec:
         by_kind={"rollout": 0.95, "pipeline": STAGE_DEFAULT},
     )
     num_samples: int = setting(
-        10, "Samples per question (k) in rollouts.", ("rollout", "pipeline"), minimum=1
+        10, "Samples per question (k) in rollouts.", ("rollout", "pipeline"), minimum=1,
+        maximum=1000,
     )
-    seed: int = setting(0, "Random seed for sampling, shuffling and initialisation.", minimum=0)
+    seed: int = setting(0, "Random seed for sampling, shuffling and initialisation.", minimum=0,
+        maximum=1_000_000_000,
+    )
     device: str = setting("auto", "Device: auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
     dtype: str = setting(
         "auto",
         "Weights dtype: auto (bf16 on GPU, fp32 on CPU), float32 or bfloat16.",
         choices=("auto", "float32", "bfloat16"),
     )
-    lora_rank: int = setting(8, "LoRA rank.", TRAINING_KINDS, minimum=1)
+    lora_rank: int = setting(8, "LoRA rank.", TRAINING_KINDS, minimum=1, maximum=1024)
     lora_alpha: int = setting(
-        lambda spec: 4 * spec.lora_rank, "LoRA alpha (default: 4 x rank).", TRAINING_KINDS, minimum=1
+        lambda spec: 4 * spec.lora_rank, "LoRA alpha (default: 4 x rank).", TRAINING_KINDS, minimum=1,
+        maximum=100_000,
     )
     learning_rate: float = setting(
         2e-3, "Peak learning rate.", TRAINING_KINDS, minimum=0.0, maximum=1.0, by_kind={"grpo": 1e-4}
@@ -134,33 +140,36 @@ class RunSpec:
     # Direct answers need more passes than reasoning chains: on 5000 questions SFT scored 0.535
     # on valid after 3 epochs and 0.80 after 6, while RFT reached 0.89 after 3 (README).
     epochs: int = setting(
-        3, "Passes over the training data.", ("sft", "rft", "pipeline"), minimum=1,
+        3, "Passes over the training data.", ("sft", "rft", "pipeline"), minimum=1, maximum=100,
         by_kind={"sft": 6, "pipeline": STAGE_DEFAULT},
     )
     grad_accum: int = setting(
-        1, "Micro-batches accumulated per optimiser step.", ("sft", "rft", "pipeline"), minimum=1
+        1, "Micro-batches accumulated per optimiser step.", ("sft", "rft", "pipeline"), minimum=1,
+        maximum=1024,
     )
     eval_interval: int = setting(
         50, "Evaluate on the valid subset every N steps (0: only at the end).",
-        TRAINING_KINDS, minimum=0,
+        TRAINING_KINDS, minimum=0, maximum=10_000_000,
     )
     eval_limit: int = setting(
         50, "Size of the fixed valid subset used while training (0: all).",
-        TRAINING_KINDS, minimum=0,
+        TRAINING_KINDS, minimum=0, maximum=10_000_000,
     )
-    log_interval: int = setting(5, "Write training metrics every N steps.", TRAINING_KINDS, minimum=1)
+    log_interval: int = setting(5, "Write training metrics every N steps.", TRAINING_KINDS, minimum=1,
+        maximum=10_000_000,
+    )
     checkpoint_interval: int = setting(
         100, "Save a resumable checkpoint every N steps (0: only on stop).",
-        TRAINING_KINDS, minimum=0,
+        TRAINING_KINDS, minimum=0, maximum=10_000_000,
     )
     rounds: int = setting(
-        1, "Expert-iteration rounds (rollout then RFT) after SFT.", ("pipeline",), minimum=1
+        1, "Expert-iteration rounds (rollout then RFT) after SFT.", ("pipeline",), minimum=1, maximum=100
     )
     rollout_limit: int = setting(
         1000,
         "Pipeline: train questions rolled out each round (0: all); rollouts are the slowest "
         "stage on a CPU.",
-        ("pipeline",), minimum=0,
+        ("pipeline",), minimum=0, maximum=10_000_000,
     )
     rollout_model: str = setting("", "Pipeline: model that samples the rollouts, a teacher (empty: the trained model).", ("pipeline",))
     bootstrap: str = setting(
@@ -294,7 +303,7 @@ class RunSpec:
         """The run this one builds on: the first parent setting that names a run id."""
         for f in dataclasses.fields(self):
             if f.metadata.get("parent") and self.kind in f.metadata["kinds"]:
-                run_id = run_id_in(getattr(self, f.name))
+                run_id = run_id_or_none(getattr(self, f.name))
                 if run_id is not None:
                     return run_id
         return None
@@ -312,12 +321,6 @@ PARENT_SETTINGS: dict[str, str] = {
 `parent_candidates` lists the runs that do; the first one set becomes the parent run)."""
 
 LEGACY_DEFAULT_ZERO = ("epochs", "max_new_tokens", "lora_alpha")
-
-
-def run_id_in(text: str) -> int | None:
-    """The run id a setting's text names ('12' or '#12'), None when it names a path or nothing."""
-    text = text.strip().removeprefix("#")
-    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _default_rule(f: dataclasses.Field, kind: str) -> Any:
@@ -361,15 +364,34 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
     elif kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(f.name, f"expected a number, got {value!r}")
+        if isinstance(value, int) and value.bit_length() > 1024:
+            raise SpecError(f.name, f"must be at most {meta['maximum']:g} (got {_shown(value)})")
         value = float(value)
         if value != value:
             raise SpecError(f.name, "expected a number, got NaN")
     elif not isinstance(value, str):
         raise SpecError(f.name, f"expected text, got {value!r}")
+    elif not _is_text(value):
+        raise SpecError(f.name, f"{value!r} holds a character that is not text (a lone surrogate); retype it")
     if meta["choices"] and value not in meta["choices"]:
         raise SpecError(f.name, f"{value!r} is not one of {', '.join(map(str, meta['choices']))}")
     if meta["minimum"] is not None and value < meta["minimum"]:
-        raise SpecError(f.name, f"must be at least {meta['minimum']:g} (got {value:g})")
+        raise SpecError(f.name, f"must be at least {meta['minimum']:g} (got {_shown(value)})")
     if meta["maximum"] is not None and value > meta["maximum"]:
-        raise SpecError(f.name, f"must be at most {meta['maximum']:g} (got {value:g})")
+        raise SpecError(f.name, f"must be at most {meta['maximum']:g} (got {_shown(value)})")
     return value
+
+
+def _shown(value: float) -> str:
+    """A number for an error message; an int too large for a float cannot be formatted with :g."""
+    return "a number past 64 bits" if isinstance(value, int) and value.bit_length() > 64 else f"{value:g}"
+
+
+def _is_text(value: str) -> bool:
+    """Encodable Unicode: a command line's undecodable bytes arrive as lone surrogates, which
+    SQLite (and any terminal) cannot take."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

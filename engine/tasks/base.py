@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 
@@ -27,6 +28,9 @@ class Task(Protocol):
     # Splits that only ever score a model ('valid' first): training, rollouts and worked
     # examples never see their questions. Training runs also score the others at the end.
     held_out_splits: tuple[str, ...]
+
+    def dataset_path(self, dataset: str) -> Path:
+        """The file behind a dataset setting ('train', 'valid' or a path), for error messages."""
 
     def load(self, dataset: str) -> list[Example]:
         """'train', a held-out split or a path to a JSON list of [question, answer(, reasoning)]."""

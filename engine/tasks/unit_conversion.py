@@ -457,10 +457,11 @@ class UnitConversionTask:
     write_data = staticmethod(write_data)
     category = staticmethod(category)
 
+    def dataset_path(self, dataset: str) -> Path:
+        return data_dir() / f"{dataset}.json" if dataset in ("train", *HELD_OUT_SPLITS) else Path(dataset)
+
     def load(self, dataset: str) -> list[Example]:
-        if dataset in ("train", *HELD_OUT_SPLITS):
-            return datasets.load_examples(data_dir() / f"{dataset}.json")
-        return datasets.load_examples(dataset)
+        return datasets.load_examples(self.dataset_path(dataset))
 
     def prompt(self, question: str, mode: str, tokenizer: ChatTokenizer) -> str:
         _check_mode(mode)

@@ -13,7 +13,8 @@ from textual.widgets import Button, Label, Static
 
 from engine.core.dataset_files import count_rows
 from engine.core.errors import DataError, ReasonlabError, SpecError
-from engine.core.spec import RunSpec, run_id_in
+from engine.core.ids import run_id_or_none
+from engine.core.spec import RunSpec
 from engine.core.store import RunStore
 from tui.data import format_value, plain
 
@@ -62,7 +63,7 @@ def _parent(store: RunStore, setting: str, run_id: int):
 
 
 def _describe_adapter(store: RunStore, text: str) -> str:
-    run_id = run_id_in(text)
+    run_id = run_id_or_none(text)
     if not text.strip():
         return "none"
     if run_id is None:
@@ -72,7 +73,7 @@ def _describe_adapter(store: RunStore, text: str) -> str:
 
 
 def _describe_data(store: RunStore, text: str, limit: int) -> str:
-    run_id = run_id_in(text)
+    run_id = run_id_or_none(text)
     if run_id is None:
         return _describe_file("data", text, "rows", limit) if text.strip() else "none"
     run = _parent(store, "data", run_id)

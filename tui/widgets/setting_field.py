@@ -13,7 +13,8 @@ from textual.widgets import Input, Label, Select
 
 from engine.core.dataset_files import count_rows
 from engine.core.errors import DataError, SpecError
-from engine.core.spec import PARENT_SETTINGS, RunSpec, run_id_in, setting_text
+from engine.core.ids import run_id_or_none
+from engine.core.spec import PARENT_SETTINGS, RunSpec, setting_text
 
 PLACEHOLDERS = {"data": "run id or JSON file", "adapter": "run id or adapter folder"}
 PARENT_NOUNS = {"adapter": "run with an adapter", "rollout": "rollout run"}
@@ -112,7 +113,7 @@ class SettingField(Vertical):
         """Show the reason the current text is refused, if it is; True when it is accepted."""
         text = self.text.strip()
         reason = None
-        run_id = run_id_in(text)
+        run_id = run_id_or_none(text)
         if self.setting_name in PARENT_SETTINGS and run_id is not None and run_id not in self.candidate_ids:
             reason = f"run #{run_id} is not a completed {PARENT_NOUNS[PARENT_SETTINGS[self.setting_name]]}"
         else:

@@ -8,7 +8,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Input
 
 from engine.core.errors import SpecError
-from engine.core.spec import RunSpec, run_id_in
+from engine.core.ids import run_id_or_none
+from engine.core.spec import RunSpec
 from tui.widgets.setting_field import SettingField
 
 
@@ -68,7 +69,7 @@ class SpecForm(VerticalScroll):
 
     def _adapter_mismatch(self, text: str) -> str | None:
         """Why the adapter run `text` names cannot go with the form's model, or None."""
-        run_id = run_id_in(text)
+        run_id = run_id_or_none(text)
         trained_on = self.adapter_models.get(run_id) if run_id is not None else None
         if trained_on is None or not self.has("model") or trained_on == self._model():
             return None

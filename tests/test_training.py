@@ -239,3 +239,17 @@ def test_valid_questions_never_enter_training_or_rollouts(tiny_model_dir, db_pat
     run = store.create_run(RunSpec(kind=kind, model=tiny_model_dir, dataset=dataset))
     with pytest.raises(ReasonlabError, match="valid"):
         execute(store, run.id)
+
+
+def test_rft_refuses_a_json_file_of_valid_questions(capsys, tiny_model_dir, db_path, tmp_path):
+    """Valid questions never enter training, even as well-formed RFT rows in a file."""
+    task = get_task("unit_conversion")
+    data = tmp_path / "rft.json"
+    rows = _reasoning_rows(3) + [[ex.question, ex.answer, task.completion(ex, "cot")] for ex in task.load("valid")[:1]]
+    data.write_text(json.dumps(rows))
+    assert main(["rft", "--model", tiny_model_dir, "--data", str(data), *FAST, "--epochs", "1"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "1 of the questions are valid questions" in errors[0]
+    run = RunStore(db_path).list_runs()[0]
+    assert run.status == "failed" and RunStore(db_path).artifact(run.id, "adapter") is None
+

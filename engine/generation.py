@@ -62,7 +62,9 @@ def generate(
     keys = list(range(len(prompts))) if keys is None else keys
     if len(keys) != len(prompts):
         raise ValueError(f"{len(keys)} keys for {len(prompts)} prompts")
-    jobs = [(i, p, sequence_seed(sampling.seed, keys[i], j)) for i, p in enumerate(prompts) for j in range(num_return_sequences)]
+    jobs = [  # (prompt index, prompt, seed) of each sequence
+        (i, p, sequence_seed(sampling.seed, keys[i], j)) for i, p in enumerate(prompts) for j in range(num_return_sequences)
+    ]
     lengths = [len(ids) for ids in tokenizer([p for _, p, _ in jobs], add_special_tokens=False)["input_ids"]]
     order = sorted(range(len(jobs)), key=lambda j: -lengths[j])
     results: list[list[Completion]] = [[] for _ in prompts]

@@ -29,19 +29,21 @@ def test_resumed_eval_never_redoes_a_finished_question(tiny_model_dir, db_path, 
 
     real_generate, asked = evaluation.generate, []
 
-    def crash_on_second_batch(model, tokenizer, prompts, *args, **kwargs):
+    def recording(model, tokenizer, prompts, *args, **kwargs):
         asked.append(prompts)
-        if len(asked) == 2:
+        if crash_on_second_batch and len(asked) == 2:
             raise RuntimeError("simulated crash")
         return real_generate(model, tokenizer, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "generate", crash_on_second_batch)
+    monkeypatch.setattr(evaluation, "generate", recording)
     run = store.create_run(_spec(tiny_model_dir))
+    crash_on_second_batch = True
     with pytest.raises(RuntimeError):
         execute(store, run.id)
     assert store.done_indices(run.id) == {0, 1}
 
     asked.clear()
+    crash_on_second_batch = False
     assert execute(store, run.id, resume=True).status == "completed"
     task, tokenizer = get_task("unit_conversion"), load_tokenizer(tiny_model_dir)
     left = [task.prompt(ex.question, "direct", tokenizer) for ex in task.load("valid")[2:6]]

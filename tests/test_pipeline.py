@@ -102,8 +102,8 @@ def test_two_rounds_chain_rollouts_and_rft(tiny_model_dir, db_path, solving_roll
     assert [r.parent_id for r in stages] == [pipeline.id] + [r.id for r in stages[:-1]]
     assert (rollout2.spec.adapter, rft2.spec.adapter, rft2.spec.data) == (str(rft1.id), str(rft1.id), str(rollout2.id))
     assert rft2.summary["train_examples"] == len(SOLVED)
-    summary = store.get_run(pipeline.id).summary
-    assert summary["rft2_run"] == rft2.id and summary["accuracy"] == rft2.summary["accuracy"]
+    accuracy = store.metric_series(pipeline.id, "accuracy")  # one point per training stage, at its index
+    assert [step for step, _ in accuracy] == [0, 1, 3, 5] and accuracy[-1][1] == rft2.summary["accuracy"]
 
 
 def test_stopped_pipeline_resumes_the_stopped_stage(tiny_model_dir, db_path, solving_rollouts, monkeypatch):

@@ -1,13 +1,15 @@
-"""A tiny Llama with the real SmolLM2 tokenizer, trained for a few seconds to reverse digit
-strings, saved as a local model directory: every code path (the CLI included) loads it like any
-model, in well under a second. Tests and benchmarks use it where the model's quality does not
-matter.
+"""A tiny Llama with the real SmolLM2 tokenizer, trained briefly (400 small steps on one thread)
+to reverse digit strings, saved as a local model directory: every code path (the CLI included)
+loads it like any model, in well under a second. Tests and benchmarks use it where the model's
+quality does not matter.
 
 Why trained: a random model answers every prompt alike, so tests that compare two ways of
-generating would compare identical strings. This one answers "31415=" with "51413" then EOS:
-its greedy output depends on every prompt position (left padding, the attention mask, position
-ids and the shared-prefix cache all show), on every row's own tokens, and rows of different
-lengths stop at different steps. Its embeddings and output head are untied.
+generating would compare identical strings. This one is taught to answer "31415=" with "51413"
+then EOS; it gets about half of such prompts exactly right, and more matters: its greedy output
+depends on every prompt position (left padding, the attention mask, position ids and the
+shared-prefix cache all show), on every row's own tokens, and it stops after about as many
+tokens as the prompt has digits, so rows stop at different steps. Embeddings and output head
+are untied.
 
 Training touches only the rows of the embedding and output head that the task uses (digits, "=",
 EOS), through small tables copied in at the end, so a step costs what a 12-token vocabulary

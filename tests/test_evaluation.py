@@ -50,3 +50,12 @@ def test_resumed_eval_never_redoes_a_finished_question(tiny_model_dir, db_path, 
     assert [p for batch in asked for p in batch] == left  # questions 2-5, each once, none of 0-1
     assert _outputs(store, run.id) == _outputs(store, reference.id)
     assert store.get_run(run.id).summary["accuracy"] == reference.summary["accuracy"]
+
+
+def test_sampled_eval_draws_by_question_whatever_the_batch(tiny_model_dir, db_path):
+    """Each question's sample is keyed by its index, not its place in a batch of 2 or 4."""
+    store = RunStore(db_path)
+    narrow = execute(store, store.create_run(_spec(tiny_model_dir)).id)
+    wide = execute(store, store.create_run(_spec(tiny_model_dir).replace(batch_size=4)).id)
+    assert _outputs(store, narrow.id) == _outputs(store, wide.id)
+    assert len(set(_outputs(store, narrow.id).values())) >= 4  # questions drew different samples

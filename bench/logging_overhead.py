@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="reasonlab-logging-"))
-    model_name = args.model or save_tiny_model(folder / "tiny")
+    model_name = args.model or save_tiny_model(folder / "tiny", train_steps=0)  # untrained: only step speed matters
     torch.manual_seed(0)
     loaded = load_model(model_name)
     model = get_peft_model(loaded.model, LoraConfig(r=8, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))

@@ -55,7 +55,9 @@ def evaluate(
         part = examples[start : start + batch_size]
         prompts = [task.prompt(ex.question, mode, loaded.tokenizer) for ex in part]
         began = time.perf_counter()
-        completions = generate(loaded.model, loaded.tokenizer, prompts, sampling, batch_size=batch_size)
+        completions = generate(
+            loaded.model, loaded.tokenizer, prompts, sampling, batch_size=batch_size, keys=indices[start : start + batch_size]
+        )
         result.seconds += time.perf_counter() - began
         rows = []
         for idx, ex, (completion,) in zip(indices[start : start + batch_size], part, completions):

@@ -13,6 +13,7 @@ between the shared start and each end, masked). Sequential generation is batch s
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,27 +55,43 @@ def generate(
     batch_size: int = 16,
     stop: str | None = STOP,
     on_batch: Callable[[int], None] | None = None,
+    keys: list[int] | None = None,
 ) -> list[list[Completion]]:
     """Continue each prompt `num_return_sequences` times; returns completions per prompt.
 
+    Sampling draws each sequence's randomness from (`sampling.seed`, its prompt's key, its
+    sample number), never from its place in a batch: a prompt gets the same samples whatever
+    prompts share its batch, so a resumed run samples what an uninterrupted one would have.
+    `keys` (default: the prompts' positions) should be the questions' indices in their dataset.
     `on_batch(n)` is called after each micro-batch with the number of sequences it finished.
     """
-    jobs = [(i, p) for i, p in enumerate(prompts) for _ in range(num_return_sequences)]
-    lengths = [len(ids) for ids in tokenizer([p for _, p in jobs], add_special_tokens=False)["input_ids"]]
+    keys = list(range(len(prompts))) if keys is None else keys
+    if len(keys) != len(prompts):
+        raise ValueError(f"{len(keys)} keys for {len(prompts)} prompts")
+    jobs = [  # (prompt index, prompt, seed) of each sequence
+        (i, p, sequence_seed(sampling.seed, keys[i], j)) for i, p in enumerate(prompts) for j in range(num_return_sequences)
+    ]
+    lengths = [len(ids) for ids in tokenizer([p for _, p, _ in jobs], add_special_tokens=False)["input_ids"]]
     order = sorted(range(len(jobs)), key=lambda j: -lengths[j])
     results: list[list[Completion]] = [[] for _ in prompts]
     device = next(model.parameters()).device
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        generator = torch.Generator(device=device).manual_seed(sampling.seed + start)
         completions = _generate_batch(
-            model, tokenizer, [jobs[j][1] for j in chunk], sampling, stop, generator, device
+            model, tokenizer, [jobs[j][1] for j in chunk], sampling, stop, [jobs[j][2] for j in chunk], device
         )
         for j, completion in zip(chunk, completions):
             results[jobs[j][0]].append(completion)
         if on_batch:
             on_batch(len(chunk))
     return results
+
+
+def sequence_seed(seed: int, key: int, sample: int) -> int:
+    """One sequence's sampling seed: a hash of the run's seed, its prompt's key and its sample
+    number, so neighbouring keys or seeds never share a stream."""
+    digest = hashlib.blake2b(f"{seed}:{key}:{sample}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # manual_seed takes a non-negative 63-bit int
 
 
 def common_prefix_length(sequences: list[list[int]]) -> int:
@@ -87,7 +104,7 @@ def common_prefix_length(sequences: list[list[int]]) -> int:
 
 
 @torch.inference_mode()
-def _generate_batch(model, tokenizer, prompts, sampling, stop, generator, device) -> list[Completion]:
+def _generate_batch(model, tokenizer, prompts, sampling, stop, seeds, device) -> list[Completion]:
     ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     # Every row keeps at least one token of its own, whose logits start the generation.
     shared = min(common_prefix_length(ids), min(len(x) for x in ids) - 1)
@@ -104,13 +121,14 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, generator, device
     positions = shared + (own.cumsum(-1) - 1).clamp(min=0)
     eos_ids = _eos_ids(model, tokenizer)
     rows = torch.arange(len(prompts), device=device)  # original row of each live batch entry
+    uniforms = _uniforms(seeds, sampling, device) if sampling.temperature >= GREEDY_BELOW else None
     generated: list[list[int]] = [[] for _ in prompts]
     ended: list[tuple[int, ...] | None] = [None] * len(prompts)  # how each row ended: (EOS,), () at the stop string
     logits = model(
         input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache, use_cache=True
     ).logits[:, -1, :]
     for step in range(sampling.max_new_tokens):
-        next_tokens = _pick(logits, sampling, generator)
+        next_tokens = _pick(logits, sampling, uniforms[rows, step] if uniforms is not None else None)
         keep = []
         for live, (row, token) in enumerate(zip(rows.tolist(), next_tokens.tolist())):
             if token in eos_ids:
@@ -136,7 +154,15 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, generator, device
     return [_finish(tokenizer, tokens, stop, end) for tokens, end in zip(generated, ended)]
 
 
-def _pick(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> torch.Tensor:
+def _uniforms(seeds: list[int], sampling: Sampling, device) -> torch.Tensor:
+    """Each row's random numbers for all its steps, drawn on the CPU from its own seed (the same
+    on every device)."""
+    draws = [torch.rand(sampling.max_new_tokens, generator=torch.Generator().manual_seed(s)) for s in seeds]
+    return torch.stack(draws).to(device)
+
+
+def _pick(logits: torch.Tensor, sampling: Sampling, uniforms: torch.Tensor | None) -> torch.Tensor:
+    """Greedy, or one draw per row by inverting its (top-p cut) distribution at `uniforms`."""
     if sampling.temperature < GREEDY_BELOW:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
@@ -145,7 +171,10 @@ def _pick(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) 
         outside = sorted_probs.cumsum(-1) - sorted_probs > sampling.top_p
         sorted_probs[outside] = 0.0
         probs = torch.zeros_like(probs).scatter(-1, sorted_ids, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    cumulative = probs.cumsum(-1)
+    # right=True: the first token whose cumulative mass exceeds the draw, never one of mass 0.
+    picked = torch.searchsorted(cumulative, (uniforms[:, None] * cumulative[:, -1:]).contiguous(), right=True)
+    return picked.squeeze(-1).clamp(max=probs.shape[-1] - 1)
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -36,17 +36,18 @@ def run_rollout(ctx) -> None:
         lambda i: row_name(path, i), spec.model,
     )
     k = spec.num_samples
+    sampling = Sampling(spec.effective_max_new_tokens, spec.temperature, spec.top_p, spec.seed)
     per_batch = max(1, spec.batch_size // k)  # questions per generation batch and per commit
     ctx.log.info("rollout: %d questions (%d already done), k=%d, %d questions per batch", len(questions), len(done), k, per_batch)
     with ctx.progress(f"rollout k={k}", total=len(questions), completed=len(done)) as bar:
         for start in range(0, len(todo), per_batch):
             batch = todo[start : start + per_batch]
-            # Seeded by the first question's index, so a resumed run samples what it would have.
-            sampling = Sampling(spec.max_new_tokens, spec.temperature, spec.top_p, spec.seed + batch[0])
             prompts = [task.prompt(questions[i].question, spec.mode, loaded.tokenizer) for i in batch]
             began = time.perf_counter()
+            # Keyed by question index: a resumed run samples what an uninterrupted one would have.
             completions = generate(
-                loaded.model, loaded.tokenizer, prompts, sampling, num_return_sequences=k, batch_size=spec.batch_size
+                loaded.model, loaded.tokenizer, prompts, sampling, num_return_sequences=k,
+                batch_size=spec.batch_size, keys=batch,
             )
             seconds = time.perf_counter() - began
             rows = [

@@ -1,5 +1,6 @@
-"""Shared fixtures: a tiny randomly initialised Llama with the real SmolLM2 tokenizer, saved as a
-local model directory so every code path (CLI included) loads it like any other model."""
+"""Shared fixtures: a hermetic model cache for the whole session, and a tiny Llama with the real
+SmolLM2 tokenizer, trained to reverse digit strings and saved as a local model directory so
+every code path (CLI included) loads it like any other model."""
 
 from __future__ import annotations
 
@@ -16,9 +17,22 @@ settings.register_profile("ci", max_examples=1_000, **_PROFILE)
 settings.register_profile("long", max_examples=20_000, **_PROFILE)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+from engine.model import CACHE_ENV
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory):
+    """A fresh REASONLAB_CACHE for the session: nothing is written to the user's real cache, and
+    the first load of the embedded model runs the GGUF conversion every session (once), as on a
+    user's first run. Set in os.environ, so CLI subprocesses use it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("reasonlab-cache")
+        patch.setenv(CACHE_ENV, str(folder))
+        yield folder
+
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
+def tiny_model_dir(tmp_path_factory, model_cache):
     import torch
 
     from engine.tiny import save_tiny_model

@@ -6,6 +6,7 @@ import pytest
 
 from engine.cli import main
 from engine.core.store import RunStore
+from engine.tasks import get_task
 
 
 def _run(capsys, *argv):
@@ -32,7 +33,8 @@ def test_eval_records_run_samples_and_json(capsys, db_path, tiny_model_dir):
     assert run.tags == ("smoke",) and run.environment["packages"]["torch"]
     samples = store.samples(run.id)
     assert [s["idx"] for s in samples] == list(range(6))
-    assert samples[0]["question"] and samples[0]["target"] is not None
+    valid = get_task("unit_conversion").load("valid")[:6]
+    assert [(s["question"], s["target"]) for s in samples] == [(ex.question, ex.answer) for ex in valid]
     assert "completed" in (open(f"{run.run_dir}/log.txt").read())
 
 

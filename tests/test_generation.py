@@ -1,55 +1,119 @@
+"""The engine's batched generation against `model.generate`, on the tiny model trained to
+reverse digit strings: its answer depends on every prompt position and every row, and rows of
+different lengths stop (EOS) at different steps, so padding, positions, the shared-prefix cache
+and dropping finished rows all show in the text."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
 import torch
 
+from engine import generation
 from engine.generation import Sampling, generate
 from engine.model import load_model
+from engine.tiny import MAX_DIGITS, reversal_prompt
+
+MAX_NEW = MAX_DIGITS + 2  # every answer (reversed digits, then EOS) fits
 
 
-def _prompts():
-    return [
-        "Convert 5 mile to meter. <answer>",
-        "How many g are there per 6 kg? <answer>",
-        "What does 9 ft equal in mm terms? A much longer question so that padding matters here <answer>",
-        "How many seconds are in 3 hours? <answer>",
-        "Convert 2.5 kg to pound. <answer>",
-    ]
+def _digit_strings(count: int, seed: int, shortest: int = 1, longest: int = MAX_DIGITS, prefix: str = "") -> list[str]:
+    rng = random.Random(seed)
+    return [prefix + "".join(rng.choice("0123456789") for _ in range(rng.randint(shortest, longest))) for _ in range(count)]
 
 
-def test_batched_equals_sequential_under_greedy(tiny_model_dir):
-    loaded = load_model(tiny_model_dir)
-    sampling = Sampling(max_new_tokens=12)
-    batched = generate(loaded.model, loaded.tokenizer, _prompts(), sampling, batch_size=5)
-    sequential = generate(loaded.model, loaded.tokenizer, _prompts(), sampling, batch_size=1)
-    assert [c[0].text for c in batched] == [c[0].text for c in sequential]
-    assert all(c[0].tokens == 12 for c in batched)  # a random model never emits the stop string
-    # The sampled ids come along (what GRPO scores), and every row was cut by max_new_tokens.
-    assert all(len(c[0].ids) == 12 and c[0].truncated for c in batched)
-    assert [loaded.tokenizer.decode(c[0].ids, skip_special_tokens=True) for c in batched] == [c[0].text for c in batched]
+@pytest.fixture(scope="module")
+def loaded(tiny_model_dir):
+    return load_model(tiny_model_dir)
 
 
-def test_matches_hf_generate(tiny_model_dir):
-    loaded = load_model(tiny_model_dir)
+def _reference(loaded, prompts: list[str], max_new_tokens: int = MAX_NEW) -> list[str]:
+    """`model.generate` on each prompt alone: no padding, no shared prefix, no dropped rows."""
     tok = loaded.tokenizer
-    ours = generate(loaded.model, tok, _prompts(), Sampling(max_new_tokens=8), batch_size=3)
-    enc = tok(_prompts(), return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    with torch.no_grad():
-        out = loaded.model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
-    theirs = [tok.decode(row[enc["input_ids"].shape[1]:], skip_special_tokens=True) for row in out]
-    assert [c[0].text for c in ours] == theirs
+    texts = []
+    for prompt in prompts:
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            out = loaded.model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+        texts.append(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+    return texts
 
 
-def test_sampling_is_seeded_and_returns_k_sequences(tiny_model_dir):
-    loaded = load_model(tiny_model_dir)
-    sampling = Sampling(max_new_tokens=6, temperature=1.0, top_p=0.9, seed=3)
-    first = generate(loaded.model, loaded.tokenizer, _prompts()[:2], sampling, num_return_sequences=4, batch_size=8)
-    again = generate(loaded.model, loaded.tokenizer, _prompts()[:2], sampling, num_return_sequences=4, batch_size=8)
-    assert [len(c) for c in first] == [4, 4]
-    assert [[c.text for c in cs] for cs in first] == [[c.text for c in cs] for cs in again]
-    assert len({c.text for c in first[0]}) > 1
+@pytest.fixture(scope="module")
+def mixed(loaded):
+    """32 prompts of 1 to MAX_DIGITS digits and their reference answers."""
+    prompts = [reversal_prompt(d) for d in _digit_strings(32, seed=1)]
+    return prompts, _reference(loaded, prompts)
 
 
-def test_stops_at_answer_tag_and_drops_finished_rows(tiny_model_dir):
+def test_tiny_model_answers_its_input(loaded, mixed):
+    """The premise of every test below: answers differ per prompt and mostly reverse it."""
+    prompts, answers = mixed
+    assert len(set(answers)) >= 28
+    reversed_right = sum(answer == prompt[:-1][::-1] for prompt, answer in zip(prompts, answers))
+    assert reversed_right >= 8, answers
+    lengths = {len(loaded.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers}
+    assert len(lengths) >= 8  # answers end (EOS) at many different steps
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 32])
+def test_greedy_equals_model_generate(loaded, mixed, batch_size):
+    prompts, answers = mixed
+    ours = generate(loaded.model, loaded.tokenizer, prompts, Sampling(MAX_NEW), batch_size=batch_size, stop=None)
+    assert [c[0].text for c in ours] == answers
+    assert all(c[0].tokens < MAX_NEW for c in ours)  # every row stopped at its own EOS
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 32])
+def test_greedy_with_a_shared_prefix_equals_model_generate(loaded, monkeypatch, batch_size):
+    """Prompts that share a start: it runs once per batch and its cache is repeated across rows;
+    each row's own end follows after left padding. The answers read back into the prefix."""
+    monkeypatch.setattr(generation, "MIN_SHARED_PREFIX", 4)  # the tiny model's prompts are short
+    prompts = [reversal_prompt(d) for d in _digit_strings(32, seed=2, shortest=1, longest=6, prefix="702581")]
+    widths = []
+    original = loaded.model.forward
+
+    def recording(*args, **kwargs):
+        widths.append(tuple(kwargs["input_ids"].shape))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loaded.model, "forward", recording)
+    ours = generate(loaded.model, loaded.tokenizer, prompts, Sampling(MAX_NEW), batch_size=batch_size, stop=None)
+    monkeypatch.setattr(loaded.model, "forward", original)
+    assert widths[0][0] == 1 and widths[0][1] >= 6  # the shared start, once, as a batch of one
+    assert [c[0].text for c in ours] == _reference(loaded, prompts)
+
+
+@pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (1.0, 0.9)])
+def test_seeded_sampling_is_the_same_at_any_batch_size(loaded, temperature, top_p):
+    prompts = [reversal_prompt(d) for d in _digit_strings(12, seed=3)]
+    sampling = Sampling(MAX_NEW, temperature=temperature, top_p=top_p, seed=5)
+
+    def texts(sampling, batch_size):
+        result = generate(loaded.model, loaded.tokenizer, prompts, sampling, num_return_sequences=3, batch_size=batch_size, stop=None)
+        return [[c.text for c in samples] for samples in result]
+
+    at_one = texts(sampling, 1)
+    assert texts(sampling, 7) == at_one and texts(sampling, 32) == at_one
+    assert sum(len(set(samples)) > 1 for samples in at_one) >= 3  # a prompt's samples differ
+    assert texts(Sampling(MAX_NEW, temperature=temperature, top_p=top_p, seed=6), 7) != at_one
+
+
+def test_sampling_is_keyed_by_question_not_by_position(loaded):
+    """A resumed run generates only the questions left, with their dataset indices as keys: they
+    get the samples an uninterrupted run gave them."""
+    prompts = [reversal_prompt(d) for d in _digit_strings(10, seed=4)]
+    sampling = Sampling(MAX_NEW, temperature=1.0, seed=9)
+    whole = generate(loaded.model, loaded.tokenizer, prompts, sampling, num_return_sequences=2, batch_size=8)
+    rest = generate(loaded.model, loaded.tokenizer, prompts[4:], sampling, num_return_sequences=2, batch_size=8, keys=list(range(4, 10)))
+    assert [[c.text for c in s] for s in rest] == [[c.text for c in s] for s in whole[4:]]
+    unkeyed = generate(loaded.model, loaded.tokenizer, prompts[4:], sampling, num_return_sequences=2, batch_size=8)
+    assert [[c.text for c in s] for s in unkeyed] != [[c.text for c in s] for s in whole[4:]]
+
+
+def test_stops_at_answer_tag_and_drops_finished_rows(loaded, monkeypatch):
     """Force the stop string by making the model's output head prefer it token by token."""
-    loaded = load_model(tiny_model_dir)
     tok = loaded.tokenizer
     stop_ids = tok("</answer>", add_special_tokens=False)["input_ids"]
     calls = {"n": 0}
@@ -63,15 +127,40 @@ def test_stops_at_answer_tag_and_drops_finished_rows(tiny_model_dir):
             out.logits[:, -1, stop_ids[step]] = 1e4
         return out
 
-    loaded.model.forward = steered
-    result = generate(loaded.model, tok, _prompts()[:2], Sampling(max_new_tokens=20), batch_size=2)
+    monkeypatch.setattr(loaded.model, "forward", steered)
+    prompts = [reversal_prompt("123456789"), reversal_prompt("98765")]
+    result = generate(loaded.model, tok, prompts, Sampling(max_new_tokens=20), batch_size=2)
     assert [c[0].text for c in result] == ["</answer>", "</answer>"]
-    assert [(list(c[0].ids), c[0].truncated) for c in result] == [(stop_ids, False)] * 2
     assert calls["n"] == len(stop_ids)  # no forward pass after every row finished
 
 
-def test_a_row_ended_by_eos_keeps_that_eos_in_its_ids(tiny_model_dir):
-    loaded = load_model(tiny_model_dir)
+@pytest.mark.slow
+def test_real_model_cot_greedy_equals_model_generate():
+    """The same on SmolLM2 with cot prompts (their ~200-token shared start is real here)."""
+    from engine.tasks import get_task
+
+    real = load_model("smollm2-135m", device="cpu", dtype="float32")
+    task = get_task("unit_conversion")
+    prompts = [task.prompt(ex.question, "cot", real.tokenizer) for ex in task.load("valid")[:3]]
+    reference = _reference(real, prompts, max_new_tokens=24)
+    for batch_size in (1, 3):
+        ours = generate(real.model, real.tokenizer, prompts, Sampling(24), batch_size=batch_size, stop=None)
+        assert [c[0].text for c in ours] == reference
+
+
+def test_completions_carry_their_sampled_ids_and_whether_they_were_cut(loaded):
+    """GRPO scores exactly the sampled tokens: the ids decode to the text, a row that stopped on
+    EOS keeps that EOS, and a row cut by max_new_tokens says so."""
+    tok = loaded.tokenizer
+    prompts = [reversal_prompt(d) for d in _digit_strings(8, seed=3, shortest=1, longest=6)]
+    completions = [c[0] for c in generate(loaded.model, tok, prompts, Sampling(max_new_tokens=4), batch_size=8)]
+    assert {c.truncated for c in completions} == {True, False}  # short answers end, long ones are cut
+    for completion in completions:
+        assert tok.decode(completion.ids, skip_special_tokens=True) == completion.text
+        assert completion.truncated == (tok.eos_token_id not in completion.ids)
+
+
+def test_a_row_ended_by_eos_keeps_that_eos_in_its_ids(loaded):
     tok = loaded.tokenizer
     original = loaded.model.forward
 
@@ -81,32 +170,8 @@ def test_a_row_ended_by_eos_keeps_that_eos_in_its_ids(tiny_model_dir):
         return out
 
     loaded.model.forward = eos_first
-    [[completion]] = generate(loaded.model, tok, _prompts()[:1], Sampling(max_new_tokens=5), batch_size=1)
+    try:
+        [[completion]] = generate(loaded.model, tok, [reversal_prompt("12")], Sampling(max_new_tokens=5), batch_size=1)
+    finally:
+        loaded.model.forward = original
     assert (completion.text, completion.tokens, completion.ids, completion.truncated) == ("", 0, (tok.eos_token_id,), False)
-
-
-def test_shared_prompt_start_runs_once_and_changes_nothing(tiny_model_dir):
-    """cot prompts share ~200 tokens: that start is computed once per batch, with the same result."""
-    loaded = load_model(tiny_model_dir)
-    tok = loaded.tokenizer
-    start = "You convert units. Be concise: give the factor, do one calculation, answer in tags. " * 3
-    prompts = [start + p for p in _prompts()]
-    seen_lengths = []
-    original = loaded.model.forward
-
-    def recording(*args, **kwargs):
-        seen_lengths.append(kwargs["input_ids"].shape)
-        return original(*args, **kwargs)
-
-    loaded.model.forward = recording
-    ours = generate(loaded.model, tok, prompts, Sampling(max_new_tokens=6), batch_size=5)
-    loaded.model.forward = original
-    shared = len(tok(start, add_special_tokens=False)["input_ids"]) - 1
-    assert seen_lengths[0][0] == 1 and seen_lengths[0][1] >= shared  # the start, once, batch of one
-    assert seen_lengths[1][0] == 5 and seen_lengths[1][1] < 30  # then only each prompt's own end
-    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    with torch.no_grad():
-        out = loaded.model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
-    assert [c[0].text for c in ours] == [tok.decode(r[enc["input_ids"].shape[1]:], skip_special_tokens=True) for r in out]
-    sequential = generate(loaded.model, tok, prompts, Sampling(max_new_tokens=6), batch_size=1)
-    assert [c[0].text for c in ours] == [c[0].text for c in sequential]

@@ -15,14 +15,22 @@ from engine.core.store import RunStore
 from engine.tasks import get_task
 
 
+SOLVED = range(0, 8, 2)  # the questions the fake rollouts answer right
+
+
 @pytest.fixture
 def solving_rollouts(tiny_model_dir, monkeypatch):
-    """Rollouts that answer with the reference reasoning: a random model solves nothing."""
+    """Rollouts that answer every other question with its reference reasoning and the rest
+    wrongly: the tiny model solves nothing."""
     task = get_task("unit_conversion")
     tokenizer = load_tokenizer(tiny_model_dir)
-    answers = {task.prompt(ex.question, "cot", tokenizer): task.completion(ex, "cot") for ex in task.load("train")[:8]}
+    questions = task.load("train")[:8]
+    answers = {
+        task.prompt(ex.question, "cot", tokenizer): task.completion(ex, "cot") if i in SOLVED else "<answer>-1</answer>"
+        for i, ex in enumerate(questions)
+    }
 
-    def generate(model, tokenizer, prompts, sampling, *, num_return_sequences, batch_size):
+    def generate(model, tokenizer, prompts, sampling, *, num_return_sequences, batch_size, keys):
         return [[Completion(answers[p], 10)] * num_return_sequences for p in prompts]
 
     monkeypatch.setattr(rollout, "generate", generate)
@@ -45,9 +53,57 @@ def test_pipeline_links_stages_and_chains_adapters(tiny_model_dir, db_path, solv
     assert all(r.status == "completed" for r in (sft, rft0, rollout1, rft1))
     assert rft0.spec.adapter == str(sft.id) and rollout1.spec.adapter == str(rft0.id)
     assert rft1.spec.adapter == str(rft0.id) and rft1.spec.data == str(rollout1.id)
-    assert rollout1.spec.mode == "cot" and rollout1.summary["success_rate"] == 1.0
-    assert rollout1.spec.limit == 8 and rollout1.summary["questions_done"] == 8
+    assert rollout1.spec.mode == "cot" and rollout1.summary["questions_done"] == 8
+    assert rollout1.summary["success_rate"] == len(SOLVED) / 8
+    assert rollout1.summary["rft_rows"] == rft1.summary["train_examples"] == len(SOLVED)  # k copies deduplicated
+    assert rft0.summary["train_examples"] == 8  # reference reasoning for every train question
     assert store.get_run(pipeline.id).summary["accuracy"] == rft1.summary["accuracy"]
+
+
+def test_resumed_pipeline_skips_completed_stages(tiny_model_dir, db_path, solving_rollouts, monkeypatch):
+    """Stopped in its second stage (rft0): resuming runs rft0 and the rest, never sft again."""
+    from engine import pipeline as pipeline_module
+
+    store = RunStore(db_path)
+    real_step, steps = training.optimizer_step, []
+
+    def stop_in_second_stage(*args):
+        steps.append(1)
+        if len(steps) == 2:  # sft is one step (8 rows, batch 8, 1 epoch)
+            raise RunCancelled()
+        return real_step(*args)
+
+    monkeypatch.setattr(training, "optimizer_step", stop_in_second_stage)
+    pipeline = execute(store, store.create_run(_pipeline(tiny_model_dir)).id)
+    assert pipeline.status == "cancelled"
+    sft, rft0 = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    assert (sft.status, rft0.status) == ("completed", "cancelled")
+
+    real_execute, executed = pipeline_module.execute, []
+
+    def recording(store, run_id, **kwargs):
+        executed.append(run_id)
+        return real_execute(store, run_id, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "execute", recording)
+    assert execute(store, pipeline.id, resume=True).status == "completed"
+    stages = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    assert [r.kind for r in stages] == ["sft", "rft", "rollout", "rft"] and stages[1].id == rft0.id
+    assert executed == [r.id for r in stages[1:]] and stages[0] == sft  # sft untouched
+
+
+def test_two_rounds_chain_rollouts_and_rft(tiny_model_dir, db_path, solving_rollouts):
+    store = RunStore(db_path)
+    pipeline = execute(store, store.create_run(_pipeline(tiny_model_dir).replace(rounds=2)).id)
+    assert pipeline.status == "completed"
+    stages = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    sft, rft0, rollout1, rft1, rollout2, rft2 = stages
+    assert [r.kind for r in stages] == ["sft", "rft", "rollout", "rft", "rollout", "rft"]
+    assert [r.parent_id for r in stages] == [pipeline.id] + [r.id for r in stages[:-1]]
+    assert (rollout2.spec.adapter, rft2.spec.adapter, rft2.spec.data) == (str(rft1.id), str(rft1.id), str(rollout2.id))
+    assert rft2.summary["train_examples"] == len(SOLVED)
+    accuracy = store.metric_series(pipeline.id, "accuracy")  # one point per training stage, at its index
+    assert [step for step, _ in accuracy] == [0, 1, 3, 5] and accuracy[-1][1] == rft2.summary["accuracy"]
 
 
 def test_stopped_pipeline_resumes_the_stopped_stage(tiny_model_dir, db_path, solving_rollouts, monkeypatch):

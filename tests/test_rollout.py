@@ -20,11 +20,16 @@ from engine.core.store import RunStore
 QUESTIONS, K = 6, 2
 
 
-def _spec(model: str, questions: int = QUESTIONS, max_new_tokens: int = 6) -> RunSpec:
+def _spec(model: str, questions: int = QUESTIONS, max_new_tokens: int = 6, batch_size: int = 4) -> RunSpec:
     # batch 4 with k=2: two questions per generation batch and per commit
     return RunSpec(
-        kind="rollout", model=model, limit=questions, num_samples=K, batch_size=4, max_new_tokens=max_new_tokens
+        kind="rollout", model=model, limit=questions, num_samples=K, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, temperature=0.8, top_p=0.95,
     )
+
+
+def _outputs(store: RunStore, run_id: int) -> dict[tuple[int, int], str]:
+    return {(r["idx"], r["sample"]): r["output"] for r in store.samples(run_id)}
 
 
 def _assert_complete(store: RunStore, run_id: int, questions: int = QUESTIONS) -> None:
@@ -64,8 +69,21 @@ def test_rollout_crashing_mid_run_resumes_without_duplicates_or_losses(tiny_mode
     calls.clear()
     assert execute(store, run.id, resume=True).status == "completed"
     _assert_complete(store, run.id)
-    after = {(r["idx"], r["sample"]): r["output"] for r in store.samples(run.id)}
+    after = _outputs(store, run.id)
     assert all(after[key] == output for key, output in committed.items())  # committed rows untouched
+    uninterrupted = execute(store, store.create_run(_spec(tiny_model_dir)).id)
+    assert after == _outputs(store, uninterrupted.id)  # the resumed questions drew the same samples
+
+
+def test_rollout_samples_depend_on_the_question_not_its_batch(tiny_model_dir, db_path):
+    """Seeded by question index: two questions per batch or four, each question gets the same
+    samples, and a question's k samples differ from each other."""
+    store = RunStore(db_path)
+    narrow = execute(store, store.create_run(_spec(tiny_model_dir, batch_size=4)).id)
+    wide = execute(store, store.create_run(_spec(tiny_model_dir, batch_size=8)).id)
+    samples = _outputs(store, narrow.id)
+    assert samples == _outputs(store, wide.id)
+    assert sum(samples[(i, 0)] != samples[(i, 1)] for i in range(QUESTIONS)) >= 2
 
 
 def test_rollout_killed_with_sigkill_resumes(tiny_model_dir, db_path):

@@ -72,6 +72,7 @@ def test_parse_answer_rejects(text):
         (0.0249, 0.0254, True),
         (0.0124, 0.0118, True),  # 5.1% off, but both round to 0.012
         (0.0106, 0.0104, False),  # 1.9% off, but 0.011 vs 0.010 is 10%
+        (0.0236, 0.0254, True),  # 7% off, but 0.024 vs 0.025 is 4%: the target is rounded too
         (104.9996, 100.0, False),  # rounds to 105.0: on the edge
         (0.0, 0.0, False),  # a target that rounds to 0 is never matched
         (0.0004, 0.0001, False),
@@ -91,5 +92,5 @@ def test_accuracy_summary():
     assert summary == {"accuracy": 0.5, "answer_rate": 0.75}
     assert accuracy_summary([], []) == {"accuracy": 0.0, "answer_rate": 0.0}
     assert accuracy_summary([False], [math.inf])["answer_rate"] == 0.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 correctness flags for 0 answers"):
         accuracy_summary([True], [])

@@ -32,7 +32,7 @@ def test_run_round_trip(db_path):
     store.mark_finished(run.id, "failed", "boom")
     done = store.get_run(run.id)
     assert (done.status, done.error, done.owner, done.environment) == ("failed", "boom", ME, {"python": "3"})
-    assert done.duration is not None and done.duration >= 0
+    assert done.started_at <= done.finished_at and done.duration == done.finished_at - done.started_at
 
 
 def test_resumed_run_keeps_its_first_start(db_path):

@@ -168,19 +168,65 @@ def test_training_plan_is_deterministic_and_covers_every_row():
         assert sorted(i for step in epoch for batch in step for i in batch) == list(range(10))
 
 
-def test_shared_prefix_gives_the_same_loss_as_full_sequences(tiny_model_dir):
+def _lora_model(tiny_model_dir):
+    """The tiny model with a LoRA adapter whose A and B are both random (peft starts B at zero,
+    which would leave A without gradient)."""
+    from peft import LoraConfig, get_peft_model
+
     from engine.model import load_model
 
     loaded = load_model(tiny_model_dir)
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    return get_peft_model(loaded.model, config), loaded.tokenizer
+
+
+def _reference_loss(model, tokenizer, task, examples, mode: str) -> torch.Tensor:
+    """Summed cross-entropy over each example's completion and EOS, one example at a time with
+    the model's own labels path: prompt positions are masked with -100."""
+    total = torch.zeros(())
+    for ex in examples:
+        prompt = tokenizer(task.prompt(ex.question, mode, tokenizer), add_special_tokens=False)["input_ids"]
+        completion = tokenizer(task.completion(ex, mode), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids = torch.tensor([prompt + completion])
+        labels = torch.tensor([[-100] * len(prompt) + completion])
+        total = total + model(input_ids=ids, labels=labels).loss * len(completion)  # the loss is a mean
+    return total
+
+
+@pytest.mark.parametrize("mode", ["direct", "cot"])
+def test_batch_loss_is_the_completion_and_eos_cross_entropy(tiny_model_dir, mode):
+    model, tokenizer = _lora_model(tiny_model_dir)
     task = get_task("unit_conversion")
-    encoded = training.encode(loaded.tokenizer, task, task.load("train")[:4], "cot")
+    examples = task.load("train")[:5]
+    encoded = training.encode(tokenizer, task, examples, mode)
+    prefix = training.shared_prefix_length(encoded)
+    with torch.no_grad():
+        expected = _reference_loss(model, tokenizer, task, examples, mode)
+        assert torch.allclose(training.batch_loss(model, encoded, 0, tokenizer.pad_token_id), expected, rtol=1e-5)
+        assert torch.allclose(training.batch_loss(model, encoded, prefix, tokenizer.pad_token_id), expected, rtol=1e-5)
+    assert (prefix > training.MIN_SHARED_PREFIX) == (mode == "cot")
+
+
+def test_lora_gradients_are_the_same_with_and_without_the_shared_prefix(tiny_model_dir):
+    """The shared start runs once with its cache repeated across the batch; gradients must flow
+    through it exactly as through full sequences."""
+    model, tokenizer = _lora_model(tiny_model_dir)
+    task = get_task("unit_conversion")
+    encoded = training.encode(tokenizer, task, task.load("train")[:4], "cot")
     prefix = training.shared_prefix_length(encoded)
     assert prefix > training.MIN_SHARED_PREFIX
-    pad = loaded.tokenizer.pad_token_id
-    with torch.no_grad():
-        shared = training.batch_loss(loaded.model, encoded, prefix, pad)
-        full = training.batch_loss(loaded.model, encoded, 0, pad)
-    assert torch.allclose(shared, full, rtol=1e-4)
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+    def gradients(prefix_len: int) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        training.batch_loss(model, encoded, prefix_len, tokenizer.pad_token_id).backward()
+        return {name: p.grad.clone() for name, p in params.items()}
+
+    shared, full = gradients(prefix), gradients(0)
+    assert all(g.abs().sum() > 0 for g in full.values())
+    for name, grad in full.items():
+        assert (shared[name] - grad).norm() <= 1e-4 * grad.norm(), name  # float32 rounding differs elementwise
 
 
 @pytest.mark.parametrize("kind", ["sft", "rollout"])
@@ -193,3 +239,17 @@ def test_valid_questions_never_enter_training_or_rollouts(tiny_model_dir, db_pat
     run = store.create_run(RunSpec(kind=kind, model=tiny_model_dir, dataset=dataset))
     with pytest.raises(ReasonlabError, match="valid"):
         execute(store, run.id)
+
+
+def test_rft_refuses_a_json_file_of_valid_questions(capsys, tiny_model_dir, db_path, tmp_path):
+    """Valid questions never enter training, even as well-formed RFT rows in a file."""
+    task = get_task("unit_conversion")
+    data = tmp_path / "rft.json"
+    rows = _reasoning_rows(3) + [[ex.question, ex.answer, task.completion(ex, "cot")] for ex in task.load("valid")[:1]]
+    data.write_text(json.dumps(rows))
+    assert main(["rft", "--model", tiny_model_dir, "--data", str(data), *FAST, "--epochs", "1"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "1 of the questions are valid questions" in errors[0]
+    run = RunStore(db_path).list_runs()[0]
+    assert run.status == "failed" and RunStore(db_path).artifact(run.id, "adapter") is None
+

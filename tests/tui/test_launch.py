@@ -49,8 +49,11 @@ async def test_invalid_value_is_refused_inline_and_creates_no_run(make_app, db_p
         field = app.screen.query_one("#setting-batch_size", SettingField)
         assert field.error == "must be at least 1 (got 0)"
         assert field.has_class("-invalid")
+        notices, notify = [], app.notify
+        app.notify = lambda message, **kwargs: (notices.append(message), notify(message, **kwargs))
         await pilot.press("ctrl+s")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: notices)  # the refusal, which returns before any run is created
+        assert notices == ["Fix the highlighted settings first."]
         assert isinstance(app.screen, LaunchScreen)
         assert app.screen.focused is app.screen.query_one("#input-batch_size", Input)
     assert RunStore(db_path).list_runs() == []

@@ -43,6 +43,15 @@ def tiny_model_dir(tmp_path_factory, model_cache):
     return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
+@pytest.fixture(scope="session")
+def untrained_tiny_model_dir(tmp_path_factory, model_cache):
+    """The tiny Llama at its random initialisation: near-flat next-token distributions, for tests
+    where learning has to move probability mass the model does not already hold."""
+    from engine.tiny import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama-untrained"), train_steps=0)
+
+
 @pytest.fixture
 def db_path(tmp_path, monkeypatch):
     """A fresh database in a temporary folder; REASONLAB_DB points at it for CLI calls."""

@@ -183,14 +183,16 @@ class RunSpec:
         0,
         "Pipeline: GRPO steps after the last RFT round, at GRPO's own learning rate and "
         "temperature (0: no GRPO stage).",
-        ("pipeline",), minimum=0,
+        ("pipeline",), minimum=0, maximum=100_000,
     )
-    steps: int = setting(100, "GRPO: optimiser steps, each on a fresh batch of sampled groups.", ("grpo",), minimum=1)
-    questions_per_step: int = setting(8, "GRPO: train questions per step (B).", ("grpo",), minimum=1)
+    steps: int = setting(
+        100, "GRPO: optimiser steps, each on a fresh batch of sampled groups.", ("grpo",), minimum=1, maximum=100_000
+    )
+    questions_per_step: int = setting(8, "GRPO: train questions per step (B).", ("grpo",), minimum=1, maximum=1024)
     group_size: int = setting(
-        8, "GRPO: completions sampled per question (G); advantages compare them.", ("grpo",), minimum=2
+        8, "GRPO: completions sampled per question (G); advantages compare them.", ("grpo",), minimum=2, maximum=256
     )
-    mu: int = setting(1, "GRPO: policy updates on each sampled batch (mu).", ("grpo",), minimum=1)
+    mu: int = setting(1, "GRPO: policy updates on each sampled batch (mu).", ("grpo",), minimum=1, maximum=16)
     clip_eps: float = setting(
         0.2, "GRPO: PPO clip range below and, unless clip_eps_high is set, above 1.", ("grpo",), minimum=0.0, maximum=1.0
     )
@@ -201,14 +203,15 @@ class RunSpec:
         0.0,
         "GRPO: weight of the KL penalty to the reference, the model with its adapter disabled "
         "(0: none; the KL is logged either way).",
-        ("grpo",), minimum=0.0,
+        ("grpo",), minimum=0.0, maximum=100.0,
     )
     scale_rewards: str = setting(
         "none", "GRPO: 'none' (Dr.GRPO: reward minus group mean) or 'group' (also divide by the group std).",
         ("grpo",), choices=("none", "group"),
     )
     format_reward: float = setting(
-        0.0, "GRPO: reward added to a completion whose answer parses (0: the checker alone).", ("grpo",), minimum=0.0
+        0.0, "GRPO: reward added to a completion whose answer parses (0: the checker alone).", ("grpo",), minimum=0.0,
+        maximum=1.0,
     )
     mask_truncated: str = setting(
         "off", "GRPO: 'on' leaves completions cut by max_new_tokens out of the loss.", ("grpo",), choices=("on", "off")

@@ -55,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("run", type=int)
         sub.add_argument("--json", action="store_true", help="print one JSON result object on stdout")
         _add_db(sub)
+        _add_main_address(sub)
+    sub = commands.add_parser("join", help="start this machine's ranks of a run on several machines (docs/scaling.md)")
+    sub.add_argument("--machines", type=int, required=True, help="machines taking part (the run's `machines`)")
+    sub.add_argument("--processes", type=int, required=True, help="ranks per machine (the run's `processes`)")
+    sub.add_argument("--machine-rank", type=int, required=True, help="this machine's number, 1 to machines - 1")
+    sub.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_main_address(sub)
+    sub = commands.add_parser("rank", help=argparse.SUPPRESS)  # what `accelerate launch` runs on each rank
+    sub.add_argument("run", type=int, nargs="?")
+    sub.add_argument("--db", default=None)
+    sub.add_argument("--owner", default=None)
+    sub.add_argument("--resume", action="store_true")
+    sub.add_argument("--cpu", action="store_true")
     sub = commands.add_parser("runs", help="list runs")
     sub.add_argument("--kind", choices=KINDS)
     sub.add_argument("--status")
@@ -74,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("data", help="regenerate data/train.json and data/valid.json")
     sub.add_argument("--out", type=Path, default=None, help="output folder (default: the repo's data/)")
     return parser
+
+
+def _add_main_address(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--main-ip", default=None, help="runs on several machines: machine 0's address (default 127.0.0.1)")
+    sub.add_argument("--main-port", type=int, default=None, help="runs on several machines: a free port on machine 0")
 
 
 def _add_db(sub: argparse.ArgumentParser) -> None:
@@ -107,10 +125,12 @@ def _run_kind(args, console: Console) -> int:
 
 
 def _start(args, console: Console) -> int:
+    _export_main_address(args)
     return _execute(RunStore(args.db), args.run, args, console, resume=False)
 
 
 def _resume(args, console: Console) -> int:
+    _export_main_address(args)
     return _execute(RunStore(args.db), args.run, args, console, resume=True)
 
 
@@ -128,6 +148,31 @@ def _execute(store: RunStore, run_id: int, args, console: Console, *, resume: bo
     else:
         print_summary(_stdout_console(), run)
     return {"completed": 0, "cancelled": 130}.get(run.status, 1)
+
+
+def _export_main_address(args) -> None:
+    """Where a run's ranks meet; the launch (engine/distributed.py) reads it from the environment."""
+    from engine.distributed import MAIN_IP_ENV, MAIN_PORT_ENV
+
+    if args.main_ip:
+        os.environ[MAIN_IP_ENV] = args.main_ip
+    if args.main_port:
+        os.environ[MAIN_PORT_ENV] = str(args.main_port)
+
+
+def _join(args, console: Console) -> int:
+    from engine.distributed import DEFAULT_PORT, join
+
+    return join(
+        processes=args.processes, machines=args.machines, machine_rank=args.machine_rank,
+        main_ip=args.main_ip or "127.0.0.1", main_port=args.main_port or DEFAULT_PORT, device=args.device,
+    )
+
+
+def _rank(args, console: Console) -> int:
+    from engine.rank import rank_main
+
+    return rank_main(args.run, args.db, args.owner, args.resume, args.cpu)
 
 
 def result_object(run: Run) -> dict:
@@ -242,4 +287,4 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-COMMANDS = {"start": _start, "resume": _resume, "runs": _runs, "show": _show, "cancel": _cancel, "delete": _delete, "data": _data}
+COMMANDS = {"join": _join, "rank": _rank, "start": _start, "resume": _resume, "runs": _runs, "show": _show, "cancel": _cancel, "delete": _delete, "data": _data}

@@ -26,6 +26,7 @@ from engine.core.processes import Owner
 from engine.core.spec import RunSpec, run_id_in
 from engine.core.store import Run, RunStore
 from engine.core.tracker import Tracker
+from engine.distributed import SINGLE_PROCESS, Ranks, run_ranks, wants_ranks
 
 # Handlers are imported only when a run of that kind executes, so listing runs stays torch-free.
 HANDLERS = {
@@ -49,6 +50,7 @@ class RunContext:
     log: logging.Logger
     resuming: bool = False
     results: dict[str, Any] = field(default_factory=dict)
+    ranks: Ranks = SINGLE_PROCESS
 
     @property
     def spec(self) -> RunSpec:
@@ -132,7 +134,10 @@ def execute(store: RunStore, run_id: int, *, resume: bool = False, console: Cons
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_cancelled)
     log.info("%s run %d (%s) %s", "resuming" if resume else "starting", run_id, run.kind, run.spec.to_json())
     try:
-        _handler(run.kind)(context)
+        if wants_ranks(run.spec):
+            run_ranks(context)  # the ranks do the work; this process owns the run and waits
+        else:
+            _handler(run.kind)(context)
         tracker.flush()
         store.mark_finished(run_id, "completed")
         log.info("completed: %s", context.results)

@@ -21,7 +21,7 @@ from rich.text import Text
 from engine.core.errors import ReasonlabError
 from engine.core.processes import cancel_run
 from engine.core.spec import KINDS, RunSpec, setting_text
-from engine.core.store import DB_ENV, Run, RunStore, UnreadableRun
+from engine.core.store import DB_ENV, RESUMABLE_STATUSES, Run, RunStore, UnreadableRun
 
 KIND_HELP = {
     "eval": "evaluate a model (optionally with an adapter) on a dataset",
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print one JSON result object on stdout")
         _add_db(sub)
         _add_main_address(sub)
+    sub.add_argument("--processes", type=int, default=None, help="resume on this many processes per machine (a checkpoint from any number resumes on any other)")
     sub = commands.add_parser("join", help="start this machine's ranks of a run on several machines (docs/scaling.md)")
     sub.add_argument("--machines", type=int, required=True, help="machines taking part (the run's `machines`)")
     sub.add_argument("--processes", type=int, required=True, help="ranks per machine (the run's `processes`)")
@@ -131,7 +132,19 @@ def _start(args, console: Console) -> int:
 
 def _resume(args, console: Console) -> int:
     _export_main_address(args)
-    return _execute(RunStore(args.db), args.run, args, console, resume=True)
+    store = RunStore(args.db)
+    if args.processes is not None:
+        _change_processes(store, args.run, args.processes)
+    return _execute(store, args.run, args, console, resume=True)
+
+
+def _change_processes(store: RunStore, run_id: int, processes: int) -> None:
+    """Resume on another number of ranks: the training plan and the checkpoint do not depend on
+    it, so only the stored setting changes (a stopped run only)."""
+    run = store.get_run(run_id)
+    if run.status not in RESUMABLE_STATUSES:
+        raise ReasonlabError(f"--processes: run {run_id} is {run.status}; only a cancelled or failed run can be resumed on other processes.")
+    store.update_run(run_id, spec=run.spec.replace(processes=processes).to_json())
 
 
 def _execute(store: RunStore, run_id: int, args, console: Console, *, resume: bool) -> int:

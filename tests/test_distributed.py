@@ -59,10 +59,11 @@ def _ranks_that_opened_the_store(record: Path) -> set[str]:
 
 
 def _sft_spec(model: str, **changes) -> RunSpec:
-    return RunSpec(
+    settings = dict(
         kind="sft", model=model, limit=16, batch_size=4, epochs=2, eval_limit=4, eval_interval=0,
-        log_interval=1, checkpoint_interval=0, max_new_tokens=4, device="cpu", **changes,
+        log_interval=1, checkpoint_interval=0, device="cpu",
     )
+    return RunSpec(**settings | changes)
 
 
 def _losses(store: RunStore, run_id: int) -> list[tuple[int, float]]:
@@ -158,3 +159,29 @@ def test_two_machines_on_localhost_complete_one_consistent_sft_run(tiny_model_di
     assert [r.id for r in store.list_runs()] == [run.id]
     assert "rank 1 of 2" in (tmp_path / "machine1.txt").read_text()  # the other machine did take part
     assert _ranks_that_opened_the_store(audited) == {"0"}
+
+
+def test_cancel_stops_every_rank_and_a_two_rank_checkpoint_resumes_on_one(tiny_model_dir, db_path, tmp_path):
+    from engine.core.processes import cancel_run
+
+    store = RunStore(db_path)
+    spec = _sft_spec(tiny_model_dir, checkpoint_interval=2, epochs=6)  # 24 steps: time for the cancel to land
+    reference = execute(store, store.create_run(spec).id)
+    run = store.create_run(spec.replace(processes=2))
+    with open(tmp_path / "launcher.txt", "wb") as out:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "engine", "start", str(run.id), "--db", str(db_path)], stdout=out, stderr=subprocess.STDOUT
+        )
+    _wait_for(lambda: store.artifact(run.id, "checkpoint"), 120, "a first checkpoint")
+    assert "Asked run" in cancel_run(store, run.id)
+    assert launcher.wait(timeout=120) == 130
+    assert store.get_run(run.id).status == "cancelled"
+    assert "rank 1: cancelled" in (tmp_path / "launcher.txt").read_text()  # the cancel reached the other rank
+    stopped_at = max(s for s, _ in _losses(store, run.id))
+    assert stopped_at < 24
+
+    assert main(["resume", str(run.id), "--db", str(db_path), "--processes", "1"]) == 0
+    assert store.get_run(run.id).spec.processes == 1
+    assert [v for _, v in _losses(store, run.id)] == pytest.approx(
+        [v for _, v in _losses(store, reference.id)], rel=LOSS_TOLERANCE
+    )

@@ -148,7 +148,8 @@ class RankContext(RunContext):
 
 
 def rank_main(run_id: int | None, db: str | None, owner_text: str | None, resume: bool, cpu: bool) -> int:
-    """Run this rank of a launched run; rank 0 writes the outcome for the owner."""
+    """Run this rank of a launched run; rank 0 writes the outcome for the owner. Exit code 1 only
+    for a crash (so torch elastic reports it) or a refused start."""
     from accelerate import PartialState
 
     state = PartialState(cpu=cpu)
@@ -171,7 +172,7 @@ def rank_main(run_id: int | None, db: str | None, owner_text: str | None, resume
     console = Console(stderr=True, quiet=not ranks.is_main)
     ctx = RankContext(shared, run, tracker, console, log, resuming=header["resume"], ranks=ranks, folder=folder)
     log.info("rank %d of %d on %s (%d torch threads)", ranks.rank, ranks.world, ranks.device, torch.get_num_threads())
-    status, error = "completed", None
+    status, error, crashed = "completed", None, False
     try:
         _handler(run.kind)(ctx)
     except (RunCancelled, KeyboardInterrupt):
@@ -179,7 +180,7 @@ def rank_main(run_id: int | None, db: str | None, owner_text: str | None, resume
     except ReasonlabError as exc:
         status, error = "failed", str(exc)
     except Exception as exc:
-        status = "failed"
+        status, crashed = "failed", True
         error = f"Internal error on rank {ranks.rank}: {type(exc).__name__}: {exc}".splitlines()[0]
         log.error("failed:\n%s", traceback.format_exc())
     tracker.flush()
@@ -188,7 +189,9 @@ def rank_main(run_id: int | None, db: str | None, owner_text: str | None, resume
         write_outcome(folder, status, error, _plain(ctx.results))
     log.removeHandler(handler)
     handler.close()
-    return 0 if status == "completed" else 1
+    # A cancel or a one-line error reaches the owner in the outcome; only a crash makes the
+    # launcher print its failure report.
+    return 1 if crashed else 0
 
 
 def _header(store: RunStore, run_id: int | None, owner: Owner | None, resume: bool) -> dict[str, Any]:

@@ -185,3 +185,23 @@ def test_cancel_stops_every_rank_and_a_two_rank_checkpoint_resumes_on_one(tiny_m
     assert [v for _, v in _losses(store, run.id)] == pytest.approx(
         [v for _, v in _losses(store, reference.id)], rel=LOSS_TOLERANCE
     )
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("items", [0, 1, 5, 12])
+def test_rounds_and_shares_give_every_item_to_exactly_one_rank(world, items):
+    from engine.distributed import Ranks
+
+    def as_rank(rank: int) -> Ranks:
+        ranks = Ranks()
+        ranks.rank, ranks.world = rank, world
+        return ranks
+
+    todo = list(range(100, 100 + items))
+    rounds = [list(as_rank(r).rounds(todo, 2)) for r in range(world)]
+    assert len({len(per_rank) for per_rank in rounds}) == 1  # every rank reaches the same stop points
+    taken = [i for per_rank in rounds for mine, _ in per_rank for i in mine]
+    assert sorted(taken) == todo
+    assert all(whole == todo[n * 2 * world : (n + 1) * 2 * world] for per_rank in rounds for n, (_, whole) in enumerate(per_rank))
+    shared = [i for r in range(world) for i in as_rank(r).share(todo)]
+    assert sorted(shared) == todo

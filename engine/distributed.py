@@ -68,6 +68,10 @@ class Ranks:
     def total(self, value: float) -> float:
         return value
 
+    def per_rank(self, value: float) -> list[float]:
+        """Every rank's `value`, in rank order."""
+        return [value]
+
     def sum_gradients(self, params, loss: float) -> float:
         """Add up the ranks' gradients of `params` and their losses; returns the summed loss."""
         return loss

@@ -65,6 +65,9 @@ class AccelerateRanks(Ranks):
         dist.all_reduce(summed)
         return summed.item()
 
+    def per_rank(self, value: float) -> list[float]:
+        return [float(v) for v in self.exchange(value)]
+
     def sum_gradients(self, params, loss: float) -> float:
         """One all-reduce of every gradient and the loss in one flat buffer, as DDP's reducer
         would do with a single bucket; a rank whose share of the batch was empty adds zeros."""

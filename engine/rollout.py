@@ -49,8 +49,12 @@ def run_rollout(ctx) -> None:
                 for j, completion in enumerate(samples)
             ])
             ctx.store.add_samples(ctx.run.id, rows)
-            tally.add(rows, ctx.ranks.total(sum(c.tokens for samples in completions for c in samples)), seconds)
+            tokens = sum(c.tokens for samples in completions for c in samples)
+            tally.add(rows, ctx.ranks.total(tokens), seconds)
             ctx.tracker.log(tally.questions, **tally.metrics())
+            if ctx.ranks.world > 1:  # each rank's own generation speed, a per-category series
+                rates = ctx.ranks.per_rank(tokens / seconds if seconds else 0.0)
+                ctx.tracker.log(tally.questions, **{f"tokens_per_s/rank={r}": rate for r, rate in enumerate(rates)})
             bar.advance(len(whole_round))
     examples = correct_examples(ctx.store, ctx.run.id)
     path = ctx.run_dir / "rft.json"

@@ -133,6 +133,8 @@ def test_two_processes_do_every_question_once_even_across_kill_9_and_resume(kind
     assert set(committed.values()) == {1}  # none done twice: not by two ranks, not again after the resume
     assert len(store.samples(run.id)) == len(expected)
     assert _ranks_that_opened_the_store(audited) == {"0"}
+    if kind == "rollout":
+        assert {"tokens_per_s/rank=0", "tokens_per_s/rank=1"} <= set(store.metric_names(run.id))
 
 
 def test_two_machines_on_localhost_complete_one_consistent_sft_run(tiny_model_dir, db_path, tmp_path, audited):

@@ -24,7 +24,7 @@ from engine.core.errors import ReasonlabError, RunCancelled
 from engine.core.ids import MAX_ID, is_run_id, parse_run_id, run_id_or_none
 from engine.core.processes import cancel_run
 from engine.core.spec import KINDS, RunSpec, setting_text
-from engine.core.store import DB_ENV, Run, RunStore, UnreadableRun
+from engine.core.store import DB_ENV, RESUMABLE_STATUSES, Run, RunStore, UnreadableRun
 from engine.core.text import visible
 
 KIND_HELP = {
@@ -86,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("run", type=_run_id)
         sub.add_argument("--json", action="store_true", help="print one JSON result object on stdout")
         _add_db(sub)
+        _add_main_address(sub)
+    sub.add_argument("--processes", type=int, default=None, help="resume on this many processes per machine (a checkpoint from any number resumes on any other)")
+    sub = commands.add_parser("join", help="start this machine's ranks of a run on several machines (docs/scaling.md)")
+    sub.add_argument("--machines", type=int, required=True, help="machines taking part (the run's `machines`)")
+    sub.add_argument("--processes", type=int, required=True, help="ranks per machine (the run's `processes`)")
+    sub.add_argument("--machine-rank", type=int, required=True, help="this machine's number, 1 to machines - 1")
+    sub.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_main_address(sub)
+    sub = commands.add_parser("rank", help=argparse.SUPPRESS)  # what `accelerate launch` runs on each rank
+    sub.add_argument("run", type=int, nargs="?")
+    sub.add_argument("--db", default=None)
+    sub.add_argument("--owner", default=None)
+    sub.add_argument("--resume", action="store_true")
+    sub.add_argument("--cpu", action="store_true")
     sub = commands.add_parser("runs", help="list runs")
     sub.add_argument("--kind", choices=KINDS)
     sub.add_argument("--status")
@@ -116,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("data", help="regenerate data/train.json and data/valid.json")
     sub.add_argument("--out", type=Path, default=None, help="output folder (default: the repo's data/)")
     return parser
+
+
+def _add_main_address(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--main-ip", default=None, help="runs on several machines: machine 0's address (default 127.0.0.1)")
+    sub.add_argument("--main-port", type=int, default=None, help="runs on several machines: a free port on machine 0")
 
 
 def _add_db(sub: argparse.ArgumentParser) -> None:
@@ -171,11 +190,25 @@ def _run_kind(args, console: Console) -> int:
 
 
 def _start(args, console: Console) -> int:
+    _export_main_address(args)
     return _execute(RunStore(args.db), args.run, args, console, resume=False)
 
 
 def _resume(args, console: Console) -> int:
-    return _execute(RunStore(args.db), args.run, args, console, resume=True)
+    _export_main_address(args)
+    store = RunStore(args.db)
+    if args.processes is not None:
+        _change_processes(store, args.run, args.processes)
+    return _execute(store, args.run, args, console, resume=True)
+
+
+def _change_processes(store: RunStore, run_id: int, processes: int) -> None:
+    """Resume on another number of ranks: the training plan and the checkpoint do not depend on
+    it, so only the stored setting changes (a stopped run only)."""
+    run = store.get_run(run_id)
+    if run.status not in RESUMABLE_STATUSES:
+        raise ReasonlabError(f"--processes: run {run_id} is {run.status}; only a cancelled or failed run can be resumed on other processes.")
+    store.update_run(run_id, spec=run.spec.replace(processes=processes).to_json())
 
 
 def _execute(store: RunStore, run_id: int, args, console: Console, *, resume: bool) -> int:
@@ -199,6 +232,29 @@ def _failed_result(store: RunStore, run_id: int) -> dict:
         return result_object(store.get_run(run_id))
     except Exception:  # noqa: BLE001 - the error being reported matters more than this one
         return {"run_id": run_id, "status": "failed"}
+def _export_main_address(args) -> None:
+    """Where a run's ranks meet; the launch (engine/distributed.py) reads it from the environment."""
+    from engine.distributed import MAIN_IP_ENV, MAIN_PORT_ENV
+
+    if args.main_ip:
+        os.environ[MAIN_IP_ENV] = args.main_ip
+    if args.main_port:
+        os.environ[MAIN_PORT_ENV] = str(args.main_port)
+
+
+def _join(args, console: Console) -> int:
+    from engine.distributed import DEFAULT_PORT, join
+
+    return join(
+        processes=args.processes, machines=args.machines, machine_rank=args.machine_rank,
+        main_ip=args.main_ip or "127.0.0.1", main_port=args.main_port or DEFAULT_PORT, device=args.device,
+    )
+
+
+def _rank(args, console: Console) -> int:
+    from engine.rank import rank_main
+
+    return rank_main(args.run, args.db, args.owner, args.resume, args.cpu)
 
 
 def result_object(run: Run) -> dict:
@@ -334,4 +390,7 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-COMMANDS = {"start": _start, "resume": _resume, "runs": _runs, "show": _show, "cancel": _cancel, "delete": _delete, "export": _export, "data": _data}
+COMMANDS = {
+    "join": _join, "rank": _rank, "start": _start, "resume": _resume, "runs": _runs, "show": _show,
+    "cancel": _cancel, "delete": _delete, "export": _export, "data": _data,
+}

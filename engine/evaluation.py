@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from engine.context import refuse_long_prompts
 from engine.datasets import row_name
+from engine.distributed import SINGLE_PROCESS, Ranks
 from engine.generation import Completion, Sampling, generate
 from engine.scoring import accuracy_summary
 from engine.tasks import get_task
@@ -46,23 +47,24 @@ def evaluate(
     batch_size: int,
     indices: list[int] | None = None,
     on_rows: Callable[[list[dict]], None] | None = None,
+    ranks: Ranks = SINGLE_PROCESS,
 ) -> EvalResult:
     """Score `examples` greedily or sampled; `on_rows` receives each batch's sample rows as soon
-    as they are scored, so a live view sees every batch land."""
+    as they are scored, so a live view sees every batch land. With several ranks each scores its
+    share of every batch and the rows of all are gathered (every rank gets them)."""
     indices = indices if indices is not None else list(range(len(examples)))
     result = EvalResult()
-    for start in range(0, len(examples), batch_size):
-        part = examples[start : start + batch_size]
+    for mine, _ in ranks.rounds(range(len(examples)), batch_size):
+        part = [examples[p] for p in mine]
         prompts = [task.prompt(ex.question, mode, loaded.tokenizer) for ex in part]
         began = time.perf_counter()
         completions = generate(
             loaded.model, loaded.tokenizer, prompts, sampling, batch_size=batch_size, keys=indices[start : start + batch_size]
-        )
+        ) if part else []
         result.seconds += time.perf_counter() - began
-        rows = []
-        for idx, ex, (completion,) in zip(indices[start : start + batch_size], part, completions):
-            rows.append(scored_sample(task, mode, idx, ex, completion))
-            result.tokens += completion.tokens
+        rows = [scored_sample(task, mode, indices[p], examples[p], c) for p, (c,) in zip(mine, completions)]
+        result.tokens += ranks.total(sum(c.tokens for (c,) in completions))
+        rows = ranks.gather(rows)
         result.rows.extend(rows)
         if on_rows:
             on_rows(rows)
@@ -118,7 +120,7 @@ def run_eval(ctx) -> None:
 
         result = evaluate(
             loaded, task, [examples[i] for i in todo], mode=spec.mode, sampling=sampling,
-            batch_size=spec.batch_size, indices=todo, on_rows=store_rows,
+            batch_size=spec.batch_size, indices=todo, on_rows=store_rows, ranks=ctx.ranks,
         )
     rows = ctx.store.samples(ctx.run.id)
     correct = [bool(r["correct"]) for r in rows]

@@ -40,28 +40,33 @@ def run_rollout(ctx) -> None:
     per_batch = max(1, spec.batch_size // k)  # questions per generation batch and per commit
     ctx.log.info("rollout: %d questions (%d already done), k=%d, %d questions per batch", len(questions), len(done), k, per_batch)
     with ctx.progress(f"rollout k={k}", total=len(questions), completed=len(done)) as bar:
-        for start in range(0, len(todo), per_batch):
-            batch = todo[start : start + per_batch]
+        # With several ranks, each samples its share of a round and rank 0 commits them all.
+        for batch, whole_round in ctx.ranks.rounds(todo, per_batch):
             prompts = [task.prompt(questions[i].question, spec.mode, loaded.tokenizer) for i in batch]
             began = time.perf_counter()
             # Keyed by question index: a resumed run samples what an uninterrupted one would have.
             completions = generate(
                 loaded.model, loaded.tokenizer, prompts, sampling, num_return_sequences=k,
                 batch_size=spec.batch_size, keys=batch,
-            )
+            ) if batch else []
             seconds = time.perf_counter() - began
-            rows = [
+            rows = ctx.ranks.gather([
                 scored_sample(task, spec.mode, i, questions[i], completion, sample=j, step=STEP)
                 for i, samples in zip(batch, completions)
                 for j, completion in enumerate(samples)
-            ]
+            ])
             ctx.store.add_samples(ctx.run.id, rows)
-            tally.add(rows, sum(c.tokens for samples in completions for c in samples), seconds)
+            tokens = sum(c.tokens for samples in completions for c in samples)
+            tally.add(rows, ctx.ranks.total(tokens), seconds)
             ctx.tracker.log(tally.questions, **tally.metrics())
-            bar.advance(len(batch))
+            if ctx.ranks.world > 1:  # each rank's own generation speed, a per-category series
+                rates = ctx.ranks.per_rank(tokens / seconds if seconds else 0.0)
+                ctx.tracker.log(tally.questions, **{f"tokens_per_s/rank={r}": rate for r, rate in enumerate(rates)})
+            bar.advance(len(whole_round))
     examples = correct_examples(ctx.store, ctx.run.id)
     path = ctx.run_dir / "rft.json"
-    save_examples(path, examples)
+    if ctx.ranks.is_main:
+        save_examples(path, examples)
     ctx.add_artifact("rft_data", path)
     ctx.tracker.log(tally.questions, **tally.metrics(), rft_rows=len(examples))
     ctx.results.update(tally.metrics(), rft_rows=len(examples))

@@ -27,6 +27,7 @@ from engine.core.processes import Owner
 from engine.core.spec import RunSpec
 from engine.core.store import Run, RunStore
 from engine.core.tracker import Tracker
+from engine.distributed import SINGLE_PROCESS, Ranks, run_ranks, wants_ranks
 
 # Handlers are imported only when a run of that kind executes, so listing runs stays torch-free.
 HANDLERS = {
@@ -52,6 +53,7 @@ class RunContext:
     log: logging.Logger
     resuming: bool = False
     results: dict[str, Any] = field(default_factory=dict)
+    ranks: Ranks = SINGLE_PROCESS
 
     @property
     def spec(self) -> RunSpec:
@@ -140,7 +142,10 @@ def execute(store: RunStore, run_id: int, *, resume: bool = False, console: Cons
     context = RunContext(store, run, tracker, console, log, resuming=resume)
     log.info("%s run %d (%s) %s", "resuming" if resume else "starting", run_id, run.kind, run.spec.to_json())
     try:
-        _handler(run.kind)(context)
+        if wants_ranks(run.spec):
+            run_ranks(context)  # the ranks do the work; this process owns the run and waits
+        else:
+            _handler(run.kind)(context)
         tracker.flush()
         store.mark_finished(run_id, "completed")
         log.info("completed: %s", context.results)

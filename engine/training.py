@@ -26,6 +26,7 @@ from engine.context import refuse_long_prompts, refuse_long_rows
 from engine.core.errors import DataError, ReasonlabError, RunCancelled
 from engine.core.ids import is_run_id, parse_run_id
 from engine.datasets import row_name
+from engine.distributed import SINGLE_PROCESS, Ranks
 from engine.evaluation import EvalResult, category_accuracy, evaluate
 from engine.generation import MIN_SHARED_PREFIX, Sampling, common_prefix_length
 from engine.core.spec import default_max_new_tokens
@@ -173,14 +174,21 @@ def batch_loss(model, rows: list[Encoded], prefix_len: int, pad_id: int) -> torc
     return F.cross_entropy(logits, targets, reduction="sum")
 
 
-def optimizer_step(model, params, optimizer, scheduler, encoded, micro_batches, prefix_len, pad_id) -> tuple[float, float]:
-    """One optimiser step over its micro-batches; returns (mean token loss, grad norm)."""
+def optimizer_step(
+    model, params, optimizer, scheduler, encoded, micro_batches, prefix_len, pad_id, ranks: Ranks = SINGLE_PROCESS
+) -> tuple[float, float]:
+    """One optimiser step over its micro-batches; returns (mean token loss, grad norm). With
+    several ranks each takes its share of every micro-batch and the gradients are summed, so the
+    step is the one-process step whatever the number of ranks."""
     tokens = sum(encoded[i].completion_len for batch in micro_batches for i in batch)
     total = 0.0
     for batch in micro_batches:
-        loss = batch_loss(model, [encoded[i] for i in batch], prefix_len, pad_id) / tokens
-        loss.backward()
-        total += loss.item()
+        share = ranks.share(batch)
+        if share:
+            loss = batch_loss(model, [encoded[i] for i in share], prefix_len, pad_id) / tokens
+            loss.backward()
+            total += loss.item()
+    total = ranks.sum_gradients(params, total)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM).item()
     optimizer.step()
     scheduler.step()
@@ -247,7 +255,7 @@ def score(ctx, loaded, task: Task, examples: list[Example], mode: str, on_rows=N
     loaded.model.eval()
     result = evaluate(
         loaded, task, examples, mode=mode, sampling=Sampling(default_max_new_tokens(mode)),
-        batch_size=ctx.spec.batch_size, on_rows=on_rows,
+        batch_size=ctx.spec.batch_size, on_rows=on_rows, ranks=ctx.ranks,
     )
     loaded.model.train()
     return result
@@ -313,8 +321,9 @@ def train(ctx, task: Task, examples: list[Example], describe: Callable[[int], st
     )
 
     def save() -> None:
-        save_checkpoint(checkpoint_dir, model, optimizer, scheduler, step)
-        ctx.add_artifact("checkpoint", checkpoint_dir)
+        if ctx.ranks.is_main:  # every rank holds the same weights and optimiser state
+            save_checkpoint(checkpoint_dir, model, optimizer, scheduler, step)
+            ctx.add_artifact("checkpoint", checkpoint_dir)
 
     metrics: dict[str, float] = {}
     evaluated_at = None
@@ -323,9 +332,11 @@ def train(ctx, task: Task, examples: list[Example], describe: Callable[[int], st
     try:
         with ctx.progress(f"{spec.kind} steps", total=len(plan), completed=step) as bar:
             while step < len(plan):
+                ctx.ranks.stop_point()
                 began = time.perf_counter()
                 loss, grad_norm = optimizer_step(
-                    model, params, optimizer, scheduler, encoded, plan[step], prefix_len, tokenizer.pad_token_id
+                    model, params, optimizer, scheduler, encoded, plan[step], prefix_len, tokenizer.pad_token_id,
+                    ctx.ranks,
                 )
                 step += 1
                 meter.add(loss, sum(map(len, plan[step - 1])), time.perf_counter() - began)
@@ -349,7 +360,10 @@ def train(ctx, task: Task, examples: list[Example], describe: Callable[[int], st
 
 
 def finish_training(ctx, loaded, step: int, results: dict[str, float]) -> None:
-    """Save the adapter, record its size and the parameter count, warn past the course limits."""
+    """Save the adapter, record its size and the parameter count, warn past the course limits
+    (rank 0's job when there are several)."""
+    if not ctx.ranks.is_main:
+        return
     adapter_dir = ctx.run_dir / "adapter"
     loaded.model.save_pretrained(adapter_dir, safe_serialization=True)
     ctx.add_artifact("adapter", adapter_dir)

@@ -221,6 +221,16 @@ class RunSpec:
         ("grpo",), choices=("on", "off"),
     )
 
+    processes: int = setting(
+        1, "Processes per machine (ranks). Above 1 the run is launched through `accelerate "
+        "launch`: one GPU per rank when GPUs are present, otherwise CPU ranks with gloo.",
+        minimum=1,
+    )
+    machines: int = setting(
+        1, "Machines taking part; the others join with `python -m engine join` (docs/scaling.md).",
+        minimum=1,
+    )
+
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     """The settings given when the spec was made; every other one holds its kind's default."""
 

@@ -158,6 +158,12 @@ def execute(store: RunStore, run_id: int, *, resume: bool = False, console: Cons
     return store.get_run(run_id)
 
 
+def prepare(kind: str) -> None:
+    """Import the model code a `kind` run needs (seconds on a CPU), e.g. while it waits for a slot."""
+    _handler(kind)
+    importlib.import_module("engine.model")
+
+
 def environment() -> dict[str, Any]:
     versions = {}
     for name in PACKAGES:

@@ -56,6 +56,17 @@ class Owner:
     def is_alive(self) -> bool:
         return self.process() is not None
 
+    def is_ancestor_of(self, other: "Owner") -> bool:
+        """Whether this owner started `other`, directly or through wrappers such as `uv run`
+        (a launcher records the process it starts before that process can record itself)."""
+        mine, theirs = self.process(), other.process()
+        if mine is None or theirs is None:
+            return False
+        try:
+            return any(parent.pid == mine.pid for parent in theirs.parents())
+        except psutil.Error:
+            return False
+
     def terminate(self) -> bool:
         """Send SIGTERM (the engine saves and stops) to this owner only; False when it is gone.
         psutil checks the process's identity again right before signalling."""
@@ -80,8 +91,9 @@ def start_detached(run_id: int, db_path: Path, log_path: Path, engine: Sequence[
 
 
 class Launcher:
-    """Starts engine processes for queued runs and keeps their handles only to reap them, so
-    no zombie lingers while the app lives; the runs themselves go on after it quits."""
+    """Starts engine processes for queued runs (the app's launches, sweeps) and keeps their
+    handles only to reap them, so no zombie lingers while the app lives; the runs themselves
+    go on after it quits."""
 
     def __init__(self, db_path: Path, engine: Sequence[str] = ENGINE_COMMAND):
         self.db_path = db_path
@@ -89,8 +101,16 @@ class Launcher:
         self._children: list[subprocess.Popen] = []
 
     def start(self, store: "RunStore", run_id: int) -> None:
+        """Start the run's engine process and record it at once as the run's waiter, so the run
+        holds its place in the queue before any run launched after it (engine.core.queue)."""
         folder = store.run_folder(store.get_run(run_id))
-        self._children.append(start_detached(run_id, self.db_path, folder / "log.txt", self.engine))
+        child = start_detached(run_id, self.db_path, folder / "log.txt", self.engine)
+        self._children.append(child)
+        try:
+            waiter = Owner.of_pid(child.pid)
+        except psutil.NoSuchProcess:
+            return  # it exited at once; its log says why
+        store.register_waiter(run_id, waiter)
 
     def reap(self) -> None:
         self._children = [child for child in self._children if child.poll() is None]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -115,6 +116,23 @@ def test_cancelling_a_waiting_run_ends_its_process_without_running_it(tmp_path, 
     cancelled = store.get_run(run.id)
     assert cancelled.status == "cancelled" and cancelled.started_at is None
     assert "did not start: it is cancelled" in _log(store, run.id)
+    held.release()
+
+
+def test_a_foreground_run_waits_for_a_slot_and_ctrl_c_cancels_it(tmp_path, engine_env):
+    store = RunStore(tmp_path / "runs.db")
+    held = try_slot(store)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine", "eval", "--model", "never-loaded", "--db", str(store.path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    _wait_until(lambda: store.list_runs() and store.get_run(1).owner == Owner.of_pid(process.pid), what="a waiter")
+    assert store.get_run(1).status == "queued"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "waits for a slot" in err and "did not start: it is cancelled" in err and "Traceback" not in err
+    assert store.get_run(1).status == "cancelled" and store.get_run(1).started_at is None
     held.release()
 
 
@@ -235,7 +253,7 @@ def test_sweep_grid_and_seeded_sample():
         (["eval", "--seed", "0,,1"], "empty value"),
         (["eval", "--mode", "cot,chatty"], "'chatty' is not one of cot, direct"),
         (["eval", "--seed", "0..5", "--sample", "7"], "between 1 and the grid's 6 combinations"),
-        (["eval", "--seed", "0..300"], "pass --sample N"),
+        (["eval", "--seed", "0..60"], "pass --sample N"),
     ],
 )
 def test_bad_sweep_values_are_one_line_and_queue_nothing(capsys, db_path, argv, expected):

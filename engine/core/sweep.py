@@ -14,8 +14,8 @@ from typing import Any
 from engine.core.errors import SpecError
 from engine.core.spec import RunSpec, parse_text
 
-MAX_SWEEP_RUNS = 200
-"""Each queued run waits in its own small process; past this, `--sample` keeps a sweep sane."""
+MAX_SWEEP_RUNS = 50
+"""Each queued run waits in its own process (about 80 MB resident); past this, `--sample N` draws N."""
 
 RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")
 

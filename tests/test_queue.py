@@ -237,6 +237,9 @@ def test_sweep_grid_and_seeded_sample():
     assert [(s.learning_rate, s.seed) for s in specs] == [
         (1e-3, 0), (1e-3, 1), (2e-3, 0), (2e-3, 1), (3e-3, 0), (3e-3, 1),
     ]
+    assert specs[3].name == "learning_rate=0.002 seed=1"
+    named = sweep_specs("sft", {"name": "lr", "learning_rate": "1e-3,2e-3", "epochs": "2"})
+    assert [s.name for s in named] == ["lr learning_rate=0.001", "lr learning_rate=0.002"]
     sample = sweep_specs("sft", {"learning_rate": "1e-3,2e-3,3e-3", "seed": "0..1"}, sample=3, sample_seed=7)
     again = sweep_specs("sft", {"learning_rate": "1e-3,2e-3,3e-3", "seed": "0..1"}, sample=3, sample_seed=7)
     assert sample == again and len(set(sample)) == 3 and set(sample) <= set(specs)

@@ -42,7 +42,9 @@ def parse_values(f: dataclasses.Field, text: str) -> list[Any]:
 
 def sweep_specs(kind: str, texts: dict[str, str], sample: int | None = None, sample_seed: int = 0) -> list[RunSpec]:
     """The specs of a sweep: every combination of the given values (the first setting varies
-    slowest), or `sample` of them drawn with `sample_seed`, kept in grid order."""
+    slowest), or `sample` of them drawn with `sample_seed`, kept in grid order. Each run's name
+    is the given name followed by the values that vary (`lr learning_rate=0.002 seed=1`), so
+    lists tell the runs apart."""
     by_name = {f.name: f for f in RunSpec.settings(kind)}
     lists = {}
     for name, text in texts.items():
@@ -61,7 +63,13 @@ def sweep_specs(kind: str, texts: dict[str, str], sample: int | None = None, sam
         raise SpecError(
             "sample", f"the grid has {len(combinations)} runs, more than {MAX_SWEEP_RUNS}; pass --sample N to draw N of them"
         )
-    return [RunSpec(kind=kind, **values) for values in combinations]
+    varying = [name for name, values in lists.items() if len(values) > 1 and name != "name"]
+    specs = []
+    for values in combinations:
+        name = " ".join([values.get("name", ""), *(f"{key}={values[key]:g}" if isinstance(values[key], float)
+                                                   else f"{key}={values[key]}" for key in varying)]).strip()
+        specs.append(RunSpec(kind=kind, **values | ({"name": name} if name else {})))
+    return specs
 
 
 def new_sweep_id() -> str:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from engine.core.errors import ReasonlabError
+
 if TYPE_CHECKING:
     from engine.core.store import RunStore
 
@@ -107,10 +109,9 @@ class Launcher:
         child = start_detached(run_id, self.db_path, folder / "log.txt", self.engine)
         self._children.append(child)
         try:
-            waiter = Owner.of_pid(child.pid)
-        except psutil.NoSuchProcess:
-            return  # it exited at once; its log says why
-        store.register_waiter(run_id, waiter)
+            store.register_waiter(run_id, Owner.of_pid(child.pid))
+        except (psutil.NoSuchProcess, ReasonlabError):
+            pass  # the child already exited, took the run, or found it taken; its log says which
 
     def reap(self) -> None:
         self._children = [child for child in self._children if child.poll() is None]

@@ -76,7 +76,7 @@ def queue_view(store: RunStore) -> list:
     busy = sum(1 for run in running if run.slot is not None and run.slot <= count)
     parts: list = [Text(f"slots: {busy} of {count} busy ({origin}; `engine queue --slots N` sets it)")]
     if running:
-        table = _table("running", {"slot": 4, "id": 4, "label": None, "kind": 8, "started": 14})
+        table = _table("running", {"slot": 4, "id": 4, "label": None, "kind": 8, "started": 8})
         for run in running:
             slot = str(run.slot) if run.slot is not None else f"in #{run.parent_id}" if run.parent_id else "-"
             table.add_row(slot, str(run.id), Text(run.label), run.kind, _time(run.started_at))
@@ -85,14 +85,21 @@ def queue_view(store: RunStore) -> list:
         parts.append(Text("running: none"))
     queued_runs = store.queued_runs()
     if queued_runs:
-        table = _table("queued", {"#": 3, "id": 4, "label": None, "kind": 8, "waiting since": 14, "process": 18})
+        table = _table("queued", {"#": 3, "id": 4, "label": None, "kind": 8, "queued at": 8, "process": 10})
+        orphans = []
         for queued in queued_runs:
             alive = queued.waiter is not None and queued.waiter.is_alive()
-            process = f"pid {queued.waiter.pid}" if alive else f"none: engine start {queued.id}"
+            if not alive:
+                orphans.append(str(queued.id))
             table.add_row(
-                str(queued.position), str(queued.id), Text(queued.label), queued.kind, _time(queued.created_at), process,
+                str(queued.position), str(queued.id), Text(queued.label), queued.kind, _time(queued.created_at),
+                f"pid {queued.waiter.pid}" if alive else "none",
             )
         parts.append(table)
+        if orphans:
+            parts.append(Text(
+                f"No process waits for run(s) {', '.join(orphans)}; `python -m engine start ID` starts one."
+            ))
     else:
         parts.append(Text("queued: none"))
     return parts
@@ -124,10 +131,14 @@ def _table(title: str, columns: dict[str, int | None]) -> Table:
     for name, width in columns.items():
         table.add_column(
             name, justify="right" if name in ("#", "id", "slot") else "left", no_wrap=True, overflow="ellipsis",
-            min_width=width, max_width=22 if width is None else None,
+            min_width=width, max_width=40 if width is None else None,
         )
     return table
 
 
 def _time(stamp: float | None) -> str:
-    return time.strftime("%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else ""
+    """The time of day for today, else the date and minute."""
+    if not stamp:
+        return ""
+    today = time.localtime().tm_yday == time.localtime(stamp).tm_yday and time.time() - stamp < 86400
+    return time.strftime("%H:%M:%S" if today else "%m-%d %H:%M", time.localtime(stamp))

@@ -213,7 +213,8 @@ def test_queue_command_shows_slots_running_and_queued_runs(tmp_path, capsys):
     rows = [line.split() for line in lines if {"next", "orphan"} & set(line.split())]
     assert [r[:4] for r in rows] == [["1", str(waiting), "next", "sft"], ["2", str(orphan), "orphan", "sft"]]
     assert rows[0][-2:] == ["pid", str(os.getpid())]
-    assert rows[1][-3:] == ["engine", "start", str(orphan)]
+    assert rows[1][-1] == "none"
+    assert f"No process waits for run(s) {orphan};" in captured.out
     assert max(len(line) for line in lines) <= 80
     assert slot_count(store) == 2 and default_slots(2) == 1 and default_slots(32) == 4
 

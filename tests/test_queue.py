@@ -18,7 +18,7 @@ import pytest
 from engine.cli import main
 from engine.core.errors import ReasonlabError, SpecError
 from engine.core.processes import Owner, start_detached
-from engine.core.queue import default_slots, slot_count, try_slot, wait_for_slot, waiting_ahead
+from engine.core.queue import default_slots, first_waiting_ahead, slot_count, try_slot, wait_for_slot
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore
 from engine.core.sweep import sweep_specs
@@ -172,16 +172,16 @@ def test_only_runs_with_a_live_waiting_process_hold_up_the_queue(tmp_path, stran
     store = RunStore(tmp_path / "runs.db")
     stranger, other = strangers
     first, second = (store.create_run(RunSpec(kind="eval")).id for _ in range(2))
-    assert waiting_ahead(store, second) == []  # no process waits for the first run
+    assert first_waiting_ahead(store, second) is None  # no process waits for the first run
     store.register_waiter(first, Owner.of_pid(stranger.pid))
-    assert waiting_ahead(store, second) == [first]
+    assert first_waiting_ahead(store, second) == first
     with pytest.raises(ReasonlabError, match="already waits for a slot"):
         store.register_waiter(first, Owner.of_pid(other.pid))
     store.register_waiter(first, Owner.of_this_process())  # the launcher of the waiting process
     assert store.get_run(first).owner == Owner.of_pid(stranger.pid)
     stranger.kill()
     stranger.wait()
-    assert waiting_ahead(store, second) == []
+    assert first_waiting_ahead(store, second) is None
     assert store.reap_dead_runs() == [] and store.get_run(first).status == "queued"
 
 

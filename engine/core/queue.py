@@ -85,15 +85,15 @@ def try_slot(store: RunStore) -> Slot | None:
     return None
 
 
-def waiting_ahead(store: RunStore, run_id: int) -> list[int]:
-    """Queued runs ahead of `run_id` whose waiting process is alive."""
-    ahead = []
+def first_waiting_ahead(store: RunStore, run_id: int) -> int | None:
+    """The first queued run ahead of `run_id` whose waiting process is alive, if any. It stops
+    at the first one, so each of many waiting processes checks about one process per look."""
     for queued in store.queued_runs():
         if queued.id == run_id:
-            return ahead
+            return None
         if queued.waiter is not None and queued.waiter.is_alive():
-            ahead.append(queued.id)
-    return ahead
+            return queued.id
+    return None
 
 
 def wait_for_slot(
@@ -118,17 +118,17 @@ def wait_for_slot(
     while True:
         if in_order and store.get_run(run_id).status != "queued":
             return None
-        ahead = waiting_ahead(store, run_id) if in_order else []
-        slot = None if ahead else try_slot(store)
+        ahead = first_waiting_ahead(store, run_id) if in_order else None
+        slot = None if ahead is not None else try_slot(store)
         if slot is not None:
             store.record_slot(run_id, slot.index)
             return slot
         if not told:
             count = slot_count(store)
-            reason = f"{len(ahead)} queued run(s) ahead of it" if ahead else f"all {count} slot(s) busy"
+            reason = f"run {ahead} starts before it" if ahead is not None else f"all {count} slot(s) busy"
             on_wait(f"Run {run_id} waits for a slot ({reason}); `python -m engine queue` shows the queue.")
             told = True
-        if not ahead and not prepared:
+        if ahead is None and not prepared:
             prepare()
             prepared = True
             continue

@@ -47,7 +47,13 @@ def add_queue_parsers(commands, add_setting_options: Callable, add_db: Callable)
         sub = kinds.add_parser(kind, help=f"a sweep of {kind} runs")
         add_setting_options(sub, kind, several=True)
         sub.add_argument("--sample", type=int, default=None, help="queue a random sample of N combinations")
-        sub.add_argument("--sample-seed", type=int, default=0, help="seed of the sample (default: 0)")
+        sub.add_argument("--sample-seed", type=int, default=0, help="seed of the sample or the search (default: 0)")
+        sub.add_argument("--search", choices=("grid", "optuna"), default="grid",
+                         help="grid: queue every combination (or --sample N); optuna: let optuna's TPE sampler "
+                         "pick --trials combinations one after another, waiting for their results")
+        sub.add_argument("--trials", type=int, default=10, help="runs an optuna search makes (default: 10)")
+        sub.add_argument("--metric", default="accuracy", help="what an optuna search optimises (default: accuracy)")
+        sub.add_argument("--direction", choices=("maximize", "minimize"), default="maximize")
         sub.add_argument("--tag", action="append", default=[], help="tag every run (repeatable)")
         sub.add_argument("--json", action="store_true", help="print the sweep id and run ids as JSON")
         add_db(sub)
@@ -107,6 +113,8 @@ def queue_view(store: RunStore) -> list:
 
 def sweep_command(args, console: Console) -> int:
     texts = {f.name: getattr(args, f.name) for f in RunSpec.settings(args.kind) if getattr(args, f.name) is not None}
+    if args.search == "optuna":
+        return _search(args, texts, console)
     specs = sweep_specs(args.kind, texts, args.sample, args.sample_seed)
     store = RunStore(args.db)
     sweep_id = new_sweep_id()
@@ -121,6 +129,28 @@ def sweep_command(args, console: Console) -> int:
     console.print(
         f"sweep {sweep_id}: {len(ids)} {args.kind} run(s) queued (#{ids[0]}–#{ids[-1]}), tagged sweep:{sweep_id}; "
         f"`python -m engine queue` shows the queue, `python -m engine runs --tag sweep:{sweep_id}` the results.",
+        highlight=False, soft_wrap=True,
+    )
+    return 0
+
+
+def _search(args, texts: dict[str, str], console: Console) -> int:
+    from engine.search import optuna_search
+
+    store = RunStore(args.db)
+    sweep_id = new_sweep_id()
+    console.print(f"sweep {sweep_id}: optuna search of {args.trials} {args.kind} run(s) by {args.metric}", highlight=False)
+    result = optuna_search(
+        store, args.kind, texts, trials=args.trials, metric=args.metric, direction=args.direction,
+        seed=args.sample_seed, tags=[f"sweep:{sweep_id}", *args.tag], console=console,
+    )
+    if args.json:
+        print(json.dumps({"sweep": sweep_id, **result}))
+    if result["best_run"] is None:
+        console.print(f"sweep {sweep_id}: no run finished with {args.metric}.", highlight=False)
+        return 1
+    console.print(
+        f"sweep {sweep_id}: best run {result['best_run']}, {args.metric} {result['best_value']:.4g} with {result['best_params']}",
         highlight=False, soft_wrap=True,
     )
     return 0

@@ -272,3 +272,29 @@ def test_a_setting_error_names_the_setting():
     with pytest.raises(SpecError) as caught:
         sweep_specs("eval", {"learning_rate": "1e-3"})
     assert caught.value.field == "learning_rate"
+
+
+def test_an_optuna_search_runs_its_trials_through_the_queue(tmp_path, tiny_model_dir, engine_env, capsys):
+    db = str(tmp_path / "runs.db")
+    assert main(["queue", "--slots", "1", "--db", db]) == 0
+    capsys.readouterr()
+    code = main(["sweep", "eval", "--model", tiny_model_dir, "--limit", "4", "--max-new-tokens", "4", "--mode", "direct",
+                 "--seed", "0..5", "--search", "optuna", "--trials", "2", "--json", "--db", db])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    result = json.loads(captured.out)
+    store = RunStore(db)
+    runs = [store.get_run(i) for i in result["run_ids"]]
+    assert len(runs) == 2 and all(run.status == "completed" for run in runs)
+    assert all(run.tags == (f"sweep:{result['sweep']}",) for run in runs)
+    assert runs[0].finished_at <= runs[1].started_at  # one slot: one trial at a time
+    assert result["best_run"] in result["run_ids"] and set(result["best_params"]) == {"seed"}
+    assert result["best_value"] == store.get_run(result["best_run"]).summary["accuracy"]
+    assert all(f"run {run.id}: accuracy" in captured.err for run in runs)
+
+
+def test_a_bad_value_in_an_optuna_search_queues_nothing(capsys, db_path):
+    code = main(["sweep", "sft", "--learning-rate", "1e-3,5", "--search", "optuna", "--trials", "3"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 1 and errors == ["error: learning_rate: must be at most 1 (got 5)"]
+    assert RunStore(db_path).list_runs() == []

@@ -63,13 +63,21 @@ def sweep_specs(kind: str, texts: dict[str, str], sample: int | None = None, sam
         raise SpecError(
             "sample", f"the grid has {len(combinations)} runs, more than {MAX_SWEEP_RUNS}; pass --sample N to draw N of them"
         )
-    varying = [name for name, values in lists.items() if len(values) > 1 and name != "name"]
+    varying = [name for name, values in lists.items() if len(values) > 1]
     specs = []
     for values in combinations:
-        name = " ".join([values.get("name", ""), *(f"{key}={values[key]:g}" if isinstance(values[key], float)
-                                                   else f"{key}={values[key]}" for key in varying)]).strip()
+        name = sweep_name(values, varying)
         specs.append(RunSpec(kind=kind, **values | ({"name": name} if name else {})))
     return specs
+
+
+def sweep_name(values: dict[str, Any], varying: list[str]) -> str:
+    """A sweep run's name: the given name, then the values that vary across the sweep."""
+    shown = [
+        f"{key}={values[key]:g}" if isinstance(values[key], float) else f"{key}={values[key]}"
+        for key in varying if key != "name"
+    ]
+    return " ".join([values.get("name", ""), *shown]).strip()
 
 
 def new_sweep_id() -> str:

@@ -102,9 +102,11 @@ def test_a_sweep_of_six_runs_in_one_slot_runs_one_at_a_time_in_queue_order(tmp_p
     assert {store.db.execute("select slot from runs where id = ?", [i]).fetchone()[0] for i in ids} == {1}
 
 
-def test_cancelling_a_waiting_run_ends_its_process_without_running_it(tmp_path, engine_env):
+def test_cancelling_a_waiting_run_ends_its_process_without_running_it(tmp_path, engine_env, strangers):
     store = RunStore(tmp_path / "runs.db")
     held = try_slot(store)
+    ahead = store.create_run(RunSpec(kind="eval"))
+    store.register_waiter(ahead.id, Owner.of_pid(strangers[0].pid))  # a live waiter ahead: ours is not next
     run = store.create_run(RunSpec(kind="eval", model="never-loaded"))
     process = start_detached(run.id, store.path, store.run_folder(run) / "log.txt")
     _wait_until(lambda: "waits for a slot" in _log(store, run.id), what="a waiting process")
@@ -115,7 +117,9 @@ def test_cancelling_a_waiting_run_ends_its_process_without_running_it(tmp_path, 
     assert process.wait(timeout=60) == 130
     cancelled = store.get_run(run.id)
     assert cancelled.status == "cancelled" and cancelled.started_at is None
-    assert "did not start: it is cancelled" in _log(store, run.id)
+    log = _log(store, run.id)
+    assert f"run {ahead.id} starts before it" in log and "did not start: it is cancelled" in log
+    assert store.get_run(ahead.id).status == "queued"
     held.release()
 
 

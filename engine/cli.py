@@ -1,5 +1,6 @@
 """The headless CLI: `python -m engine KIND [settings]` creates and executes a run; other
-commands list, show, start, resume and cancel runs, and regenerate the data files.
+commands list, show, start, resume and cancel runs, queue and sweep them, and regenerate the
+data files. Every command that executes a run first waits for a queue slot (engine.core.queue).
 
 Run options are generated from `RunSpec`, so every setting has exactly one definition.
 Everything it prints that a user or a model wrote (names, tags, paths, errors) goes through
@@ -23,9 +24,11 @@ from rich.text import Text
 from engine.core.errors import ReasonlabError, RunCancelled
 from engine.core.ids import MAX_ID, is_run_id, parse_run_id, run_id_or_none
 from engine.core.processes import cancel_run
+from engine.core.queue import wait_for_slot
 from engine.core.spec import KINDS, RunSpec, setting_text
 from engine.core.store import DB_ENV, RESUMABLE_STATUSES, Run, RunStore, UnreadableRun
 from engine.core.text import visible
+from engine.queue_commands import add_queue_parsers, queue_command, sweep_command
 
 KIND_HELP = {
     "eval": "evaluate a model (optionally with an adapter) on a dataset",
@@ -68,13 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for kind in KINDS:
         sub = commands.add_parser(kind, help=KIND_HELP[kind], description=KIND_HELP[kind])
-        for f in RunSpec.settings(kind):
-            meta = f.metadata
-            default = RunSpec.default_for(kind, f.name)
-            sub.add_argument(
-                "--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar=f.type.upper(),
-                choices=meta["choices"], help=f"{meta['help']} (default: {setting_text(default)})",
-            )
+        add_setting_options(sub, kind)
         sub.add_argument("--tag", action="append", default=[], help="tag the run (repeatable)")
         sub.add_argument("--json", action="store_true", help="print one JSON result object on stdout")
         _add_db(sub)
@@ -127,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--tag", help="only runs with this tag")
     sub.add_argument("--out", type=Path, default=Path("export"), help="output folder; its files of the same names are replaced (default: ./export)")
     _add_db(sub)
+    add_queue_parsers(commands, add_setting_options, _add_db)
     sub = commands.add_parser("data", help="regenerate data/train.json and data/valid.json")
     sub.add_argument("--out", type=Path, default=None, help="output folder (default: the repo's data/)")
     return parser
@@ -135,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_main_address(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--main-ip", default=None, help="runs on several machines: machine 0's address (default 127.0.0.1)")
     sub.add_argument("--main-port", type=int, default=None, help="runs on several machines: a free port on machine 0")
+
+
+def add_setting_options(sub: argparse.ArgumentParser, kind: str, *, several: bool = False) -> None:
+    """One option per setting of `kind`; `several`: each takes a comma-separated list (a sweep)."""
+    for f in RunSpec.settings(kind):
+        meta = f.metadata
+        default = RunSpec.default_for(kind, f.name)
+        sub.add_argument(
+            "--" + f.name.replace("_", "-"), dest=f.name, default=None,
+            metavar=f.type.upper() + ("S" if several else ""), choices=None if several else meta["choices"],
+            help=f"{meta['help']} (default: {setting_text(default)})",
+        )
 
 
 def _add_db(sub: argparse.ArgumentParser) -> None:
@@ -212,13 +222,36 @@ def _change_processes(store: RunStore, run_id: int, processes: int) -> None:
 
 
 def _execute(store: RunStore, run_id: int, args, console: Console, *, resume: bool) -> int:
-    from engine.runner import execute
+    """Wait for a queue slot (a queued run in its turn, a resumed one for any free slot), then
+    run in it. Ctrl-C while waiting cancels the queued run; a run cancelled while it waited
+    exits with 130 without running."""
+    from engine.runner import execute, prepare
 
+    waiting = store.get_run(run_id)
+    if resume and waiting.status not in (*RESUMABLE_STATUSES, "running"):
+        raise ReasonlabError(f"Run {run_id} is {waiting.status}; only cancelled or failed runs can be resumed.")
+    try:
+        slot = wait_for_slot(
+            store, run_id, in_order=not resume, on_wait=lambda text: console.print(text, highlight=False, soft_wrap=True),
+            prepare=lambda: prepare(waiting.kind),
+        )
+    except KeyboardInterrupt:
+        if not resume:
+            store.cancel_queued(run_id)
+        slot = None
+    if slot is None:
+        left = store.get_run(run_id)
+        console.print(f"Run {run_id} did not start: it is {left.status}.", highlight=False)
+        if args.json:
+            print(json.dumps(result_object(left)))
+        return 130 if left.status == "cancelled" else 1
     try:
         run = execute(store, run_id, resume=resume, console=console)
     except Exception as exc:
         exc.result = _failed_result(store, run_id)  # main prints it with --json
         raise
+    finally:
+        slot.release()
     if args.json:
         print(json.dumps(result_object(run)))
     else:
@@ -392,5 +425,6 @@ def _fmt(value: float | None) -> str:
 
 COMMANDS = {
     "join": _join, "rank": _rank, "start": _start, "resume": _resume, "runs": _runs, "show": _show,
-    "cancel": _cancel, "delete": _delete, "export": _export, "data": _data,
+    "cancel": _cancel, "delete": _delete, "export": _export, "data": _data, "queue": queue_command,
+    "sweep": sweep_command,
 }

@@ -177,6 +177,10 @@ def _restore_signals(previous: dict) -> None:
         # too, and a repeated signal must not interrupt that either.
         if signal.getsignal(sig) is not signal.SIG_IGN or handler_before is not _raise_cancelled:
             signal.signal(sig, handler_before)
+def prepare(kind: str) -> None:
+    """Import the model code a `kind` run needs (seconds on a CPU), e.g. while it waits for a slot."""
+    _handler(kind)
+    importlib.import_module("engine.model")
 
 
 def environment() -> dict[str, Any]:

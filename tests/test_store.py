@@ -94,7 +94,7 @@ def test_migrates_an_existing_older_database(tmp_path):
     assert run.status == "completed" and run.summary == {} and run.progress_done is None
     assert {m.name for m in migrations.applied(store.db)} == {
         "m001_initial", "m002_progress_and_summary", "m003_run_folders_per_database",
-        "m004_process_start_time", "m005_unique_metric_points",
+        "m004_process_start_time", "m005_unique_metric_points", "m006_queue",
     }
     assert store.db.execute("pragma journal_mode").fetchone()[0] == "wal"
 

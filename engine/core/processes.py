@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from engine.core.errors import ReasonlabError
+
 if TYPE_CHECKING:
     from engine.core.store import RunStore
 
@@ -56,6 +58,17 @@ class Owner:
     def is_alive(self) -> bool:
         return self.process() is not None
 
+    def is_ancestor_of(self, other: "Owner") -> bool:
+        """Whether this owner started `other`, directly or through wrappers such as `uv run`
+        (a launcher records the process it starts before that process can record itself)."""
+        mine, theirs = self.process(), other.process()
+        if mine is None or theirs is None:
+            return False
+        try:
+            return any(parent.pid == mine.pid for parent in theirs.parents())
+        except psutil.Error:
+            return False
+
     def terminate(self) -> bool:
         """Send SIGTERM (the engine saves and stops) to this owner only; False when it is gone.
         psutil checks the process's identity again right before signalling."""
@@ -83,8 +96,9 @@ def start_detached(
 
 
 class Launcher:
-    """Starts engine processes for queued runs and keeps their handles only to reap them, so
-    no zombie lingers while the app lives; the runs themselves go on after it quits."""
+    """Starts engine processes for queued runs (the app's launches, sweeps) and keeps their
+    handles only to reap them, so no zombie lingers while the app lives; the runs themselves
+    go on after it quits."""
 
     def __init__(self, db_path: Path, engine: Sequence[str] = ENGINE_COMMAND):
         self.db_path = db_path
@@ -92,8 +106,17 @@ class Launcher:
         self._children: list[subprocess.Popen] = []
 
     def start(self, store: "RunStore", run_id: int, *, resume: bool = False) -> None:
+        """Start the run's engine process and record it at once as the run's waiter, so the run
+        holds its place in the queue before any run launched after it (engine.core.queue)."""
         folder = store.run_folder(store.get_run(run_id))
-        self._children.append(start_detached(run_id, self.db_path, folder / "log.txt", self.engine, resume=resume))
+        child = start_detached(run_id, self.db_path, folder / "log.txt", self.engine, resume=resume)
+        self._children.append(child)
+        if resume:
+            return  # a resume takes any free slot; it holds no place in the queue
+        try:
+            store.register_waiter(run_id, Owner.of_pid(child.pid))
+        except (psutil.NoSuchProcess, ReasonlabError):
+            pass  # the child already exited, took the run, or found it taken; its log says which
 
     def reap(self) -> None:
         self._children = [child for child in self._children if child.poll() is None]

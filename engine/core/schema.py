@@ -119,3 +119,13 @@ def m005_unique_metric_points(db: sqlite_utils.Database) -> None:
     )
     db.execute("drop index if exists idx_metrics_run_id_name_step")
     db["metrics"].create_index(["run_id", "name", "step"], unique=True, index_name="metrics_point")
+
+
+@migrations()
+def m006_queue(db: sqlite_utils.Database) -> None:
+    """The run queue: a run's place in it (`queue_position`; unset means its id, so runs queue
+    in creation order and a move only swaps existing places), the slot its process held, and
+    database-wide settings such as the number of slots."""
+    db["runs"].add_column("queue_position", int)
+    db["runs"].add_column("slot", int)
+    db["settings"].create({"name": str, "value": str}, pk="name")

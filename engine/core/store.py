@@ -165,10 +165,42 @@ class RunRow:
     started_at: float | None
     finished_at: float | None
     tags: tuple[str, ...]
+    queue_position: int | None = None
+    """1 for the next queued run to start, 2 for the one after it…; None unless queued."""
 
     @property
     def label(self) -> str:
         return run_label(self.name, self.kind, self.id)
+
+
+QUEUE_ORDER = "coalesce(queue_position, id), id"
+"""Queued runs start in this order: creation order unless a run was moved."""
+
+
+@dataclass(frozen=True)
+class QueuedRun:
+    """A run waiting in the queue, with the process waiting to run it (None: no process has
+    been recorded; `engine start ID` starts one)."""
+
+    position: int
+    id: int
+    label: str
+    kind: str
+    created_at: float
+    waiter: Owner | None
+
+
+@dataclass(frozen=True)
+class RunningRun:
+    """A running run and the queue slot its process holds (None: it runs inside a pipeline's slot,
+    or was started before slots existed)."""
+
+    id: int
+    label: str
+    kind: str
+    started_at: float | None
+    slot: int | None
+    parent_id: int | None
 
 
 @dataclass(frozen=True)
@@ -312,8 +344,10 @@ class RunStore:
         direction = "desc" if order.descending else "asc"
         sql = (
             "select id, name, kind, status, model, started_at, finished_at, tags,"
-            f" {KEY_RESULT} as accuracy, json_extract(summary, '$.loss') as loss"
-            f" from runs{where} order by {expr} is null, {expr} {direction}, id {direction}"
+            f" {KEY_RESULT} as accuracy, json_extract(summary, '$.loss') as loss, queue_rank"
+            f" from runs left join (select id as queued_id, row_number() over (order by {QUEUE_ORDER}) as queue_rank"
+            " from runs where status = 'queued') on queued_id = runs.id"
+            f"{where} order by {expr} is null, {expr} {direction}, id {direction}"
             " limit ?"
         )
         rows = self.db.execute(sql, [*args, *order_args, *order_args, int(limit)]).fetchall()
@@ -323,7 +357,7 @@ class RunStore:
                 RunRow(
                     id=r[0], name=r[1] or "", kind=r[2], status=r[3], model=r[4] or "",
                     started_at=r[5], finished_at=r[6], tags=_readable_tags(r[7]),
-                    accuracy=r[8], loss=r[9],
+                    accuracy=r[8], loss=r[9], queue_position=r[10],
                 )
                 for r in rows
             ],
@@ -398,6 +432,90 @@ class RunStore:
                 "update runs set status = 'cancelled', finished_at = ?, error = ? where id = ? and status = 'queued'",
                 [time.time(), f"Cancelled before it started; `python -m engine resume {run_id}` starts it.", run_id],
             ).rowcount == 1
+
+    # -- the queue ------------------------------------------------------------------------
+
+    def queued_runs(self) -> list[QueuedRun]:
+        """Queued runs in the order they start."""
+        rows = self.db.execute(
+            f"select id, name, kind, created_at, pid, pid_started from runs where status = 'queued' order by {QUEUE_ORDER}"
+        ).fetchall()
+        return [
+            QueuedRun(
+                position, run_id, run_label(name or "", kind, run_id), kind, created,
+                Owner(pid, started) if pid is not None and started is not None else None,
+            )
+            for position, (run_id, name, kind, created, pid, started) in enumerate(rows, start=1)
+        ]
+
+    def running_runs(self) -> list[RunningRun]:
+        rows = self.db.execute(
+            "select id, name, kind, started_at, slot, parent_id from runs where status = 'running' order by started_at, id"
+        ).fetchall()
+        return [RunningRun(i, run_label(name or "", kind, i), kind, started, slot, parent) for i, name, kind, started, slot, parent in rows]
+
+    def register_waiter(self, run_id: int, owner: Owner) -> None:
+        """Record `owner` as the process that waits for a slot to run this queued run, unless
+        another live process already does (a one-line refusal). The waiter is stored as the
+        run's owner: `claim_run` then lets only that process take the run, while liveness checks
+        (`reap_dead_runs`) look at running runs only, so a waiting run is never marked failed.
+        The process that launched this one may have recorded itself (or this process) first, to
+        hold the run's place from the moment of launch; this process then takes over."""
+        run = self.get_run(run_id)
+        if run.status != "queued":
+            raise ReasonlabError(_refusal(run, resume=False))
+        rival = run.owner
+        if rival is not None and rival != owner and rival.is_alive() and not rival.is_ancestor_of(owner):
+            if owner.is_ancestor_of(rival):
+                return  # the process this launcher started holds the place already
+            raise ReasonlabError(
+                f"Run {run_id} already waits for a slot in process {rival.pid}; `python -m engine queue` shows the queue."
+            )
+        with self.transaction():
+            taken = self.db.execute(
+                "update runs set pid = ?, pid_started = ? where id = ? and status = 'queued' and pid is ? and pid_started is ?",
+                [owner.pid, owner.started, run_id, run.pid, run.pid_started],
+            ).rowcount
+        if not taken:
+            current = self.get_run(run_id)
+            raise ReasonlabError(
+                _refusal(current, resume=False) if current.status != "queued"
+                else f"Run {run_id} was just taken by another waiting process; `python -m engine queue` shows it."
+            )
+
+    def move_in_queue(self, run_id: int, position: int) -> int:
+        """Move a queued run to `position` (1: next to start; past the end: last) and return
+        the position it got. The queued runs swap their existing places, so every place stays
+        before that of any run created later."""
+        if position < 1:
+            raise ReasonlabError(f"Queue positions start at 1 (got {position}); `--to 1` makes run {run_id} the next to start.")
+        with self.transaction():
+            rows = self.db.execute(
+                f"select id, coalesce(queue_position, id) from runs where status = 'queued' order by {QUEUE_ORDER}"
+            ).fetchall()
+            order = [i for i, _ in rows]
+            if run_id not in order:
+                run = self.get_run(run_id)
+                raise ReasonlabError(f"Run {run_id} is {run.status}; only queued runs have a place in the queue.")
+            order.remove(run_id)
+            position = min(position, len(order) + 1)
+            order.insert(position - 1, run_id)
+            places = sorted(place for _, place in rows)
+            self.db.conn.executemany(
+                "update runs set queue_position = ? where id = ?", list(zip(places, order))
+            )
+        return position
+
+    def record_slot(self, run_id: int, slot: int | None) -> None:
+        self.update_run(run_id, slot=slot)
+
+    def setting(self, name: str) -> str | None:
+        row = self.db.execute("select value from settings where name = ?", [name]).fetchone()
+        return None if row is None else row[0]
+
+    def set_setting(self, name: str, value: str) -> None:
+        with self.transaction():
+            self.db["settings"].upsert({"name": name, "value": value}, pk="name")
 
     def set_progress(self, run_id: int, done: int, total: int | None) -> None:
         self.update_run(run_id, progress_done=done, progress_total=total)

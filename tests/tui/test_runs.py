@@ -212,3 +212,18 @@ async def test_filters_that_hide_every_run_say_so(make_app, seeded_db):
         app.screen.query_one("#filter-search", Input).value = "no run is called this"
         await wait_for(pilot, lambda: empty.display)
         assert "No runs match" in str(empty.render())
+
+
+async def test_queued_runs_show_their_place_in_the_queue(make_app, db_path):
+    store = RunStore(db_path)
+    first, second = (store.create_run(RunSpec(kind="eval")).id for _ in range(2))
+    app = make_app()
+
+    def statuses() -> dict[int, str]:
+        table = app.screen.query_one(RunsTable)
+        return {run_id: table.get_cell(str(run_id), "status").plain.strip() for run_id in table.run_ids}
+
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: statuses() == {first: "queued #1", second: "queued #2"})
+        store.move_in_queue(second, 1)
+        await wait_for(pilot, lambda: statuses() == {first: "queued #2", second: "queued #1"})

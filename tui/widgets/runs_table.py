@@ -46,6 +46,15 @@ def fit(text: str, width: int, right: bool = False) -> str:
     return text.rjust(width) if right else text.ljust(width)
 
 
+def status_text(row: RunRow) -> str:
+    """The status, with a queued run's place in the queue in as many words as fit."""
+    if row.status != "queued" or row.queue_position is None:
+        return row.status
+    width = next(c.width for c in COLUMNS if c.key == "status")
+    forms = (f"queued #{row.queue_position}", f"queue #{row.queue_position}", f"#{row.queue_position}")
+    return next((text for text in forms if len(text) <= width), forms[-1])
+
+
 def cell_texts(row: RunRow, marked: bool, now: float) -> dict[str, str]:
     """The plain text of each cell (before fitting) for one run."""
     end = row.finished_at or (now if row.status == "running" else None)
@@ -54,7 +63,7 @@ def cell_texts(row: RunRow, marked: bool, now: float) -> dict[str, str]:
         "id": (MARK if marked else "") + str(row.id),
         "name": row.label,
         "kind": row.kind,
-        "status": row.status,
+        "status": status_text(row),
         "model": row.model,
         "accuracy": "" if row.accuracy is None else f"{row.accuracy:.1%}",
         "loss": format_value(row.loss),

@@ -36,7 +36,7 @@ def run_rollout(ctx) -> None:
         lambda i: row_name(path, i), spec.model,
     )
     k = spec.num_samples
-    sampling = Sampling(spec.effective_max_new_tokens, spec.temperature, spec.top_p, spec.seed)
+    sampling = Sampling(spec.max_new_tokens, spec.temperature, spec.top_p, spec.seed)
     per_batch = max(1, spec.batch_size // k)  # questions per generation batch and per commit
     ctx.log.info("rollout: %d questions (%d already done), k=%d, %d questions per batch", len(questions), len(done), k, per_batch)
     with ctx.progress(f"rollout k={k}", total=len(questions), completed=len(done)) as bar:

@@ -59,7 +59,7 @@ def evaluate(
         prompts = [task.prompt(ex.question, mode, loaded.tokenizer) for ex in part]
         began = time.perf_counter()
         completions = generate(
-            loaded.model, loaded.tokenizer, prompts, sampling, batch_size=batch_size, keys=indices[start : start + batch_size]
+            loaded.model, loaded.tokenizer, prompts, sampling, batch_size=batch_size, keys=[indices[p] for p in mine]
         ) if part else []
         result.seconds += time.perf_counter() - began
         rows = [scored_sample(task, mode, indices[p], examples[p], c) for p, (c,) in zip(mine, completions)]

@@ -133,57 +133,57 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--train-steps", type=int, default=1, help="optimiser steps per training stage")
-    parser.add_argument("--eval-questions", type=int, default=16, help="valid questions generated for eval")
-    parser.add_argument("--rollout-questions", type=int, default=2, help="train questions rolled out (k samples each)")
+    parser.add_argument("--train-steps", type=int, default=1, help="optimiser steps (batch 32) per training stage")
+    parser.add_argument("--eval-questions", type=int, default=8, help="valid questions generated per eval stage")
+    parser.add_argument("--rollout-questions", type=int, default=1, help="train questions rolled out (k samples each)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     task = get_task("unit_conversion")
     train, valid = task.load("train"), task.load("valid")
     dtypes = args.dtypes.split(",")
     batch = RunSpec.default_for("sft", "batch_size")
+    eval_batch = RunSpec.default_for("eval", "batch_size")
     rollout_batch, k = RunSpec.default_for("rollout", "batch_size"), RunSpec.default_for("rollout", "num_samples")
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_native_bf16()}", flush=True)
     peaks = {name: matmul_peak(getattr(torch, name)) for name in dtypes}
     print("matmul peak " + ", ".join(f"{name} {peak:.1f} GFLOP/s" for name, peak in peaks.items()), flush=True)
+    parameters = load_model(args.model).parameter_count
+    print(f"parameters {parameters / 1e6:.1f}M; FLOPs = tokens x parameters x 2 (x2 again for LoRA training)")
+    header = f"{'stage':<24} {'tokens':>7} {'pad':>4}" + "".join(
+        f" | {name + ' s':>10} {'GFLOP/s':>7} {'of peak':>7}" for name in dtypes)
+    print(header + "\n" + "-" * len(header), flush=True)
 
-    rows: dict[str, dict[str, Measured]] = {}
-    parameters = 0
-    for name in dtypes:
-        loaded = load_model(args.model, dtype=name)
-        parameters = loaded.parameter_count
-        tokenizer = loaded.tokenizer
-        stage = rows.setdefault
-        stage("eval direct (sft's eval)", {})[name] = measure_generation(
-            loaded, [task.prompt(ex.question, "direct", tokenizer) for ex in valid[: args.eval_questions]],
-            Sampling(default_max_new_tokens("direct")), 1, RunSpec.default_for("eval", "batch_size"))
-        stage("eval cot (rft's eval)", {})[name] = measure_generation(
-            loaded, [task.prompt(ex.question, "cot", tokenizer) for ex in valid[: args.eval_questions]],
-            Sampling(default_max_new_tokens("cot")), 1, RunSpec.default_for("eval", "batch_size"))
-        stage(f"rollout k={k}", {})[name] = measure_generation(
-            loaded, [task.prompt(ex.question, "cot", tokenizer) for ex in train[: args.rollout_questions]],
-            Sampling(default_max_new_tokens("cot"), 0.8, 0.95), k, rollout_batch)
-        del loaded
-        examples = train[: batch * args.train_steps]
-        stage("sft (direct)", {})[name] = measure_training(args.model, name, examples, "direct", args.train_steps, batch)
-        reference = [Example(ex.question, ex.answer, task.completion(ex, "cot")) for ex in examples]
-        stage("rft (cot, reference)", {})[name] = measure_training(args.model, name, reference, "cot", args.train_steps, batch)
-        print(f"{name} done", flush=True)
+    def generation_stage(mode: str, questions: list[Example], sampling: Sampling, k: int, batch_size: int):
+        def run(name: str) -> Measured:
+            loaded = load_model(args.model, dtype=name)
+            prompts = [task.prompt(ex.question, mode, loaded.tokenizer) for ex in questions]
+            return measure_generation(loaded, prompts, sampling, k, batch_size)
+        return run
 
-    print(f"\nparameters {parameters / 1e6:.1f}M; FLOPs = tokens x parameters x 2 (x2 for LoRA training)")
-    header = f"{'stage':<26} {'tokens':>7} {'pad':>5}" + "".join(
-        f" | {name + ' s':>13} {'GFLOP/s':>8} {'of peak':>7}" for name in dtypes)
-    print(header)
-    print("-" * len(header))
-    for label, by_dtype in rows.items():
-        first = next(iter(by_dtype.values()))
+    def training_stage(mode: str, examples: list[Example]):
+        return lambda name: measure_training(args.model, name, examples, mode, args.train_steps, batch)
+
+    sft_rows = train[: batch * args.train_steps]
+    stages = {
+        "eval direct (sft's)": generation_stage(
+            "direct", valid[: args.eval_questions], Sampling(default_max_new_tokens("direct")), 1, eval_batch),
+        "eval cot (rft's)": generation_stage(
+            "cot", valid[: args.eval_questions], Sampling(default_max_new_tokens("cot")), 1, eval_batch),
+        f"rollout k={k}": generation_stage(
+            "cot", train[: args.rollout_questions], Sampling(default_max_new_tokens("cot"), 0.8, 0.95), k, rollout_batch),
+        "sft (direct)": training_stage("direct", sft_rows),
+        "rft (cot, reference)": training_stage(
+            "cot", [Example(ex.question, ex.answer, task.completion(ex, "cot")) for ex in sft_rows]),
+    }
+    for label, run in stages.items():
+        measured = {name: run(name) for name in dtypes}
+        first = next(iter(measured.values()))
         cells = ""
-        for name in dtypes:
-            m = by_dtype[name]
+        for name, m in measured.items():
             rate = m.gflops(parameters)
-            cells += f" | {m.seconds:>13.1f} {rate:>8.1f} {rate / peaks[name]:>7.0%}"
-        print(f"{label:<26} {first.tokens:>7} {1 - first.tokens / first.computed:>5.0%}{cells}")
+            cells += f" | {m.seconds:>10.1f} {rate:>7.1f} {rate / peaks[name]:>7.0%}"
+        print(f"{label:<24} {first.tokens:>7} {1 - first.tokens / first.computed:>4.0%}{cells}", flush=True)
 
 
 if __name__ == "__main__":

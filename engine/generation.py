@@ -8,7 +8,9 @@ the batch and its slice of the cache, so the rest of the batch stops paying for 
 Prompts in one format share a long start (the cot prompt's instructions and worked examples are
 ~200 of its ~215 tokens). On a CPU prefill dominates, so that shared start runs once per batch and
 its KV cache is repeated across rows; only each prompt's own end is computed per row (padding sits
-between the shared start and each end, masked). Sequential generation is batch size 1 of the same code.
+between the shared start and each end, masked). Prefill projects only the last position onto the
+vocabulary (`logits_to_keep=1`): the output layer is a fifth of the model's weights, and logits
+for every prompt position (batch x ~215 x 49152 floats) would be thrown away. Sequential generation is batch size 1 of the same code.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, generator, device
     shared = shared if shared >= MIN_SHARED_PREFIX else 0
     cache = DynamicCache()
     if shared:
-        model(input_ids=torch.tensor([ids[0][:shared]], device=device), cache=cache, use_cache=True)
+        model(input_ids=torch.tensor([ids[0][:shared]], device=device), cache=cache, use_cache=True, logits_to_keep=1)
         cache.batch_repeat_interleave(len(prompts))
     width = max(len(x) for x in ids) - shared
     pad = tokenizer.pad_token_id
@@ -100,7 +102,8 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, generator, device
     rows = torch.arange(len(prompts), device=device)  # original row of each live batch entry
     generated: list[list[int]] = [[] for _ in prompts]
     logits = model(
-        input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache, use_cache=True
+        input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache, use_cache=True,
+        logits_to_keep=1,
     ).logits[:, -1, :]
     for step in range(sampling.max_new_tokens):
         next_tokens = _pick(logits, sampling, generator)

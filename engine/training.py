@@ -187,7 +187,10 @@ def load_trainable(ctx, checkpoint_dir: Path):
         r=spec.lora_rank, lora_alpha=spec.effective_lora_alpha, lora_dropout=0.0,
         target_modules="all-linear", bias="none", task_type="CAUSAL_LM",
     )
-    loaded.model = get_peft_model(loaded.model, config)
+    # On a bf16 base (dtype auto on a bf16 CPU or GPU, or bfloat16) the LoRA weights, their
+    # gradients and AdamW's state stay fp32: bf16 base with fp32 adapters was measured against
+    # autocast (bench/bf16_training.py) and chosen.
+    loaded.model = get_peft_model(loaded.model, config, autocast_adapter_dtype=True)
     return loaded
 
 

@@ -131,7 +131,8 @@ def measure_training(model_name: str, dtype: str, examples: list[Example], mode:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="dtypes the stages run in")
+    parser.add_argument("--peak-dtypes", default="", help="dtypes whose matmul peak is measured (default: --dtypes)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-steps", type=int, default=1, help="optimiser steps (batch 32) per training stage")
     parser.add_argument("--eval-questions", type=int, default=8, help="valid questions generated per eval stage")
@@ -146,7 +147,7 @@ def main() -> None:
     rollout_batch, k = RunSpec.default_for("rollout", "batch_size"), RunSpec.default_for("rollout", "num_samples")
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_native_bf16()}", flush=True)
-    peaks = {name: matmul_peak(getattr(torch, name)) for name in dtypes}
+    peaks = {name: matmul_peak(getattr(torch, name)) for name in dict.fromkeys((args.peak_dtypes or args.dtypes).split(",") + dtypes)}
     print("matmul peak " + ", ".join(f"{name} {peak:.1f} GFLOP/s" for name, peak in peaks.items()), flush=True)
     parameters = load_model(args.model).parameter_count
     print(f"parameters {parameters / 1e6:.1f}M; FLOPs = tokens x parameters x 2 (x2 again for LoRA training)")

@@ -72,3 +72,15 @@ def test_bf16_lora_training_tracks_fp32_and_keeps_the_adapter_fp32(tiny_model_di
     assert {t.dtype for t in adapters["bfloat16"].values()} == {torch.float32}
     # Trained, not just initialised: the bf16 run's LoRA B matrices moved away from zero.
     assert any(t.abs().sum() > 0 for name, t in adapters["bfloat16"].items() if "lora_B" in name)
+
+
+def test_a_saved_adapter_loads_trainable_in_fp32_on_a_bf16_base(tiny_model_dir, tmp_path):
+    """Resuming or continuing training (RFT from the SFT adapter) keeps fp32 master weights too."""
+    from peft import LoraConfig, get_peft_model
+
+    fresh = get_peft_model(load_model(tiny_model_dir, dtype="float32").model, LoraConfig(r=4, target_modules="all-linear"))
+    fresh.save_pretrained(tmp_path / "adapter")
+    loaded = load_model(tiny_model_dir, dtype="bfloat16", adapter=tmp_path / "adapter", trainable_adapter=True)
+    trainable = [p for p in loaded.model.parameters() if p.requires_grad]
+    assert trainable and {p.dtype for p in trainable} == {torch.float32}
+    assert {p.dtype for p in loaded.model.parameters() if not p.requires_grad} == {torch.bfloat16}

@@ -84,27 +84,35 @@ def common_prefix_length(sequences: list[list[int]]) -> int:
 
 @torch.inference_mode()
 def _generate_batch(model, tokenizer, prompts, sampling, stop, generator, device) -> list[Completion]:
-    ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    # Copies of one prompt (a rollout's k samples of a question) share their prefill: it runs once
+    # per distinct prompt, then its cache and logits are copied to every copy.
+    slots: dict[tuple[int, ...], int] = {}
+    copy_of = [slots.setdefault(tuple(x), len(slots)) for x in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    ids = [list(prompt) for prompt in slots]
     # Every row keeps at least one token of its own, whose logits start the generation.
     shared = min(common_prefix_length(ids), min(len(x) for x in ids) - 1)
     shared = shared if shared >= MIN_SHARED_PREFIX else 0
     cache = DynamicCache()
     if shared:
         model(input_ids=torch.tensor([ids[0][:shared]], device=device), cache=cache, use_cache=True, logits_to_keep=1)
-        cache.batch_repeat_interleave(len(prompts))
+        cache.batch_repeat_interleave(len(ids))
     width = max(len(x) for x in ids) - shared
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([[pad] * (width - len(x) + shared) + x[shared:] for x in ids], device=device)
     own = torch.tensor([[0] * (width - len(x) + shared) + [1] * (len(x) - shared) for x in ids], device=device)
     attention = torch.cat([own.new_ones((len(ids), shared)), own], dim=1)
     positions = shared + (own.cumsum(-1) - 1).clamp(min=0)
-    eos_ids = _eos_ids(model, tokenizer)
-    rows = torch.arange(len(prompts), device=device)  # original row of each live batch entry
-    generated: list[list[int]] = [[] for _ in prompts]
     logits = model(
         input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache, use_cache=True,
         logits_to_keep=1,
     ).logits[:, -1, :]
+    if len(ids) < len(prompts):
+        copies = torch.tensor(copy_of, device=device)
+        cache.batch_select_indices(copies)
+        logits, attention, positions = logits[copies], attention[copies], positions[copies]
+    eos_ids = _eos_ids(model, tokenizer)
+    rows = torch.arange(len(prompts), device=device)  # original row of each live batch entry
+    generated: list[list[int]] = [[] for _ in prompts]
     for step in range(sampling.max_new_tokens):
         next_tokens = _pick(logits, sampling, generator)
         keep = []

@@ -148,7 +148,7 @@ def main() -> None:
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_native_bf16()}", flush=True)
     peaks = {name: matmul_peak(getattr(torch, name)) for name in dict.fromkeys((args.peak_dtypes or args.dtypes).split(",") + dtypes)}
-    print("matmul peak " + ", ".join(f"{name} {peak:.1f} GFLOP/s" for name, peak in peaks.items()), flush=True)
+    print("matmul peak " + ", ".join(f"{name} {peak:.3g} GFLOP/s" for name, peak in peaks.items()), flush=True)
     parameters = load_model(args.model).parameter_count
     print(f"parameters {parameters / 1e6:.1f}M; FLOPs = tokens x parameters x 2 (x2 again for LoRA training)")
     header = f"{'stage':<24} {'tokens':>7} {'pad':>4}" + "".join(

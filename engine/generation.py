@@ -8,9 +8,11 @@ the batch and its slice of the cache, so the rest of the batch stops paying for 
 Prompts in one format share a long start (the cot prompt's instructions and worked examples are
 ~200 of its ~215 tokens). On a CPU prefill dominates, so that shared start runs once per batch and
 its KV cache is repeated across rows; only each prompt's own end is computed per row (padding sits
-between the shared start and each end, masked). Prefill projects only the last position onto the
+between the shared start and each end, masked). Copies of one prompt (a rollout's k samples of
+a question) prefill once and copy their cache. Prefill projects only the last position onto the
 vocabulary (`logits_to_keep=1`): the output layer is a fifth of the model's weights, and logits
-for every prompt position (batch x ~215 x 49152 floats) would be thrown away. Sequential generation is batch size 1 of the same code.
+for every prompt position (batch x ~215 x 49152 floats) would be thrown away.
+Sequential generation is batch size 1 of the same code.
 """
 
 from __future__ import annotations

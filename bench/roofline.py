@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=1, help="optimiser steps (batch 32) per training stage")
     parser.add_argument("--eval-questions", type=int, default=8, help="valid questions generated per eval stage")
     parser.add_argument("--rollout-questions", type=int, default=1, help="train questions rolled out (k samples each)")
+    parser.add_argument("--generation-only", action="store_true", help="skip the training stages")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     task = get_task("unit_conversion")
@@ -177,6 +178,8 @@ def main() -> None:
         "rft (cot, reference)": training_stage(
             "cot", [Example(ex.question, ex.answer, task.completion(ex, "cot")) for ex in sft_rows]),
     }
+    if args.generation_only:
+        stages = {label: run for label, run in stages.items() if not label.startswith(("sft", "rft"))}
     for label, run in stages.items():
         measured = {name: run(name) for name in dtypes}
         first = next(iter(measured.values()))

@@ -111,7 +111,7 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, seeds, device) ->
     shared = shared if shared >= MIN_SHARED_PREFIX else 0
     cache = DynamicCache()
     if shared:
-        model(input_ids=torch.tensor([ids[0][:shared]], device=device), cache=cache, use_cache=True)
+        model(input_ids=torch.tensor([ids[0][:shared]], device=device), cache=cache, use_cache=True, logits_to_keep=1)
         cache.batch_repeat_interleave(len(prompts))
     width = max(len(x) for x in ids) - shared
     pad = tokenizer.pad_token_id
@@ -124,8 +124,11 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, seeds, device) ->
     uniforms = _uniforms(seeds, sampling, device) if sampling.temperature >= GREEDY_BELOW else None
     generated: list[list[int]] = [[] for _ in prompts]
     ended: list[tuple[int, ...] | None] = [None] * len(prompts)  # how each row ended: (EOS,), () at the stop string
+    # Only the last position's logits are used: projecting the prompt's other positions onto the
+    # vocabulary (the output layer is a fifth of the weights) would be thrown away.
     logits = model(
-        input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache, use_cache=True
+        input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache, use_cache=True,
+        logits_to_keep=1,
     ).logits[:, -1, :]
     for step in range(sampling.max_new_tokens):
         next_tokens = _pick(logits, sampling, uniforms[rows, step] if uniforms is not None else None)

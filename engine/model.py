@@ -103,9 +103,28 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def cpu_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX-512 BF16 or AMX). Without it
+    PyTorch emulates bf16 products, several times slower than fp32, so bf16 only pays with it.
+    Linux lists the instruction sets in /proc/cpuinfo; elsewhere oneDNN's own check decides."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as info:
+            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), None)
+    except OSError:
+        flags = None
+    if flags is not None:
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """'auto' is bf16 where the hardware multiplies bf16 natively (a GPU that supports it, a CPU
+    with AVX-512 BF16 or AMX), else fp32. Trained LoRA weights and their optimiser state stay
+    fp32 either way (see `attach_adapter`), so only the frozen base weights and activations
+    are bf16."""
     if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu" and cpu_native_bf16()
+        return torch.bfloat16 if native else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
 
 
@@ -223,7 +242,9 @@ def attach_adapter(
         )
     try:
         with quiet_peft_checkpointing_warning():
-            return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+            # autocast_adapter_dtype: on a bf16 base the LoRA weights stay fp32 (peft's default, stated
+            # here because training relies on it: fp32 master weights and optimiser state).
+            return PeftModel.from_pretrained(model, str(path), is_trainable=trainable, autocast_adapter_dtype=True)
     except Exception as exc:  # peft's config and weight errors have many types
         raise ModelError(
             f"{label} in {path} cannot be loaded onto {base or 'this model'} ({type(exc).__name__}: "

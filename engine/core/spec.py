@@ -119,7 +119,7 @@ class RunSpec:
     device: str = setting("auto", "Device: auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
     dtype: str = setting(
         "auto",
-        "Weights dtype: auto (bf16 on GPU, fp32 on CPU), float32 or bfloat16.",
+        "Weights dtype: auto (bf16 on a GPU or CPU with native bf16, e.g. AVX-512 BF16; else fp32), float32 or bfloat16.",
         choices=("auto", "float32", "bfloat16"),
     )
     lora_rank: int = setting(8, "LoRA rank.", TRAINING_KINDS, minimum=1, maximum=1024)

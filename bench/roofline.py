@@ -91,7 +91,7 @@ class TokenCounter:
 def measure_generation(loaded, prompts: list[str], sampling: Sampling, k: int, batch_size: int) -> Measured:
     counter = TokenCounter(loaded.model)
     began = time.perf_counter()
-    results = generate(loaded.model, loaded.tokenizer, prompts, sampling, num_return_sequences=k, batch_size=batch_size)
+    generate(loaded.model, loaded.tokenizer, prompts, sampling, num_return_sequences=k, batch_size=batch_size)
     seconds = time.perf_counter() - began
     counter.close()
     # The last generated token of each sequence is never fed back; the counter saw the rest.

@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.core.errors import ReasonlabError, RunCancelled
-from engine.core.ids import MAX_ID, is_run_id, parse_run_id, run_id_or_none
+from engine.core.ids import MAX_ID, run_id_or_none
 from engine.core.processes import cancel_run
 from engine.core.queue import wait_for_slot
 from engine.core.spec import KINDS, RunSpec, setting_text

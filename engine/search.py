@@ -18,7 +18,7 @@ from engine.core.processes import Launcher
 from engine.core.queue import POLL_SECONDS, slot_count
 from engine.core.spec import RunSpec
 from engine.core.store import FINAL_STATUSES, RunStore
-from engine.core.sweep import parse_values, sweep_name
+from engine.core.sweep import sweep_name, value_lists
 
 
 def optuna_search(
@@ -36,12 +36,7 @@ def optuna_search(
 
     if trials < 1:
         raise SpecError("trials", f"must be at least 1 (got {trials})")
-    by_name = {f.name: f for f in RunSpec.settings(kind)}
-    lists = {}
-    for name, text in texts.items():
-        if name not in by_name:
-            raise SpecError(name, f"is not a setting of {kind} runs")
-        lists[name] = parse_values(by_name[name], text)
+    lists = value_lists(kind, texts)
     fixed = {name: values[0] for name, values in lists.items() if len(values) == 1}
     space = {name: values for name, values in lists.items() if len(values) > 1}
     for name, values in space.items():  # every value is checked before anything is queued

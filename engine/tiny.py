@@ -71,7 +71,6 @@ def _train_reversal(model, tokenizer, rng: random.Random, steps: int) -> None:
     separator, eos = _token_id(tokenizer, SEPARATOR), tokenizer.eos_token_id
     inputs = torch.tensor(digits + [separator, eos])  # tokens the task feeds in
     outputs = torch.tensor(digits + [eos])  # tokens it answers with
-    hidden = model.config.hidden_size
     local_input = torch.full((model.config.vocab_size,), 0, dtype=torch.long)
     local_input[inputs] = torch.arange(len(inputs))
     local_output = torch.full((model.config.vocab_size,), -100, dtype=torch.long)

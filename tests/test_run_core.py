@@ -163,7 +163,7 @@ def test_older_databases_move_only_the_run_folders_they_provably_own(tmp_path):
     (shared / "log.txt").write_text(f"2026-01-01 INFO starting run 1 (eval) {json.dumps(spec_b)}\n")
     a = RunStore(old_database("a.db", {"kind": "eval", "limit": 9}))
     assert shared.exists() and Path(a.get_run(1).run_dir) == tmp_path / "a.db.runs" / "1"
-    b = RunStore(old_database("b.db", spec_b))
+    RunStore(old_database("b.db", spec_b))
     assert not shared.exists()
     assert (tmp_path / "b.db.runs" / "1" / "log.txt").exists()
 

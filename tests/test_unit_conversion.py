@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 
 from engine.core.errors import DataError, SpecError
-from engine.scoring import is_correct
 from engine.tasks import TASKS, get_task
 from engine.tasks.base import Example
 from engine.tasks.unit_conversion import (

@@ -40,17 +40,23 @@ def parse_values(f: dataclasses.Field, text: str) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-def sweep_specs(kind: str, texts: dict[str, str], sample: int | None = None, sample_seed: int = 0) -> list[RunSpec]:
-    """The specs of a sweep: every combination of the given values (the first setting varies
-    slowest), or `sample` of them drawn with `sample_seed`, kept in grid order. Each run's name
-    is the given name followed by the values that vary (`lr learning_rate=0.002 seed=1`), so
-    lists tell the runs apart."""
+def value_lists(kind: str, texts: dict[str, str]) -> dict[str, list[Any]]:
+    """Each setting's list of values, parsed by the spec's own rules for that setting."""
     by_name = {f.name: f for f in RunSpec.settings(kind)}
     lists = {}
     for name, text in texts.items():
         if name not in by_name:
             raise SpecError(name, f"is not a setting of {kind} runs")
         lists[name] = parse_values(by_name[name], text)
+    return lists
+
+
+def sweep_specs(kind: str, texts: dict[str, str], sample: int | None = None, sample_seed: int = 0) -> list[RunSpec]:
+    """The specs of a sweep: every combination of the given values (the first setting varies
+    slowest), or `sample` of them drawn with `sample_seed`, kept in grid order. Each run's name
+    is the given name followed by the values that vary (`lr learning_rate=0.002 seed=1`), so
+    lists tell the runs apart."""
+    lists = value_lists(kind, texts)
     combinations = [dict(zip(lists, values)) for values in itertools.product(*lists.values())]
     if sample is not None:
         if not 1 <= sample <= len(combinations):

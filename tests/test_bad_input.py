@@ -242,10 +242,10 @@ def test_an_internal_error_in_a_run_is_one_line_and_a_json_object(capsys, db_pat
 
 
 def test_an_internal_error_outside_a_run_is_one_line(capsys, db_path, monkeypatch):
-    def broken(spec):
+    def broken(self):
         raise KeyError("oops")
 
-    monkeypatch.setattr("engine.cli.parent_of", broken)
+    monkeypatch.setattr("engine.core.spec.RunSpec.parent_run_id", broken)
     code, out, err = _run(capsys, "eval", "--json")
     assert code == 1 and "Internal error: KeyError: 'oops'" in _error_line(err)
     assert json.loads(out)["status"] == "error"

@@ -224,11 +224,11 @@ class RunSpec:
     processes: int = setting(
         1, "Processes per machine (ranks). Above 1 the run is launched through `accelerate "
         "launch`: one GPU per rank when GPUs are present, otherwise CPU ranks with gloo.",
-        minimum=1,
+        minimum=1, maximum=1024,
     )
     machines: int = setting(
         1, "Machines taking part; the others join with `python -m engine join` (docs/scaling.md).",
-        minimum=1,
+        minimum=1, maximum=1024,
     )
 
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)

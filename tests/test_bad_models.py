@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+from pathlib import Path
 import warnings
 
 import pytest
@@ -137,7 +138,8 @@ def test_adapter_from_another_base_model_is_refused_by_run_id(capsys, db_path, t
     other = str(_copy(tiny_model_dir, tmp_path / "other-model"))
     store = RunStore(db_path)
     sft = store.create_run(RunSpec(kind="sft", model=tiny_model_dir), status="completed")
-    store.add_artifact(sft.id, "adapter", adapter_dir)
+    recorded = shutil.copytree(adapter_dir, Path(sft.run_dir) / "adapter")  # artifacts live in the run's folder
+    store.add_artifact(sft.id, "adapter", recorded)
     code = main(["eval", "--model", other, "--adapter", str(sft.id), "--limit", "1", "--mode", "direct"])
     err = capsys.readouterr().err
     expected = f"adapter #{sft.id} was trained on {tiny_model_dir}; this run's model is {other}"

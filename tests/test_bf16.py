@@ -49,9 +49,12 @@ def _losses(store: RunStore, run_id: int) -> list[float]:
     return [value for _, value in store.metric_series(run_id, "loss")]
 
 
-def test_bf16_lora_training_tracks_fp32_and_keeps_the_adapter_fp32(tiny_model_dir, db_path):
+def test_bf16_lora_training_tracks_fp32_and_keeps_the_adapter_fp32(untrained_tiny_model_dir, db_path):
     """Same data, seed and steps in fp32 and with a bf16 base: the loss falls in both and the
-    bf16 curve stays within 2% of fp32's at every step; the trained LoRA weights are fp32."""
+    bf16 curve stays within 2% of fp32's at every step; the trained LoRA weights are fp32. (On
+    the untrained tiny model, as measured: the digit-reversal one's loss on unit questions is
+    an out-of-task value far from where bf16's rounding was characterised.)"""
+    tiny_model_dir = untrained_tiny_model_dir
     from safetensors.torch import load_file
 
     store = RunStore(db_path)

@@ -213,8 +213,11 @@ def test_a_queued_run_cancelled_before_its_process_claims_it_stays_cancelled(tmp
 # -- real engine processes -------------------------------------------------------------------
 
 
+SFT_STEPS = 96  # 48 rows / batch 4 x 8 epochs: long enough that a kill lands mid-run
+
+
 def _sft_args(model: str) -> list[str]:
-    return ["sft", "--model", model, "--limit", "48", "--batch-size", "4", "--epochs", "1",
+    return ["sft", "--model", model, "--limit", "48", "--batch-size", "4", "--epochs", "8",
             "--log-interval", "1", "--checkpoint-interval", "3", "--eval-interval", "0", "--eval-limit", "2"]
 
 
@@ -231,7 +234,7 @@ def test_kill_9_then_resume_at_once_logs_each_step_once(tmp_path, tiny_model_dir
     assert resumed.returncode == 0, err
     run = store.get_run(1)
     assert run.status == "completed"
-    assert _steps(store, 1) == list(range(1, 13))  # 48 rows / batch 4: every step once
+    assert _steps(store, 1) == list(range(1, SFT_STEPS + 1))  # every step once
     samples = store.samples(1)
     assert len({(s["step"], s["idx"], s["sample"]) for s in samples}) == len(samples) > 0
 
@@ -248,7 +251,7 @@ def test_cancel_sends_a_real_sigterm_and_resume_finishes(tmp_path, tiny_model_di
     assert cancelled.status == "cancelled" and "resume" in cancelled.error
     assert store.artifact(1, "checkpoint") is not None  # saved on the way out
     assert main(["resume", "1", "--db", str(db)]) == 0
-    assert _steps(store, 1) == list(range(1, 13))
+    assert _steps(store, 1) == list(range(1, SFT_STEPS + 1))
 
 
 def test_two_concurrent_resumes_run_the_run_once(tmp_path, tiny_model_dir):

@@ -35,7 +35,7 @@ def sampled_by(tiny_model_dir, monkeypatch):
     answers = {task.prompt(ex.question, "cot", tokenizer): task.completion(ex, "cot") for ex in task.load("train")[:8]}
     calls: list[tuple[torch.Tensor, bool, int]] = []
 
-    def generate(model, tokenizer, prompts, sampling, *, num_return_sequences, batch_size):
+    def generate(model, tokenizer, prompts, sampling, *, num_return_sequences, batch_size, keys=None):
         calls.append((_first_weights(model), hasattr(model, "peft_config"), sampling.seed))
         return [[Completion(answers[p], 10)] * num_return_sequences for p in prompts]
 

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.checkpoint import save_checkpoint
 from engine.core.errors import DataError, ReasonlabError, RunCancelled
 from engine.generation import Completion, Sampling, generate
 from engine.tasks import get_task
 from engine.tasks.base import Example, Task, answers, task_reward
 from engine.training import (
+    checkpoint,
     MAX_GRAD_NORM,
     Encoded,
     completion_logits,
@@ -75,9 +75,7 @@ def run_grpo(ctx) -> None:
     )
 
     def save() -> None:
-        ctx.tracker.flush()  # every step up to the checkpoint is in the store before it exists
-        save_checkpoint(checkpoint_dir, model, optimizer, scheduler, step)
-        ctx.add_artifact("checkpoint", checkpoint_dir)
+        checkpoint(ctx, checkpoint_dir, model, optimizer, scheduler, step)
 
     metrics: dict[str, float] = {}
     evaluated_at = None

@@ -247,6 +247,17 @@ def restore_checkpoint(ctx, checkpoint_dir: Path, optimizer, scheduler) -> int:
     return state.step
 
 
+def checkpoint(ctx, checkpoint_dir: Path, model, optimizer, scheduler, step: int) -> None:
+    """Save a resumable checkpoint at `step` (rank 0's job: every rank holds the same state).
+    The tracker is flushed first, so every step up to the checkpoint is in the store before a
+    resume from it can start after them."""
+    if not ctx.ranks.is_main:
+        return
+    ctx.tracker.flush()
+    save_checkpoint(checkpoint_dir, model, optimizer, scheduler, step)
+    ctx.add_artifact("checkpoint", checkpoint_dir)
+
+
 def scored_subset(task: Task, split: str, limit: int) -> list[Example]:
     """The fixed first `limit` questions of a held-out split (all of them for 0), scored while
     and after training."""
@@ -325,9 +336,7 @@ def train(ctx, task: Task, examples: list[Example], describe: Callable[[int], st
     )
 
     def save() -> None:
-        if ctx.ranks.is_main:  # every rank holds the same weights and optimiser state
-            save_checkpoint(checkpoint_dir, model, optimizer, scheduler, step)
-            ctx.add_artifact("checkpoint", checkpoint_dir)
+        checkpoint(ctx, checkpoint_dir, model, optimizer, scheduler, step)
 
     metrics: dict[str, float] = {}
     evaluated_at = None

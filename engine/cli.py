@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--processes", type=int, required=True, help="ranks per machine (the run's `processes`)")
     sub.add_argument("--machine-rank", type=int, required=True, help="this machine's number, 1 to machines - 1")
     sub.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    sub.add_argument("--join-timeout", default=None, metavar="INT", help=_JOIN_TIMEOUT_HELP)
     _add_main_address(sub)
     sub = commands.add_parser("rank", help=argparse.SUPPRESS)  # what `accelerate launch` runs on each rank
     sub.add_argument("run", type=int, nargs="?")
@@ -128,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("data", help="regenerate data/train.json and data/valid.json")
     sub.add_argument("--out", type=Path, default=None, help="output folder (default: the repo's data/)")
     return parser
+
+
+_JOIN_TIMEOUT_HELP = (
+    f"{RunSpec.__dataclass_fields__['join_timeout'].metadata['help']} "
+    f"(default: {RunSpec.default_for('eval', 'join_timeout')})"
+)
 
 
 def _add_main_address(sub: argparse.ArgumentParser) -> None:
@@ -278,9 +285,13 @@ def _export_main_address(args) -> None:
 def _join(args, console: Console) -> int:
     from engine.distributed import DEFAULT_PORT, join
 
+    # The run setting's own parsing and range, on a spec that holds only it.
+    given = {"join_timeout": args.join_timeout} if args.join_timeout is not None else {}
+    join_timeout = RunSpec.from_text("eval", given).join_timeout
     return join(
         processes=args.processes, machines=args.machines, machine_rank=args.machine_rank,
         main_ip=args.main_ip or "127.0.0.1", main_port=args.main_port or DEFAULT_PORT, device=args.device,
+        join_timeout=join_timeout,
     )
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.errors import ReasonlabError, RunCancelled
+from engine.launcher import NOT_JOINED
 
 OUTCOME = "ranks_outcome.json"
 """Rank 0 writes how the ranks ended here; the owner reads it and marks the run."""
@@ -97,16 +98,20 @@ def run_ranks(ctx) -> None:
     owner = ctx.run.owner
     rank_args = ["rank", str(ctx.run.id), "--db", str(ctx.store.path), "--owner", f"{owner.pid}:{owner.started!r}"]
     rank_args += ["--resume"] if ctx.resuming else []
+    main_ip = os.environ.get(MAIN_IP_ENV) or "127.0.0.1"
+    main_port = _port_from_env() or (free_port() if spec.machines == 1 else DEFAULT_PORT)
     command = accelerate_command(
-        spec.processes, spec.machines, 0, os.environ.get(MAIN_IP_ENV) or "127.0.0.1",
-        _port_from_env() or (free_port() if spec.machines == 1 else DEFAULT_PORT),
-        uses_cpu(spec.device), rank_args,
+        spec.processes, spec.machines, 0, main_ip, main_port, uses_cpu(spec.device), spec.join_timeout, rank_args
     )
     ctx.log.info("launching %d ranks on %d machine(s): %s", spec.processes * spec.machines, spec.machines, " ".join(command))
     sys.stdout.flush()
     launcher = subprocess.Popen(command, preexec_fn=_stop_with_parent, stdin=subprocess.DEVNULL)
-    code = _wait_forwarding_cancel(launcher, ctx.log)
+    code, cancelled = _wait_forwarding_cancel(launcher, ctx.log)
     report = _read_outcome(outcome)
+    if report is None and cancelled:
+        raise RunCancelled()
+    if report is None and code == NOT_JOINED and spec.machines > 1:
+        raise ReasonlabError(not_joined(spec, main_ip, main_port))
     if report is None:
         raise ReasonlabError(
             f"The ranks exited with code {code} before reporting an outcome; see {ctx.run_dir / 'log.txt'}."
@@ -118,27 +123,57 @@ def run_ranks(ctx) -> None:
         raise ReasonlabError(report.get("error") or f"The ranks failed (exit code {code}).")
 
 
-def join(*, processes: int, machines: int, machine_rank: int, main_ip: str, main_port: int, device: str) -> int:
+def not_joined(spec, main_ip: str, main_port: int) -> str:
+    """The run's failure when some machine never joined: which, and the command that joins it."""
+    others = spec.machines - 1
+    command = (
+        f"python -m engine join --machines {spec.machines} --processes {spec.processes} "
+        f"--machine-rank {1 if others == 1 else 'R'} --main-ip {main_ip} --main-port {main_port}"
+    )
+    if others == 1:
+        return f"machine 1 of 2 did not join within {spec.join_timeout} s: start `{command}` on it, or lower --machines"
+    return (
+        f"machines 1 to {others} of {spec.machines} did not all join within {spec.join_timeout} s: start `{command}` "
+        f"on each machine R that is not running it, or lower --machines"
+    )
+
+
+def join(
+    *, processes: int, machines: int, machine_rank: int, main_ip: str, main_port: int, device: str, join_timeout: int
+) -> int:
     """Start this machine's share of a run's ranks (`python -m engine join`). The run itself is
     started on the store's machine; its rank 0 tells these ranks what to run."""
     if not 0 < machine_rank < machines:
         raise ReasonlabError(f"--machine-rank must be between 1 and {machines - 1} (machine 0 starts the run itself).")
-    command = accelerate_command(processes, machines, machine_rank, main_ip, main_port, uses_cpu(device), ["rank"])
+    command = accelerate_command(
+        processes, machines, machine_rank, main_ip, main_port, uses_cpu(device), join_timeout, ["rank"]
+    )
     launcher = subprocess.Popen(command, preexec_fn=_stop_with_parent, stdin=subprocess.DEVNULL)
-    return _wait_forwarding_cancel(launcher, None)
+    code, _ = _wait_forwarding_cancel(launcher, None)
+    if code == NOT_JOINED:
+        raise ReasonlabError(
+            f"the run's machines did not all meet within {join_timeout} s at {main_ip}:{main_port}: start the run on "
+            f"machine 0 (`python -m engine start RUN --main-ip {main_ip} --main-port {main_port}`) and join every "
+            f"other machine, or check --main-ip and --main-port"
+        )
+    return code
 
 
 def accelerate_command(
-    processes: int, machines: int, machine_rank: int, main_ip: str, main_port: int, cpu: bool, rank_args: list[str]
+    processes: int, machines: int, machine_rank: int, main_ip: str, main_port: int, cpu: bool, join_timeout: int,
+    rank_args: list[str],
 ) -> list[str]:
-    """`accelerate launch` for `processes` ranks on each of `machines`. accelerate's `--cpu`
-    starts a single process (its multi-CPU route is mpirun), so every launch goes through the
-    torch elastic launcher (`--multi_gpu`); the ranks themselves choose gloo on the CPU
-    (`rank --cpu`) or NCCL with one GPU each."""
+    """`accelerate launch` for `processes` ranks on each of `machines`, through engine.launcher.
+    accelerate's `--cpu` starts a single process (its multi-CPU route is mpirun), so every launch
+    goes through the torch elastic launcher (`--multi_gpu`); the ranks themselves choose gloo on
+    the CPU (`rank --cpu`) or NCCL with one GPU each. The static rendezvous's `timeout` bounds
+    how long the machines wait for each other (its TCPStore: machine 0 for the others' agents to
+    connect, the others for machine 0 to answer)."""
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+        sys.executable, "-m", "engine.launcher", "--multi_gpu",
         "--num_processes", str(processes * machines), "--num_machines", str(machines),
         "--machine_rank", str(machine_rank), "--main_process_ip", main_ip, "--main_process_port", str(main_port),
+        "--rdzv_conf", f"timeout={join_timeout}",
         "--mixed_precision", "no", "--dynamo_backend", "no",
         "--num_cpu_threads_per_process", str(threads_per_rank(processes)),
         "--module", "engine", *rank_args,
@@ -181,9 +216,10 @@ def _read_outcome(path: Path) -> dict[str, Any] | None:
     return report if isinstance(report, dict) and "status" in report else None
 
 
-def _wait_forwarding_cancel(launcher: subprocess.Popen, log) -> int:
+def _wait_forwarding_cancel(launcher: subprocess.Popen, log) -> tuple[int, bool]:
     """Wait for accelerate; a cancel (SIGTERM raised as RunCancelled, or Ctrl-C) is passed on
-    to it, which passes it to every rank, and the wait goes on until they have saved."""
+    to it, which passes it to every rank, and the wait goes on until they have saved.
+    Returns the launcher's exit code and whether a cancel came."""
     cancelled = False
     while True:
         try:
@@ -194,7 +230,7 @@ def _wait_forwarding_cancel(launcher: subprocess.Popen, log) -> int:
                 log.info("cancel: asking every rank to stop")
             cancelled = True
             launcher.send_signal(signal.SIGTERM)
-    return code
+    return code, cancelled
 
 
 def _stop_with_parent() -> None:

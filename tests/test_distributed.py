@@ -207,3 +207,73 @@ def test_rounds_and_shares_give_every_item_to_exactly_one_rank(world, items):
     assert all(whole == todo[n * 2 * world : (n + 1) * 2 * world] for per_rank in rounds for n, (_, whole) in enumerate(per_rank))
     shared = [i for r in range(world) for i in as_rank(r).share(todo)]
     assert sorted(shared) == todo
+
+
+def test_a_machine_that_never_joins_fails_the_run_with_one_line_after_the_join_timeout(tiny_model_dir, db_path):
+    store = RunStore(db_path)
+    run = store.create_run(_sft_spec(tiny_model_dir, machines=2, join_timeout=3))
+    port = free_port()
+    started = subprocess.run(
+        [sys.executable, "-m", "engine", "start", str(run.id), "--db", str(db_path), "--main-port", str(port)],
+        capture_output=True, text=True, timeout=300,
+    )
+    line = (
+        "machine 1 of 2 did not join within 3 s: start `python -m engine join --machines 2 --processes 1 "
+        f"--machine-rank 1 --main-ip 127.0.0.1 --main-port {port}` on it, or lower --machines"
+    )
+    assert started.returncode == 1
+    assert started.stderr.strip().splitlines() == [f"error: {line}"]
+    failed = store.get_run(run.id)
+    assert (failed.status, failed.error) == ("failed", line)
+    assert [r.id for r in store.list_runs()] == [run.id]
+
+
+def test_a_joining_machine_whose_machine_0_never_starts_fails_with_one_line():
+    port = free_port()
+    joined = subprocess.run(
+        [sys.executable, "-m", "engine", "join", "--machines", "2", "--processes", "1", "--machine-rank", "1",
+         "--main-port", str(port), "--device", "cpu", "--join-timeout", "2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert joined.returncode == 1
+    assert joined.stderr.strip().splitlines() == [
+        f"error: the run's machines did not all meet within 2 s at 127.0.0.1:{port}: start the run on machine 0 "
+        f"(`python -m engine start RUN --main-ip 127.0.0.1 --main-port {port}`) and join every other machine, "
+        "or check --main-ip and --main-port"
+    ]
+
+
+def test_join_refuses_a_join_timeout_out_of_range_in_one_line():
+    joined = subprocess.run(
+        [sys.executable, "-m", "engine", "join", "--machines", "2", "--processes", "1", "--machine-rank", "1",
+         "--join-timeout", "0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert joined.returncode == 1
+    assert joined.stderr.strip().splitlines() == ["error: join_timeout: must be at least 1 (got 0)"]
+
+
+DIES_EARLY = """
+import os
+if os.environ.get("RANK") == "1":
+    os._exit(3)
+"""
+
+
+def test_a_rank_that_dies_at_start_ends_the_run_in_one_line_without_a_traceback(tiny_model_dir, db_path, tmp_path, monkeypatch):
+    hook_dir = tmp_path / "dies"
+    hook_dir.mkdir()
+    (hook_dir / "sitecustomize.py").write_text(DIES_EARLY)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook_dir), os.environ.get("PYTHONPATH", "")]))
+    store = RunStore(db_path)
+    run = store.create_run(_sft_spec(tiny_model_dir, processes=2))
+    started = subprocess.run(
+        [sys.executable, "-m", "engine", "start", str(run.id), "--db", str(db_path)], capture_output=True, text=True, timeout=300
+    )
+    assert started.returncode == 1
+    lines = started.stderr.strip().splitlines()
+    assert "Traceback" not in started.stderr
+    assert len(lines) == 2
+    assert lines[0] == "rank 1 exited with code 3; the launcher stopped the other ranks"
+    assert lines[1].startswith("error: The ranks exited with code 1 before reporting an outcome")
+    assert store.get_run(run.id).status == "failed"

@@ -230,6 +230,10 @@ class RunSpec:
         1, "Machines taking part; the others join with `python -m engine join` (docs/scaling.md).",
         minimum=1, maximum=1024,
     )
+    join_timeout: int = setting(
+        600, "Runs on several machines: seconds to wait for every machine to join before the run fails.",
+        minimum=1, maximum=86_400,
+    )
 
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     """The settings given when the spec was made; every other one holds its kind's default."""

@@ -38,7 +38,8 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, step: int) -> Non
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        model.save_pretrained(staging / ADAPTER, safe_serialization=True)
+        # The trained adapter only (GRPO also holds its frozen KL reference as a second one).
+        model.save_pretrained(staging / ADAPTER, safe_serialization=True, selected_adapters=[model.active_adapter])
         tensors, optimizer_state = _split_optimizer(optimizer.state_dict())
         tensors["rng.torch"] = torch.get_rng_state()
         save_file(tensors, staging / TENSORS)

@@ -11,7 +11,9 @@ token i,t kept in the batch and divided by their number N (DAPO's token-level no
         + beta/N * sum (exp(logp_ref - logp) - (logp_ref - logp) - 1)
 
 logp_old is the policy that sampled the batch (so r = 1 on the first of the mu updates) and
-logp_ref the same model with its LoRA adapter disabled: no second copy of the weights. Log
+logp_ref the starting policy: the base model (the LoRA adapter disabled) or, with `--adapter`,
+the starting adapter, loaded a second time as a frozen peft adapter beside the trained one and
+made active for the reference's forward passes. Either way the base weights are held once. Log
 probabilities are taken at the sampling temperature, so r compares the distributions sampled.
 Groups whose rewards are all equal have zero advantage; `dynamic_filter` leaves them (and
 `mask_truncated` the completions cut by max_new_tokens) out of the loss and out of N.
@@ -24,12 +26,15 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
 from engine.core.errors import DataError, ReasonlabError, RunCancelled
 from engine.generation import Completion, Sampling, generate
+from engine.model import quiet_peft_checkpointing_warning
 from engine.tasks import get_task
 from engine.tasks.base import Example, Task, answers, task_reward
 from engine.training import (
@@ -48,6 +53,8 @@ from engine.training import (
 )
 
 MODE = "cot"  # GRPO reinforces reasoning chains, the format rft trains
+REFERENCE = "reference"
+"""The peft adapter name of the frozen starting adapter, the KL reference of a run with --adapter."""
 STD_EPS = 1e-4  # keeps the division by a group's std finite (TRL's value)
 
 
@@ -63,6 +70,8 @@ def run_grpo(ctx) -> None:
     torch.manual_seed(spec.seed)  # the fresh adapter's initialisation; a checkpoint restores its own RNG state
     loaded = load_trainable(ctx, checkpoint_dir)
     model = loaded.model
+    if spec.adapter:
+        attach_reference(ctx, loaded)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer, scheduler = make_optimizer(spec, params, spec.steps * spec.mu)
     step = restore_checkpoint(ctx, checkpoint_dir, optimizer, scheduler)
@@ -104,6 +113,15 @@ def run_grpo(ctx) -> None:
         save()
         log.info("stopped at step %d; checkpoint saved", step)
         raise
+
+
+def attach_reference(ctx, loaded) -> None:
+    """Load the run's starting adapter (also on resume, when the trained one comes from the
+    checkpoint) a second time, frozen, as the KL reference; the trained adapter stays active."""
+    path = ctx.run_artifact(ctx.spec.adapter, "adapter", "adapter")
+    ctx.log.info("KL reference: the starting adapter %s", path)
+    with quiet_peft_checkpointing_warning():
+        loaded.model.load_adapter(str(path), adapter_name=REFERENCE, is_trainable=False, torch_device=str(loaded.device))
 
 
 def question_batch(step: int, n_questions: int, per_step: int, seed: int) -> list[int]:
@@ -291,9 +309,25 @@ def _policy_logp(loaded, all_rows: list[Encoded], rows: list[int], temperature: 
 
 
 def _reference_logp(loaded, all_rows: list[Encoded], rows: list[int], temperature: float) -> torch.Tensor:
-    """Log-probabilities under the reference policy: the same weights with the adapter disabled."""
-    with torch.no_grad(), loaded.model.disable_adapter():
+    """Log-probabilities under the reference policy (module docstring)."""
+    with torch.no_grad(), reference_policy(loaded.model):
         return _policy_logp(loaded, all_rows, rows, temperature, with_entropy=False)[0]
+
+
+@contextmanager
+def reference_policy(model) -> Iterator[None]:
+    """Make `model` compute the reference policy: the frozen starting adapter where there is
+    one, else the base model. The trained adapter is active (and trainable) again after."""
+    if REFERENCE not in model.peft_config:
+        with model.disable_adapter():
+            yield
+        return
+    trained = model.active_adapter
+    model.set_adapter(REFERENCE, inference_mode=True)  # also freezes the trained adapter meanwhile
+    try:
+        yield
+    finally:
+        model.set_adapter(trained)
 
 
 def _pad(lengths: list[int], flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

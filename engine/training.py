@@ -378,7 +378,8 @@ def finish_training(ctx, loaded, step: int, results: dict[str, float]) -> None:
     if not ctx.ranks.is_main:
         return
     adapter_dir = ctx.run_dir / "adapter"
-    loaded.model.save_pretrained(adapter_dir, safe_serialization=True)
+    # The trained adapter only (GRPO also holds its frozen KL reference as a second one).
+    loaded.model.save_pretrained(adapter_dir, safe_serialization=True, selected_adapters=[loaded.model.active_adapter])
     ctx.add_artifact("adapter", adapter_dir)
     size = {
         "adapter_mb": sum(p.stat().st_size for p in adapter_dir.rglob("*") if p.is_file()) / 1e6,

@@ -247,3 +247,76 @@ def test_grpo_killed_with_sigkill_resumes_from_its_checkpoint(tiny_model_dir, db
     run = execute(store, run.id, resume=True)
     assert run.status == "completed" and (run.progress_done, run.progress_total) == (8, 8)
     assert logged_steps() == list(range(1, 9))
+
+
+def _random_adapter(model_dir: str, folder: Path) -> Path:
+    """A LoRA adapter whose B matrices are not zero, so it moves the tiny model's distribution."""
+    from peft import LoraConfig, get_peft_model
+
+    from engine.model import load_model
+
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    model = get_peft_model(load_model(model_dir).model, config)
+    model.peft_config["default"].base_model_name_or_path = model_dir
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def _last_logprobs(model, tokenizer) -> torch.Tensor:
+    ids = tokenizer("12 km in m", return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        return torch.log_softmax(model(**ids).logits[0, -1].float(), dim=-1)
+
+
+def _kl(p_log: torch.Tensor, q_log: torch.Tensor) -> float:
+    return (p_log.exp() * (p_log - q_log)).sum().item()
+
+
+def test_the_reference_of_a_run_with_a_starting_adapter_is_that_adapter_not_the_base(tiny_model_dir, tmp_path):
+    from engine.model import load_model
+
+    start = _random_adapter(tiny_model_dir, tmp_path / "start")
+    loaded = load_model(tiny_model_dir, adapter=start, trainable_adapter=True)
+    trained = [p for p in loaded.model.parameters() if p.requires_grad]
+    loaded.model.load_adapter(str(start), adapter_name=grpo.REFERENCE, is_trainable=False, torch_device="cpu")
+    assert [p for p in loaded.model.parameters() if p.requires_grad] == trained  # the reference stays frozen
+
+    policy = _last_logprobs(loaded.model, loaded.tokenizer)
+    with grpo.reference_policy(loaded.model):
+        reference = _last_logprobs(loaded.model, loaded.tokenizer)
+    with loaded.model.disable_adapter():
+        base = _last_logprobs(loaded.model, loaded.tokenizer)
+    assert _kl(policy, reference) < 1e-6
+    assert _kl(policy, base) > 1e-2  # what the reference was before: the base model
+    assert loaded.model.active_adapter == "default"
+    assert [p for p in loaded.model.parameters() if p.requires_grad] == trained
+
+
+def test_grpo_from_a_starting_adapter_has_zero_kl_at_step_1_and_saves_only_the_trained_adapter(
+    untrained_tiny_model_dir, db_path, tmp_path, monkeypatch
+):
+    from engine.model import load_model
+
+    model_dir = untrained_tiny_model_dir
+    monkeypatch.setitem(tasks.TASKS, "first_token", _first_token_task(model_dir))
+    start = _random_adapter(model_dir, tmp_path / "start")
+    store = RunStore(db_path)
+    spec = _grpo_spec(
+        model_dir, task="first_token", adapter=str(start), steps=3, group_size=8, max_new_tokens=1,
+        learning_rate=1e-2, lr_schedule="constant", warmup_ratio=0.0, beta=0.1, format_reward=0.0,
+    )
+    run = execute(store, store.create_run(spec).id)
+    assert run.status == "completed"
+    kl = [value for _, value in store.metric_series(run.id, "kl")]
+    assert len(kl) == 3
+    assert abs(kl[0]) < 1e-6  # step 1: the policy is the starting adapter, which is the reference
+    assert kl[-1] > 1e-6  # later steps move away from it
+
+    saved = Path(store.artifact(run.id, "adapter")["path"])
+    assert not (saved / grpo.REFERENCE).exists()
+    weights, started = _adapter_weights(saved), _adapter_weights(start)
+    assert weights.keys() == started.keys()
+    assert any(not torch.allclose(weights[name], started[name]) for name in weights)
+    on_base = load_model(model_dir, adapter=saved)  # loads on the base model alone
+    assert list(on_base.model.peft_config) == ["default"]

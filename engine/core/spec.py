@@ -201,8 +201,8 @@ class RunSpec:
     )
     beta: float = setting(
         0.0,
-        "GRPO: weight of the KL penalty to the reference, the model with its adapter disabled "
-        "(0: none; the KL is logged either way).",
+        "GRPO: weight of the KL penalty to the reference, the starting policy: the base model, or "
+        "the starting adapter with --adapter (0: none; the KL is logged either way).",
         ("grpo",), minimum=0.0, maximum=100.0,
     )
     scale_rewards: str = setting(

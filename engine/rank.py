@@ -26,6 +26,7 @@ import torch.distributed as dist
 from rich.console import Console
 
 from engine.core.errors import ReasonlabError, RunCancelled
+from engine.core.metrics import THREADS, per_rank_name
 from engine.core.processes import Owner
 from engine.core.spec import RunSpec
 from engine.core.store import Run, RunStore
@@ -175,6 +176,9 @@ def rank_main(run_id: int | None, db: str | None, owner_text: str | None, resume
     console = Console(stderr=True, quiet=not ranks.is_main)
     ctx = RankContext(shared, run, tracker, console, log, resuming=header["resume"], ranks=ranks, folder=folder)
     log.info("rank %d of %d on %s (%d torch threads)", ranks.rank, ranks.world, ranks.device, torch.get_num_threads())
+    # What the app's run page shows beside each rank's throughput (machines may differ in cores).
+    threads = ranks.per_rank(torch.get_num_threads())
+    tracker.log(0, **{per_rank_name(THREADS, r): count for r, count in enumerate(threads)})
     status, error, crashed = "completed", None, False
     try:
         _handler(run.kind)(ctx)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from engine.context import refuse_long_prompts
+from engine.core.metrics import TOKENS_PER_S, per_rank_name
 from engine.datasets import row_name, save_examples
 from engine.evaluation import scored_sample
 from engine.generation import Sampling, generate
@@ -61,7 +62,7 @@ def run_rollout(ctx) -> None:
             ctx.tracker.log(tally.questions, **tally.metrics())
             if ctx.ranks.world > 1:  # each rank's own generation speed, a per-category series
                 rates = ctx.ranks.per_rank(tokens / seconds if seconds else 0.0)
-                ctx.tracker.log(tally.questions, **{f"tokens_per_s/rank={r}": rate for r, rate in enumerate(rates)})
+                ctx.tracker.log(tally.questions, **{per_rank_name(TOKENS_PER_S, r): rate for r, rate in enumerate(rates)})
             bar.advance(len(whole_round))
     examples = correct_examples(ctx.store, ctx.run.id)
     path = ctx.run_dir / "rft.json"

@@ -29,6 +29,7 @@ from engine.datasets import row_name
 from engine.distributed import SINGLE_PROCESS, Ranks
 from engine.evaluation import EvalResult, category_accuracy, evaluate
 from engine.generation import MIN_SHARED_PREFIX, Sampling, common_prefix_length
+from engine.core.metrics import SAMPLES_PER_S, per_rank_name
 from engine.core.spec import default_max_new_tokens
 from engine.tasks import get_task
 from engine.tasks.base import Example, Task
@@ -352,10 +353,11 @@ def train(ctx, task: Task, examples: list[Example], describe: Callable[[int], st
                     ctx.ranks,
                 )
                 step += 1
-                meter.add(loss, sum(map(len, plan[step - 1])), time.perf_counter() - began)
+                own = sum(len(ctx.ranks.share(batch)) for batch in plan[step - 1])
+                meter.add(loss, sum(map(len, plan[step - 1])), own, time.perf_counter() - began)
                 bar.advance()
                 if step % spec.log_interval == 0 or step == len(plan):
-                    ctx.tracker.log(step, **meter.read(), lr=scheduler.get_last_lr()[0], grad_norm=grad_norm)
+                    ctx.tracker.log(step, **meter.read(ctx.ranks), lr=scheduler.get_last_lr()[0], grad_norm=grad_norm)
                 if spec.eval_interval and step % spec.eval_interval == 0:
                     metrics, evaluated_at = evaluate_valid(ctx, loaded, task, valid, mode, step), step
                 if spec.checkpoint_interval and step % spec.checkpoint_interval == 0:
@@ -411,22 +413,29 @@ class _Meter:
     """Loss and throughput since the last read, and over the whole session."""
 
     def __init__(self) -> None:
-        self.loss = self.steps = self.samples = self.seconds = 0.0
+        self.loss = self.steps = self.samples = self.own_samples = self.seconds = 0.0
         self.all_samples = self.all_seconds = 0.0
         self.last_loss = math.nan
 
-    def add(self, loss: float, samples: int, seconds: float) -> None:
+    def add(self, loss: float, samples: int, own_samples: int, seconds: float) -> None:
+        """One step: its loss, its batch's samples, this rank's share of them, its seconds."""
         self.loss += loss
         self.steps += 1
         self.samples += samples
+        self.own_samples += own_samples
         self.seconds += seconds
         self.all_samples += samples
         self.all_seconds += seconds
 
-    def read(self) -> dict[str, float]:
-        values = {"loss": self.loss / self.steps, "samples_per_s": self.samples / self.seconds}
+    def read(self, ranks: Ranks) -> dict[str, float]:
+        """The window's metrics; with several ranks also each rank's own samples per second
+        (a collective: every rank reads at the same step)."""
+        values = {"loss": self.loss / self.steps, SAMPLES_PER_S: self.samples / self.seconds}
+        if ranks.world > 1:
+            rates = ranks.per_rank(self.own_samples / self.seconds)
+            values |= {per_rank_name(SAMPLES_PER_S, r): rate for r, rate in enumerate(rates)}
         self.last_loss = values["loss"]
-        self.loss = self.steps = self.samples = self.seconds = 0.0
+        self.loss = self.steps = self.samples = self.own_samples = self.seconds = 0.0
         return values
 
     def totals(self) -> dict[str, float]:

@@ -35,6 +35,7 @@ CLIP_RATIO = "clip_ratio"
 KL = "kl"
 ENTROPY = "entropy"
 STEP_TIME = "step_time"
+THREADS = "threads"
 
 TITLES = {
     LOSS: "Loss",
@@ -64,6 +65,7 @@ TITLES = {
     KL: "KL to the reference",
     ENTROPY: "Entropy",
     STEP_TIME: "Step time (s)",
+    THREADS: "Torch threads",
 }
 """Every metric a run may log, in the order the app lists them."""
 
@@ -81,6 +83,28 @@ CHARTS_BY_KIND: dict[str, tuple[str, ...]] = {
 HIGHER_IS_BETTER = frozenset({ACCURACY, ANSWER_RATE, SHIFTED_ACCURACY, SHIFTED_ANSWER_RATE, SAMPLES_PER_S, TOKENS_PER_S, SUCCESS_RATE, CORRECT_RATE, REWARD_MEAN})
 LOWER_IS_BETTER = frozenset({LOSS, GRAD_NORM})
 """Which way a metric improves; the others (learning rate, counts, sizes) have no best value."""
+
+
+RANK = "rank"
+"""The category of a run's per-rank series (runs on several processes or machines):
+`tokens_per_s/rank=1` is rank 1's own generation speed, `samples_per_s/rank=1` its own share of
+the training batches per second, `threads/rank=1` the torch threads it computes with."""
+
+
+RANK_RATE_UNITS = {TOKENS_PER_S: "tok/s", SAMPLES_PER_S: "samples/s"}
+"""The throughputs logged per rank (rollouts: generation; sft, rft: training), with the unit the
+app shows them in."""
+
+
+def per_rank_name(name: str, rank: int) -> str:
+    return f"{name}/{RANK}={rank}"
+
+
+def rank_of(name: str) -> tuple[str, int] | None:
+    """(base metric, rank) of a per-rank series name; None for any other name."""
+    base, _, category = name.partition("/")
+    key, _, value = category.partition("=")
+    return (base, int(value)) if key == RANK and value.isdigit() else None
 
 
 def base_name(name: str) -> str:

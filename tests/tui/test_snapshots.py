@@ -162,3 +162,56 @@ class TestHelpScreen:
             await pilot.press("f1")
 
         assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+
+class TestRanks:
+    """A rollout on two ranks: the run page names its ranks, their threads and each rank's
+    latest generation speed; a one-process run's page leaves the line out."""
+
+    @staticmethod
+    def seed_two_rank_rollout(db) -> int:
+        from engine.core.metrics import SAMPLES_PER_S, THREADS, TOKENS_PER_S, per_rank_name
+        from engine.core.spec import RunSpec
+        from engine.core.store import RunStore
+        from tests.tui.seed import T0
+
+        store = RunStore(db)
+        run = store.create_run(RunSpec(kind="rollout", name="two-ranks", num_samples=4, processes=2))
+        points = [(0, per_rank_name(THREADS, r), 1, T0) for r in (0, 1)]
+        for step, rates in ((4, (12.5, 80.0)), (8, (41.2, 38.7))):  # the page shows the latest
+            points += [(step, per_rank_name(TOKENS_PER_S, r), rate, T0) for r, rate in enumerate(rates)]
+        points += [(8, "success_rate", 0.5, T0), (8, "correct_rate", 0.25, T0), (8, TOKENS_PER_S, 79.9, T0)]
+        store.log_metrics(run.id, points, progress=(8, 8))
+        assert SAMPLES_PER_S not in store.get_run(run.id).summary
+        store.update_run(run.id, status="completed", created_at=T0 + 8000, started_at=T0 + 8005, finished_at=T0 + 8100, pid=None)
+        store.close()
+        return run.id
+
+    @staticmethod
+    async def open_run(pilot, run_id: int) -> None:
+        await until(pilot, lambda: len(pilot.app.screen.query_one(RunsTable).run_ids) == 7)
+        pilot.app.open_run(run_id)
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.run is not None)
+
+    async def test_a_two_rank_run_shows_each_ranks_latest_speed_and_a_one_rank_run_no_line(self, seeded_db):
+        from tui.widgets.rank_panel import RankPanel
+
+        run_id = self.seed_two_rank_rollout(seeded_db)
+        app = app_for(seeded_db)
+        async with app.run_test(size=SIZE) as pilot:
+            await self.open_run(pilot, run_id)
+            panel = pilot.app.screen.query_one(RankPanel)
+            assert panel.display
+            assert str(panel.content) == "2 ranks × 1 thread · rank 0 41 tok/s · rank 1 39 tok/s"
+            await pilot.press("escape")
+            pilot.app.open_run(1)  # the seeded sft run: one process
+            await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.run is not None)
+            assert not pilot.app.screen.query_one(RankPanel).display
+
+    def test_two_rank_rollout(self, snap_compare, seeded_db):
+        run_id = self.seed_two_rank_rollout(seeded_db)
+
+        async def run_before(pilot):
+            await self.open_run(pilot, run_id)
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)

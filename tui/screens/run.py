@@ -22,6 +22,7 @@ from tui.screens.confirm import ConfirmDialog
 from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.screens.sample_detail import SampleDialog
 from tui.widgets.metric_chart import MetricChart
+from tui.widgets.rank_panel import RankPanel
 from tui.widgets.result_panel import ResultPanel
 from tui.widgets.run_details import RunDetails
 from tui.widgets.run_progress import RunProgress
@@ -130,6 +131,7 @@ class RunScreen(ReportsWorkerErrors):
         yield Header()
         yield Label(f"Run #{self.run_id}", id="run-title")
         yield RunProgress(id="run-progress")
+        yield RankPanel(id="rank-panel")
         with TabbedContent(id="run-tabs"):
             with TabPane("Charts", id="charts"):
                 yield ResultPanel(id="result-panel")
@@ -229,6 +231,7 @@ class RunScreen(ReportsWorkerErrors):
             parts.append(format_duration(run.duration))
         self.query_one("#run-title", Label).update(plain(" · ".join(parts)))
         self.query_one(RunProgress).show(run)
+        self.query_one(RankPanel).show(run)
 
     def on_run_screen_gone(self) -> None:
         self.notify(f"Run #{self.run_id} no longer exists.", severity="warning", markup=False)

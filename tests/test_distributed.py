@@ -80,6 +80,9 @@ def test_sft_on_two_processes_follows_the_one_process_loss_curve_and_only_rank_0
     assert [v for _, v in measured] == pytest.approx([v for _, v in reference], rel=LOSS_TOLERANCE)
     assert _ranks_that_opened_the_store(audited) == {"0"}
     assert store.artifact(two.id, "adapter") is not None
+    per_rank = {"samples_per_s/rank=0", "samples_per_s/rank=1", "threads/rank=0", "threads/rank=1"}
+    assert per_rank <= set(store.metric_names(two.id))  # what the app's run page shows
+    assert not [name for name in store.metric_names(one.id) if "/rank=" in name]
     assert sorted(r["idx"] for r in store.samples(two.id)) == [0, 1, 2, 3]  # the final eval, sharded and gathered
 
 

@@ -208,6 +208,20 @@ class TestRanks:
             await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.run is not None)
             assert not pilot.app.screen.query_one(RankPanel).display
 
+    def test_machines_with_other_thread_counts_show_the_range(self):
+        from engine.core.spec import RunSpec
+        from engine.core.store import Run
+        from tui.widgets.rank_panel import ranks_text
+
+        def run(spec: RunSpec, summary: dict[str, float]) -> Run:  # only what the line reads
+            return Run(**dict.fromkeys(Run.__dataclass_fields__) | {"spec": spec, "summary": summary})
+
+        two_machines = RunSpec(kind="sft", processes=1, machines=2)
+        summary = {"threads/rank=0": 2.0, "threads/rank=1": 4.0, "samples_per_s/rank=1": 3.5, "samples_per_s/rank=0": 12.0}
+        assert ranks_text(run(two_machines, summary)) == "2 ranks × 2–4 threads · rank 0 12 samples/s · rank 1 3.5 samples/s"
+        assert ranks_text(run(two_machines, {})) == "2 ranks"  # before the ranks report
+        assert ranks_text(run(RunSpec(kind="sft"), summary)) is None
+
     def test_two_rank_rollout(self, snap_compare, seeded_db):
         run_id = self.seed_two_rank_rollout(seeded_db)
 

@@ -12,6 +12,10 @@ so ranks never outlive their owner: liveness is the owner's, and the ranks follo
 Other machines join with `python -m engine join`: they only start their share of the ranks, which
 learn everything from rank 0 (see engine/rank.py), and never open the SQLite file.
 
+The machines wait for each other at most the run's `join_timeout` (torch elastic's own static
+rendezvous timeout); past it the run fails with one line naming the machine and its `join`
+command. engine/launcher.py, which wraps `accelerate launch`, turns that timeout into an exit code.
+
 This module stays torch-free: it runs in the owner, which only waits.
 """
 

@@ -179,7 +179,7 @@ class ReviewDialog(ModalScreen[bool]):
             with VerticalScroll(id="review-body"):
                 yield Static(plain("\n".join(self.review.lines())), id="review-text")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Launch (enter)", variant="primary", id="review-launch")
+                yield Button("Queue (enter)" if self.review.plan.varying else "Launch (enter)", variant="primary", id="review-launch")
                 yield Button("Back (esc)", id="review-back")
 
     def on_mount(self) -> None:

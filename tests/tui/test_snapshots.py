@@ -175,6 +175,8 @@ class TestSweepForm:
             pilot.app.screen.query_one(f"#input-{name}", Input).focus()
             await pilot.press("end", *typed)
         await until(pilot, lambda: pilot.app.screen.query_one("#launch-sweep").display)
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False  # a blinking cursor would make the snapshot depend on timing
 
     def test_sweep_values(self, snap_compare, seeded_db):
         assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=self.fill_sweep)

@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from engine.core.errors import ReasonlabError, SpecError
-from engine.core.spec import KINDS, PARENT_SETTINGS
+from engine.core.spec import KINDS, PARENT_SETTINGS, RunSpec
 from engine.core.store import Run, open_store
 from engine.core.sweep import MAX_SWEEP_RUNS, SweepPlan, queue_sweep, too_many_runs
 from tui.screens.review import LaunchReview, ReviewDialog, read_review

@@ -12,13 +12,12 @@ import random
 import re
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.core.errors import SpecError
 from engine.core.spec import RunSpec, parse_text
 
 if TYPE_CHECKING:
-    from engine.core.processes import Launcher
     from engine.core.store import RunStore
 
 MAX_SWEEP_RUNS = 50
@@ -152,7 +151,14 @@ def new_sweep_id() -> str:
     return secrets.token_hex(3)
 
 
-def queue_sweep(store: RunStore, launcher: Launcher, plan: SweepPlan, tags: list[str] | tuple[str, ...] = ()) -> tuple[str, list[int]]:
+class RunStarter(Protocol):
+    """What starts a queued run's engine process: `engine.core.processes.Launcher`, or the
+    app's stand-in that starts it on the app's thread."""
+
+    def start(self, store: RunStore, run_id: int) -> None: ...
+
+
+def queue_sweep(store: RunStore, launcher: RunStarter, plan: SweepPlan, tags: list[str] | tuple[str, ...] = ()) -> tuple[str, list[int]]:
     """Create the plan's runs, tagged `sweep:<id>` (and `tags`), and start a waiting engine
     process for each, one at a time, so each run's place in the queue is recorded before the
     next one's process starts. Returns the sweep id and the run ids in queue order."""

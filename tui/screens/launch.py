@@ -19,7 +19,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from engine.core.errors import ReasonlabError, SpecError
 from engine.core.spec import KINDS, PARENT_SETTINGS, RunSpec
-from engine.core.store import Run, open_store
+from engine.core.store import Run, RunStore, open_store
 from engine.core.sweep import MAX_SWEEP_RUNS, SweepPlan, queue_sweep, too_many_runs
 from tui.screens.review import LaunchReview, ReviewDialog, read_review
 from tui.screens.runs import RunsScreen
@@ -74,6 +74,15 @@ class LaunchScreen(ReportsWorkerErrors):
         def __init__(self, run: Run) -> None:
             super().__init__()
             self.run = run
+
+    class SweepQueued(Message):
+        """A sweep's runs are in the database, each with an engine process waiting for a slot."""
+
+        def __init__(self, kind: str, sweep_id: str, run_ids: list[int]) -> None:
+            super().__init__()
+            self.kind = kind
+            self.sweep_id = sweep_id
+            self.run_ids = run_ids
 
     app: ReasonlabApp
 
@@ -254,19 +263,19 @@ class LaunchScreen(ReportsWorkerErrors):
             run = store.create_run(spec, parent_id=spec.parent_run_id())
         self.post_message(self.Created(run))
 
+    @work(thread=True, exit_on_error=False, group="launch-write")
     def _queue_sweep(self, plan: SweepPlan) -> None:
-        """Queue the sweep as `engine sweep` does. It runs here, on the app's thread, because
-        the app's launcher (which reaps the engine processes) is only used from this thread; a
-        run's start is a database write and a process spawn, as for a single launch."""
-        try:
-            with open_store(self.app.db_path) as store:
-                sweep_id, ids = queue_sweep(store, self.app.launcher, plan)
-        except (OSError, ReasonlabError) as exc:
-            self._submitting = False
-            self.notify(f"Could not queue the sweep: {exc}", severity="error", markup=False)
-            return
+        """Queue the sweep as `engine sweep` does, off the app's thread: fifty engine processes
+        take seconds to spawn."""
+        with open_store(self.app.db_path) as store:
+            sweep_id, ids = queue_sweep(store, AppThreadStarter(self.app), plan)
+        self.post_message(self.SweepQueued(plan.kind, sweep_id, ids))
+
+    def on_launch_screen_sweep_queued(self, message: SweepQueued) -> None:
+        ids = message.run_ids
         self.notify(
-            f"Sweep {sweep_id}: {len(ids)} {plan.kind} runs queued (#{ids[0]}-#{ids[-1]}), tagged sweep:{sweep_id}.",
+            f"Sweep {message.sweep_id}: {len(ids)} {message.kind} runs queued (#{ids[0]}-#{ids[-1]}), "
+            f"tagged sweep:{message.sweep_id}.",
             markup=False,
         )
         while not isinstance(self.app.screen, RunsScreen):
@@ -280,6 +289,21 @@ class LaunchScreen(ReportsWorkerErrors):
 
     def on_launch_screen_created(self, message: Created) -> None:
         self.app.start_run(message.run)
+
+
+class AppThreadStarter:
+    """Starts runs for a worker with the app's launcher, on the app's thread, one at a time: the
+    launcher keeps its processes to reap them there, so only that thread touches it."""
+
+    def __init__(self, app: ReasonlabApp) -> None:
+        self.app = app
+
+    def start(self, store: RunStore, run_id: int) -> None:
+        self.app.call_from_thread(self._start, run_id)
+
+    def _start(self, run_id: int) -> None:
+        with open_store(self.app.db_path) as store:
+            self.app.launcher.start(store, run_id)
 
 
 def _whole_number(field: str, text: str) -> int:

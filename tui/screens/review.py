@@ -80,14 +80,17 @@ def read_review(store: RunStore, plan: SweepPlan) -> LaunchReview:
     naming the setting, so the form shows it inline; every run's sources are checked."""
     applying = {f.name for f in RunSpec.settings(plan.kind)}
     sources = []
-    checked = set()
+    described = set()
     for spec in plan.specs:
         for name, title in SOURCE_SETTINGS.items():
-            if name in applying and (name, getattr(spec, name), spec.limit) not in checked:
-                checked.add((name, getattr(spec, name), spec.limit))
-                text = _describe(store, spec, name)
-                if spec is plan.specs[0] and name not in plan.varying and "limit" not in plan.varying:
-                    sources.append((title, text))
+            depends_on = (name,) if name == "adapter" else (name, "limit")
+            key = tuple(getattr(spec, setting) for setting in depends_on)
+            if name not in applying or (name, key) in described:
+                continue
+            described.add((name, key))
+            text = _describe(store, spec, name)
+            if not any(setting in plan.varying for setting in depends_on):
+                sources.append((title, text))
     return LaunchReview(plan, tuple(sources), _estimate(store, plan))
 
 
@@ -101,8 +104,8 @@ def _describe(store: RunStore, spec: RunSpec, setting: str) -> str:
 
 def _estimate(store: RunStore, plan: SweepPlan) -> str:
     """The median duration of earlier completed runs of the same size (engine.core.store's
-    `run_size`): per run when a sweep's runs share one size, else in all when every size has
-    earlier runs; empty when none tells."""
+    `run_size`): per run when a sweep's runs share one size, else the sum over its runs when
+    every size has earlier runs; empty when none tells."""
     by_size = {run_size(spec): spec for spec in plan.specs}
     estimates = [store.duration_estimate(spec) for spec in by_size.values()]
     if not estimates or any(estimate is None for estimate in estimates):
@@ -114,7 +117,7 @@ def _estimate(store: RunStore, plan: SweepPlan) -> str:
         return f"≈ {_rough(estimate.seconds)}{each} ({'median of ' if estimate.runs > 1 else ''}{runs})"
     runs_of_size = Counter(run_size(spec) for spec in plan.specs)
     total = sum(estimate.seconds * runs_of_size[size] for size, estimate in zip(by_size, estimates))
-    return f"≈ {_rough(total)} in all, one after another (earlier runs of each size)"
+    return f"≈ {_rough(total)} for all {len(plan.specs)} (medians by size)"
 
 
 def _rough(seconds: float) -> str:

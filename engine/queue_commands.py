@@ -18,7 +18,7 @@ from engine.core.processes import Launcher
 from engine.core.queue import SLOTS_SETTING, set_slot_count, slot_count
 from engine.core.spec import KINDS, RunSpec
 from engine.core.store import RunStore
-from engine.core.sweep import new_sweep_id, sweep_specs
+from engine.core.sweep import new_sweep_id, plan_sweep, queue_sweep
 
 QUEUE_WIDTH = 80
 """The queue is printed this wide when stdout is not a terminal."""
@@ -115,15 +115,9 @@ def sweep_command(args, console: Console) -> int:
     texts = {f.name: getattr(args, f.name) for f in RunSpec.settings(args.kind) if getattr(args, f.name) is not None}
     if args.search == "optuna":
         return _search(args, texts, console)
-    specs = sweep_specs(args.kind, texts, args.sample, args.sample_seed)
+    plan = plan_sweep(args.kind, texts, args.sample, args.sample_seed)
     store = RunStore(args.db)
-    sweep_id = new_sweep_id()
-    tags = [f"sweep:{sweep_id}", *args.tag]
-    runs = [store.create_run(spec, parent_id=spec.parent_run_id(), tags=tags) for spec in specs]
-    launcher = Launcher(store.path.resolve())
-    for run in runs:  # one at a time: each run's place is recorded before the next one's process starts
-        launcher.start(store, run.id)
-    ids = [run.id for run in runs]
+    sweep_id, ids = queue_sweep(store, Launcher(store.path.resolve()), plan, args.tag)
     if args.json:
         print(json.dumps({"sweep": sweep_id, "run_ids": ids}))
     console.print(

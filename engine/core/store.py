@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -696,6 +697,29 @@ class RunStore:
         rows = list(self.db.query("select * from artifacts where run_id = ? and kind = ?", [run_id, kind]))
         return rows[0] if rows else None
 
+    # -- duration estimates -----------------------------------------------------------------
+
+    def duration_estimate(self, spec: RunSpec) -> DurationEstimate | None:
+        """How long a run of `spec` may take: the median start-to-finish time of the newest
+        completed runs of the same size (`run_size`), or None when there are none. Only the
+        newest ESTIMATE_SCAN completed runs of the kind and model are looked at."""
+        rows = self.db.execute(
+            "select spec, finished_at - started_at from runs where status = 'completed' and kind = ? and model = ?"
+            " and started_at is not null and finished_at is not null order by finished_at desc limit ?",
+            [spec.kind, spec.model, ESTIMATE_SCAN],
+        ).fetchall()
+        size = run_size(spec)
+        durations = []
+        for text, seconds in rows:
+            try:
+                earlier = RunSpec.from_dict(json.loads(text) | {"kind": spec.kind})
+            except (ValueError, TypeError):
+                continue  # an unreadable record; `engine runs` reports it
+            if run_size(earlier) == size:
+                durations.append(seconds)
+        durations = durations[:ESTIMATE_RUNS]
+        return DurationEstimate(statistics.median(durations), len(durations)) if durations else None
+
 
 @contextmanager
 def open_store(path: Path) -> Iterator[RunStore]:
@@ -757,3 +781,30 @@ def _size_of(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size if path.exists() else 0
+
+
+# -- duration estimates -----------------------------------------------------------------------
+
+SIZE_SETTINGS = (
+    "model", "device", "processes", "machines", "dataset", "data", "limit", "mode", "max_new_tokens",
+    "num_samples", "epochs", "steps", "questions_per_step", "group_size", "mu", "rounds", "rollout_limit",
+    "grpo_steps",
+)
+"""The settings that set how much work a run does, and on what: two runs of one kind that agree
+on these take about as long. Rates, seeds and schedules change the result, not the work."""
+ESTIMATE_RUNS = 10
+"""An estimate is the median of at most this many of the newest runs of the same size."""
+ESTIMATE_SCAN = 500
+"""Completed runs of the same kind and model read to find them."""
+
+
+@dataclass(frozen=True)
+class DurationEstimate:
+    seconds: float
+    runs: int
+    """How many earlier runs the median is taken over."""
+
+
+def run_size(spec: RunSpec) -> tuple[Any, ...]:
+    """The kind and the effective SIZE_SETTINGS of a spec: runs with equal sizes are compared."""
+    return (spec.kind, *(getattr(spec, name) for name in SIZE_SETTINGS))

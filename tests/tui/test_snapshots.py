@@ -227,5 +227,47 @@ class TestRanks:
 
         async def run_before(pilot):
             await self.open_run(pilot, run_id)
+class TestSweepForm:
+    """Several values in two sft fields, typed: the grid size shows above the form; ctrl+s
+    reviews the sweep, with the estimate from the seeded sft run of the same size (2 epochs)."""
+
+    @staticmethod
+    async def fill_sweep(pilot) -> None:
+        await TestLaunchScreen.open_form(pilot, "sft")
+        for name, typed in (("seed", "..2"), ("learning_rate", ", 1e-3"), ("epochs", ["backspace", "2"])):
+            pilot.app.screen.query_one(f"#input-{name}", Input).focus()
+            await pilot.press("end", *typed)
+        await until(pilot, lambda: pilot.app.screen.query_one("#launch-sweep").display)
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False  # a blinking cursor would make the snapshot depend on timing
+
+    def test_sweep_values(self, snap_compare, seeded_db):
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=self.fill_sweep)
+
+    def test_sweep_review(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await self.fill_sweep(pilot)
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: isinstance(pilot.app.screen, ReviewDialog))
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+
+class TestQueueKeys:
+    """Two more queued evals after the seeded pipeline: `[` on the newest moves it from #3 to #2."""
+
+    def test_moved_up(self, snap_compare, seeded_db):
+        from engine.core.spec import RunSpec
+        from engine.core.store import RunStore
+
+        store = RunStore(seeded_db)
+        for n in range(2):
+            store.create_run(RunSpec(kind="eval", name=f"waiting-{n}"))
+        store.close()
+
+        async def run_before(pilot):
+            await until(pilot, lambda: len(pilot.app.screen.query_one(RunsTable).run_ids) == 8)
+            await pilot.press("left_square_bracket")
+            await until(pilot, lambda: pilot.app.screen.query_one(RunsTable).current_run.queue_position == 2)
 
         assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)

@@ -60,6 +60,16 @@ class RunsScreen(ReportsWorkerErrors):
             id="runs.cancel",
         ),
         Binding(
+            "left_square_bracket", "move_in_queue(-1)", "Earlier", show=False,
+            tooltip="Move the queued run under the cursor one place earlier in the queue",
+            id="runs.queue-earlier",
+        ),
+        Binding(
+            "right_square_bracket", "move_in_queue(1)", "Later", show=False,
+            tooltip="Move the queued run under the cursor one place later in the queue",
+            id="runs.queue-later",
+        ),
+        Binding(
             "R", "resume_run", "Resume",
             tooltip="Resume the cancelled or failed run under the cursor from its last checkpoint",
             id="runs.resume",
@@ -256,10 +266,12 @@ class RunsScreen(ReportsWorkerErrors):
             self.action_more()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Resume is offered only on a run that can be resumed (it keeps the footer short)."""
-        if action == "resume_run":
+        """Resume is offered only on a run that can be resumed, moving only on a queued run
+        (it keeps the footer short)."""
+        if action in ("resume_run", "move_in_queue"):
             rows = [table.current_run for table in self.query(RunsTable)]
-            return bool(rows) and rows[0] is not None and rows[0].status in RESUMABLE_STATUSES
+            statuses = RESUMABLE_STATUSES if action == "resume_run" else ("queued",)
+            return bool(rows) and rows[0] is not None and rows[0].status in statuses
         return True
 
     # -- acting on runs -------------------------------------------------------------------
@@ -302,6 +314,20 @@ class RunsScreen(ReportsWorkerErrors):
         if row is not None:
             if self.app.resume_run(row.id):
                 self.reload()
+
+    def action_move_in_queue(self, places: int) -> None:
+        row = self.table.current_run
+        if row is not None and row.queue_position is not None:
+            self._move(row.id, max(1, row.queue_position + places))
+
+    @work(thread=True, exit_on_error=False, group="runs-write")
+    def _move(self, run_id: int, position: int) -> None:
+        with open_store(self.app.db_path) as store:
+            try:
+                note = f"Run #{run_id} is now #{store.move_in_queue(run_id, position)} in the queue."
+            except ReasonlabError as exc:
+                note = str(exc)
+        self.post_message(self.Done(note))
 
     def action_clone(self) -> None:
         row = self.table.current_run

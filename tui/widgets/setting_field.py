@@ -15,6 +15,7 @@ from engine.core.dataset_files import count_rows
 from engine.core.errors import DataError, SpecError
 from engine.core.ids import run_id_or_none
 from engine.core.spec import PARENT_SETTINGS, RunSpec, setting_text
+from engine.core.sweep import setting_values
 
 PLACEHOLDERS = {"data": "run id or JSON file", "adapter": "run id or adapter folder"}
 PARENT_NOUNS = {"adapter": "run with an adapter", "rollout": "rollout run"}
@@ -56,6 +57,8 @@ class SettingField(Vertical):
         self.cross_check = cross_check
         self.candidate_ids: set[int] = set()
         self.error: str | None = None
+        self.value_count = 1
+        """How many values the field holds: above 1 it is swept."""
 
     @property
     def help(self) -> str:
@@ -110,27 +113,32 @@ class SettingField(Vertical):
         self.validate()
 
     def validate(self) -> bool:
-        """Show the reason the current text is refused, if it is; True when it is accepted."""
+        """Show the reason the current text is refused, if it is; True when it is accepted.
+        A typed field may hold several values (`1e-3, 2e-3`, `0..2`: a sweep), parsed as
+        `engine sweep` parses them; each value is checked."""
         text = self.text.strip()
         reason = None
+        try:
+            values = [str(v) for v in setting_values(self.kind, self.setting_name, text)] if text else [""]
+        except SpecError as exc:
+            values, reason = [], exc.reason
+        for value in values:
+            reason = reason or self._refusal(value)
+        self.value_count = len(values) if reason is None else 1
+        self.show_error(reason)
+        return reason is None
+
+    def _refusal(self, text: str) -> str | None:
+        """Why one value cannot be used beyond the spec's own rules, or None."""
         run_id = run_id_or_none(text)
         if self.setting_name in PARENT_SETTINGS and run_id is not None and run_id not in self.candidate_ids:
-            reason = f"run #{run_id} is not a completed {PARENT_NOUNS[PARENT_SETTINGS[self.setting_name]]}"
-        else:
-            try:
-                RunSpec.from_text(self.kind, {self.setting_name: text})
-            except SpecError as exc:
-                if exc.field == self.setting_name:
-                    reason = exc.reason
-        if reason is None and self.setting_name in FILE_SETTINGS and text and run_id is None:
+            return f"run #{run_id} is not a completed {PARENT_NOUNS[PARENT_SETTINGS[self.setting_name]]}"
+        if self.setting_name in FILE_SETTINGS and text and run_id is None:
             try:
                 count_rows(text)
             except DataError as exc:
-                reason = str(exc)
-        if reason is None and self.cross_check is not None:
-            reason = self.cross_check(text)
-        self.show_error(reason)
-        return reason is None
+                return str(exc)
+        return self.cross_check(text) if self.cross_check is not None else None
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Validate; the event goes on up, so the form can check the settings that depend on

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -10,6 +12,7 @@ from textual.widgets import Input
 from engine.core.errors import SpecError
 from engine.core.ids import run_id_or_none
 from engine.core.spec import RunSpec
+from engine.core.sweep import SweepPlan, plan_sweep
 from tui.widgets.setting_field import SettingField
 
 
@@ -87,19 +90,25 @@ class SpecForm(VerticalScroll):
         if event.field.setting_name == "adapter" and model is not None and self.has("model"):
             self.query_one("#input-model", Input).value = model
 
-    def build(self) -> tuple[RunSpec, int | None] | None:
-        """The spec and parent run id, or None after showing why the form is refused (the
-        first invalid field gets focus)."""
+    def grid_size(self) -> int:
+        """How many runs the form's values make (a field that is refused counts once)."""
+        return math.prod(f.value_count for f in self.fields)
+
+    def build(self, sample: int | None = None, sample_seed: int = 0) -> SweepPlan | None:
+        """The runs the form describes (one, or a sweep's grid or `sample` of it), or None after
+        showing why the form is refused (the first invalid field gets focus). A refusal of the
+        sample itself is raised as a SpecError naming 'sample'."""
         fields = self.fields
         invalid = [f for f in fields if not f.validate()]
         if not invalid:
+            texts = {name: text for name, text in self.edited().items() if text.strip()}
             try:
-                spec = RunSpec.from_text(self.kind, self.edited())
+                return plan_sweep(self.kind, texts, sample, sample_seed)
             except SpecError as exc:
+                if not self.has(exc.field):
+                    raise
                 field = self.field(exc.field)
                 field.show_error(exc.reason)
                 invalid = [field]
-        if invalid:
-            invalid[0].query_one(f"#input-{invalid[0].setting_name}").focus()
-            return None
-        return spec, spec.parent_run_id()
+        invalid[0].query_one(f"#input-{invalid[0].setting_name}").focus()
+        return None

@@ -68,6 +68,7 @@ class Series:
     values: np.ndarray = field(default_factory=lambda: np.empty(0))
     times: np.ndarray = field(default_factory=lambda: np.empty(0))
     scale: RunScale = field(default_factory=RunScale)
+    _smoothed: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
 
     @classmethod
     def of(cls, points, scale: RunScale | None = None) -> Series:
@@ -92,6 +93,15 @@ class Series:
 
     def __len__(self) -> int:
         return len(self.steps)
+
+    def smoothed(self) -> np.ndarray:
+        """The EMA of the values, extended as points arrive rather than redone on each draw."""
+        done = len(self._smoothed)
+        if done < len(self.values):
+            before = self._smoothed[-1] * (1 - SMOOTHING_WEIGHT**done) if done else 0.0  # back to biased
+            fresh = ema(self.values[done:], SMOOTHING_WEIGHT, before, done)
+            self._smoothed = np.concatenate([self._smoothed, fresh])
+        return self._smoothed[: len(self.values)]
 
     @property
     def last_step(self) -> int:
@@ -120,30 +130,30 @@ class ChartOptions:
         )
 
 
-def ema(values: np.ndarray, weight: float = SMOOTHING_WEIGHT) -> np.ndarray:
+def ema(values: np.ndarray, weight: float = SMOOTHING_WEIGHT, before: float = 0.0, seen: int = 0) -> np.ndarray:
     """TensorBoard's smoothing: an exponential moving average debiased by 1 - weight^(i+1), so
-    the first points are not pulled towards zero. Vectorised in blocks (weight^-k must stay
-    finite inside one), so a million points take milliseconds."""
+    the first points are not pulled towards zero. `before` is the (biased) average after the
+    `seen` points before these, so a growing series is smoothed a piece at a time. Vectorised
+    in blocks (weight^-k must stay finite inside one): a million points take milliseconds."""
     values = np.asarray(values, dtype=float)
     n = len(values)
     if n == 0 or weight <= 0:
         return values.copy()
-    block = max(1, min(n, int(200 / -math.log10(weight)))) if weight < 1 else n
-    if weight >= 1:
-        return np.full(n, values[0])
+    block = min(n, max(1, int(200 / -math.log10(weight))))
     pad = -n % block
     grid = np.concatenate([values, np.zeros(pad)]).reshape(-1, block)
     offsets = np.arange(block)
-    rising, falling = weight ** -offsets, weight ** offsets
-    local = np.cumsum(grid * rising, axis=1) * falling * (1 - weight)  # each block from zero
+    local = np.cumsum(grid * weight ** -offsets, axis=1)
+    local *= weight**offsets * (1 - weight)  # each block's average from zero
     carry = np.empty(len(grid))  # the average just before each block
-    carry[0] = 0.0
+    carry[0] = before
     decay = weight**block
     for b in range(1, len(grid)):
         carry[b] = carry[b - 1] * decay + local[b - 1, -1]
-    smoothed = (local + carry[:, None] * weight ** (offsets + 1)).reshape(-1)[:n]
-    biased = min(n, int(-16 / math.log10(weight)) + 1)  # past these, 1 - weight^(i+1) is 1.0
-    smoothed[:biased] /= 1 - weight ** np.arange(1, biased + 1)
+    local += carry[:, None] * weight ** (offsets + 1)
+    smoothed = local.reshape(-1)[:n]
+    biased = max(0, min(n, int(-16 / math.log10(weight)) + 1 - seen))  # past these, 1 - weight^i is 1.0
+    smoothed[:biased] /= 1 - weight ** np.arange(seen + 1, seen + biased + 1)
     return smoothed
 
 

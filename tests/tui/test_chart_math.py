@@ -151,3 +151,13 @@ def test_series_from_points_with_and_without_times():
     series = Series.of([(1, 2.0, 10.0), (2, 3.0, None)])
     assert series.steps.tolist() == [1, 2] and series.times[0] == 10 and np.isnan(series.times[1])
     assert len(Series.of([])) == 0 and Series.of([]).last_step == -1
+
+
+def test_a_growing_series_smooths_only_its_new_points_and_matches_all_at_once():
+    values = np.random.default_rng(2).normal(size=3000)
+    series = Series.of([(i, v) for i, v in enumerate(values[:7])])
+    series.smoothed()
+    series.extend([(i, v) for i, v in enumerate(values[7:2500], start=7)])
+    series.smoothed()
+    series.extend([(i, v) for i, v in enumerate(values[2500:], start=2500)])
+    assert np.allclose(series.smoothed(), tensorboard_ema(values, 0.6), rtol=1e-9, atol=1e-12)

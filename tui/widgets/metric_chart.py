@@ -20,7 +20,6 @@ from tui.chart_math import (
     RunScale,
     Series,
     cursor_target,
-    ema,
     format_x,
     log_axis,
     minmax_downsample,
@@ -149,14 +148,14 @@ class MetricChart(Vertical):
         title = metric_title(self.metric)
         plt.title(chart_title(title, self.metric, single.values) if single is not None else title)
         self.drawn, notes = self._prepare()
-        buckets = 2 * self.plot_columns()  # braille: two dots across a cell
+        buckets = self.plot_columns()  # a low and a high point per cell: plotext's time grows with points
         background = Color.parse(self.app.theme_variables.get("surface") or "black")
         to_y = np.log10 if options.log_y else (lambda v: v)
         layers = [(d, d.raw, d.colour.blend(background, RAW_UNDER_SMOOTHED) if d.smoothed is not None else d.colour) for d in self.drawn]
         layers += [(d, d.smoothed, d.colour) for d in self.drawn if d.smoothed is not None]
         for drawn, values, colour in layers:
-            xs, ys = minmax_downsample(drawn.x, to_y(values), buckets)
-            plt.plot(xs, ys, marker="braille", color=colour.rgb)
+            xs, ys = minmax_downsample(drawn.x, values, buckets)  # log10 keeps lows and highs: thin first
+            plt.plot(xs, to_y(ys), marker="braille", color=colour.rgb)
         if self.drawn:
             self._axes()
         self.query_one(".chart-values", Static).update(self._values_line(notes))
@@ -170,18 +169,21 @@ class MetricChart(Vertical):
             if not len(series):
                 continue
             x, y = x_values(series, options.x_axis), series.values
+            smoothed = series.smoothed() if options.smoothing else None  # in step order, all points
             keep = np.isfinite(x)
-            unplaced += int((~keep).sum())
+            unplaced += int(len(keep) - np.count_nonzero(keep))
             if options.log_y:
-                above = y > 0
-                below_zero += int((keep & ~above).sum())
+                above = (y > 0) & (smoothed > 0) if smoothed is not None else y > 0
+                below_zero += int(np.count_nonzero(keep & ~above))
                 keep &= above
-            x, y = x[keep], y[keep]
+            if not keep.all():
+                x, y = x[keep], y[keep]
+                smoothed = smoothed[keep] if smoothed is not None else None
             if len(x) > 1 and (np.diff(x) < 0).any():  # wall time of a resumed run's replayed steps
                 order = np.argsort(x, kind="stable")
                 x, y = x[order], y[order]
+                smoothed = smoothed[order] if smoothed is not None else None
             if len(x):
-                smoothed = ema(y) if options.smoothing else None
                 drawn.append(Drawn(label, series_colour(self.app, i), x, y, smoothed))
         if below_zero:
             notes.append(f"{below_zero} ≤ 0 not on log y")

@@ -180,11 +180,6 @@ def x_values(series: Series, axis: str) -> np.ndarray:
     raise ValueError(f"unknown x axis {axis!r}")
 
 
-def positive(values: np.ndarray) -> np.ndarray:
-    """Which values a log scale can show (above zero)."""
-    return values > 0
-
-
 def time_unit(span_seconds: float) -> tuple[float, str]:
     """The unit wall-time ticks read in: seconds, minutes or hours, by how long the span is."""
     return next((size, name) for least, size, name in TIME_UNITS if span_seconds >= least)

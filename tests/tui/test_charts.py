@@ -7,7 +7,7 @@ from tests.tui.conftest import wait_for
 from textual.app import App
 from textual.widgets import Static
 
-from tui.chart_math import Series
+from tui.chart_math import ChartOptions, Series
 from tui.screens.compare import CompareScreen
 from tui.screens.run import RunScreen
 from tui.widgets.metric_chart import MetricChart
@@ -119,3 +119,15 @@ async def test_a_million_points_reach_plotext_thinned(monkeypatch):
         chart.replot()
         assert len(handed) == 1 and len(handed[0]) <= 2 * chart.plot_columns() + 4
         assert handed[0].max() == 40.0 and "40" in str(chart.plot.render())  # the spike sets the y axis
+
+
+async def test_points_with_no_place_on_the_axis_are_counted_under_the_chart():
+    series = Series.of([(1, 0.5, 100.0), (2, 0.4, 110.0), (3, 0.3, 120.0)])  # no batch size known
+    app = OneChart(series)
+    async with app.run_test(size=(80, 20)) as pilot:
+        await pilot.pause()
+        chart = app.query_one(MetricChart)
+        chart.set_options(ChartOptions(x_axis="samples"))
+        assert chart.drawn == [] and "3 without samples seen" in values_line(chart)
+        chart.set_options(ChartOptions(x_axis="time", smoothing=True))
+        assert chart.drawn[0].x.tolist() == [0, 10, 20] and "without" not in values_line(chart)

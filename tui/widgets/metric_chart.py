@@ -151,7 +151,8 @@ class MetricChart(Vertical):
         buckets = self.plot_columns()  # a low and a high point per cell: plotext's time grows with points
         background = Color.parse(self.app.theme_variables.get("surface") or "black")
         to_y = np.log10 if options.log_y else (lambda v: v)
-        layers = [(d, d.raw, d.colour.blend(background, RAW_UNDER_SMOOTHED) if d.smoothed is not None else d.colour) for d in self.drawn]
+        faint = {d.label: d.colour.blend(background, RAW_UNDER_SMOOTHED) for d in self.drawn if d.smoothed is not None}
+        layers = [(d, d.raw, faint.get(d.label, d.colour)) for d in self.drawn]  # smoothed ones over all raw ones
         layers += [(d, d.smoothed, d.colour) for d in self.drawn if d.smoothed is not None]
         for drawn, values, colour in layers:
             xs, ys = minmax_downsample(drawn.x, values, buckets)  # log10 keeps lows and highs: thin first
@@ -255,7 +256,8 @@ class ChartKeys:
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action.startswith("chart_"):
-            return self.query_one(TabbedContent).active == self.CHARTS_TAB
+            tabs = self.query(TabbedContent)
+            return bool(tabs) and tabs.first().active == self.CHARTS_TAB
         return super().check_action(action, parameters)
 
     def show_chart_mode(self) -> None:

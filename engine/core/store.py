@@ -602,6 +602,16 @@ class RunStore:
         ).fetchall()
         return [(s, v) for s, v in rows]
 
+    # -- timed series, for charts against wall time --------------------------------------
+
+    def metric_series_timed(self, run_id: int, name: str, after_step: int = -1) -> list[tuple[int, float, float]]:
+        """(step, value, time) of one metric after `after_step`, by step: charts can put the
+        points against wall time as well as against steps."""
+        return self.db.execute(
+            "select step, value, time from metrics where run_id = ? and name = ? and step > ? order by step",
+            [run_id, name, after_step],
+        ).fetchall()
+
     def metric_points(self, run_id: int) -> Iterator[tuple[int, str, float, float]]:
         """Every (step, name, value, time) point of a run, by name then step, read lazily."""
         return iter(self.db.execute(

@@ -13,13 +13,15 @@ T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 QUESTIONS = [f"How many metres are in {n} kilometres?" for n in range(1, 9)]
 
 
-def _training_points(steps: int, scale: float) -> list[tuple[int, str, float, float]]:
+def _training_points(steps: int, scale: float, start: float) -> list[tuple[int, str, float, float]]:
+    """Points every 5 steps, logged 9 s of wall time apart from `start`."""
     points = []
     for step in range(0, steps + 1, 5):
-        points.append((step, "loss", scale * (0.4 + 2.0 * math.exp(-step / 15)), T0))
-        points.append((step, "lr", 1e-3 * 0.5 * (1 + math.cos(math.pi * step / steps)), T0))
+        time = start + 9 * step
+        points.append((step, "loss", scale * (0.4 + 2.0 * math.exp(-step / 15)), time))
+        points.append((step, "lr", 1e-3 * 0.5 * (1 + math.cos(math.pi * step / steps)), time))
         if step % 20 == 0:
-            points.append((step, "accuracy", 0.2 + 0.5 * step / steps / scale, T0))
+            points.append((step, "accuracy", 0.2 + 0.5 * step / steps / scale, time))
     return points
 
 
@@ -47,7 +49,7 @@ def seed(db_path: Path) -> RunStore:
     eval (cancelled), pipeline (queued)."""
     store = RunStore(db_path)
     sft = store.create_run(RunSpec(kind="sft", name="sft-baseline", epochs=2), tags=["baseline"])
-    store.log_metrics(sft.id, _training_points(80, 1.0))
+    store.log_metrics(sft.id, _training_points(80, 1.0, T0))
     store.set_progress(sft.id, 80, 80)
     store.add_samples(sft.id, _samples(80, {0, 1, 2, 4, 5}))
     adapter = Path(sft.run_dir) / "adapter"
@@ -63,7 +65,7 @@ def seed(db_path: Path) -> RunStore:
     _finish(store, ev.id, "completed", T0 + 900, 42)
 
     rft = store.create_run(RunSpec(kind="rft", name="rft-round1", adapter=str(sft.id)), parent_id=sft.id, tags=["rft"])
-    store.log_metrics(rft.id, _training_points(30, 1.2))
+    store.log_metrics(rft.id, _training_points(30, 1.2, T0 + 1800))
     store.set_progress(rft.id, 30, 120)
     _finish(store, rft.id, "failed", T0 + 1800, 3725, error="CUDA out of memory")
 

@@ -7,7 +7,6 @@ from tui.data import (
     Outcome,
     best_value,
     chart_title,
-    downsample,
     eta_seconds,
     flatten,
     format_bytes,
@@ -66,12 +65,6 @@ def test_outcome_matrix_matches_by_question_and_filters_differences():
         ("q1", ["✓", "✗"]), ("q2", ["✗", "✗"]), ("q3", ["1/2", None]),
     ]
     assert [q for q, _ in outcome_matrix([run1, run2], only_differing=True)] == ["q1", "q3"]
-
-
-def test_downsample_keeps_last_point():
-    points = [(i, float(i)) for i in range(1001)]
-    kept = downsample(points, 100)
-    assert len(kept) <= 102 and kept[-1] == (1000, 1000.0) and kept[0] == (0, 0.0)
 
 
 def test_fit():

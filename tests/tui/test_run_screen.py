@@ -52,7 +52,7 @@ async def test_points_appear_while_the_run_goes_on(make_app, db_path, monkeypatc
         await wait_for(pilot, lambda: 0 < loss.last_step() < 10)
         await wait_for(pilot, lambda: app.screen.run.status == "completed")
         await pilot.pause(0.5)
-        assert [s for s, _ in loss.series[""]] == list(range(1, 11))  # each point once
+        assert loss.series[""].steps.tolist() == list(range(1, 11))  # each point once
         assert app.screen.query_one(SamplesView).query_one(DataTable).row_count == 6
         assert any("fake engine: done" in line for line in app.screen.query_one(Log).lines)
 

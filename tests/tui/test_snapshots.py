@@ -249,6 +249,28 @@ class TestSweepForm:
             await self.fill_sweep(pilot)
             await pilot.press("ctrl+s")
             await until(pilot, lambda: isinstance(pilot.app.screen, ReviewDialog))
+async def open_run_charts(pilot) -> None:
+    await TestRunScreen.open_run(pilot)
+    await until(pilot, lambda: all(c.drawn for c in pilot.app.screen.query(MetricChart)))
+
+
+async def open_compare_charts(pilot) -> None:
+    await TestCompareScreen.open_compare(pilot)
+    await until(pilot, lambda: all(c.drawn for c in pilot.app.screen.query(MetricChart)))
+
+
+class TestChartSmoothing:
+    def test_smoothed_with_raw_behind(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await open_run_charts(pilot)
+            await pilot.press("s")
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+    def test_smoothed_on_log_y(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await open_run_charts(pilot)
+            await pilot.press("s", "l")
 
         assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
 
@@ -269,5 +291,33 @@ class TestQueueKeys:
             await until(pilot, lambda: len(pilot.app.screen.query_one(RunsTable).run_ids) == 8)
             await pilot.press("left_square_bracket")
             await until(pilot, lambda: pilot.app.screen.query_one(RunsTable).current_run.queue_position == 2)
+class TestChartXAxis:
+    def test_compare_by_wall_time(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await open_compare_charts(pilot)
+            await pilot.press("a", "a")
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+    def test_compare_by_percent_of_run(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await open_compare_charts(pilot)
+            await pilot.press("a", "a", "a")
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+
+class TestChartCursor:
+    def test_run_cursor(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await open_run_charts(pilot)
+            await pilot.press("left", "left", "left")
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+    def test_compare_cursor_past_a_run_end(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await open_compare_charts(pilot)
+            await pilot.press("left", "left")
 
         assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)

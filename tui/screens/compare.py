@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Header, Label, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, Label, Static, TabbedContent, TabPane
 
 from engine.core.errors import ReasonlabError
 from engine.core.metrics import TITLES as METRIC_TITLES
@@ -19,7 +19,8 @@ from engine.core.store import Run, RunStore, open_store
 from engine.core.text import visible
 from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.data import Outcome, format_duration, format_timestamp, format_value, outcomes, plain, spec_diff
-from tui.widgets.metric_chart import MetricChart
+from tui.chart_math import RunScale, Series
+from tui.widgets.metric_chart import ChartKeys, MetricChart, chart_bindings, legend
 from tui.widgets.outcome_matrix import OutcomeMatrix
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Comparison:
     runs: list[Run]
-    series: dict[str, list[list[tuple[int, float]]]]
+    series: dict[str, list[Series]]
     """Per metric, each run's points (empty where a run has none)."""
     outcomes: list[dict[str, Outcome]]
 
@@ -47,7 +48,11 @@ def metric_order(names: set[str]) -> list[str]:
 def read_comparison(store: RunStore, run_ids: list[int]) -> Comparison:
     runs = [store.get_run(i) for i in run_ids]
     names = {n for r in runs for n in store.metric_names(r.id)}
-    series = {m: [store.metric_series(r.id, m) for r in runs] for m in metric_order(names)}
+    scales = [RunScale.of(r) for r in runs]
+    series = {
+        m: [Series.of(store.metric_series_timed(r.id, m), scale) for r, scale in zip(runs, scales)]
+        for m in metric_order(names)
+    }
     per_run = []
     for run in runs:
         step = store.final_step(run.id)
@@ -55,7 +60,7 @@ def read_comparison(store: RunStore, run_ids: list[int]) -> Comparison:
     return Comparison(runs, series, per_run)
 
 
-class CompareScreen(ReportsWorkerErrors):
+class CompareScreen(ChartKeys, ReportsWorkerErrors):
     CSS_PATH = "compare.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", tooltip="Back to the runs", id="compare.back"),
@@ -64,7 +69,9 @@ class CompareScreen(ReportsWorkerErrors):
         Binding("3", "tab('summary')", "Summary", tooltip="Facts and final metrics side by side", id="compare.summary"),
         Binding("4", "tab('outcomes')", "Outcomes", tooltip="Each question's outcome per run", id="compare.outcomes"),
         Binding("r", "reload", "Reload", tooltip="Read the runs again", id="compare.reload"),
+        *chart_bindings("compare"),
     ]
+    CHARTS_TAB = "curves"
 
     class Read(Message):
         def __init__(self, comparison: Comparison) -> None:
@@ -88,6 +95,8 @@ class CompareScreen(ReportsWorkerErrors):
         yield Header()
         with TabbedContent(id="compare-tabs"):
             with TabPane("Curves", id="curves"):
+                yield Static("", markup=False, id="compare-legend")
+                yield Static("", markup=False, classes="chart-mode")
                 with VerticalScroll():
                     yield Grid(id="compare-charts")
             with TabPane("Spec diff", id="diff"):
@@ -100,6 +109,7 @@ class CompareScreen(ReportsWorkerErrors):
 
     def on_mount(self) -> None:
         self.sub_title = "Compare " + ", ".join(f"#{i}" for i in self.run_ids)
+        self.show_chart_mode()
         self.action_reload()
 
     def action_tab(self, tab: str) -> None:
@@ -124,17 +134,18 @@ class CompareScreen(ReportsWorkerErrors):
 
     async def on_compare_screen_read(self, message: Read) -> None:
         c = message.comparison
-        await self._show_curves(c)
-        self._show_diff(c)
+        self._show_diff(c)  # the tables first: mounting the charts takes longest
         self._show_summary(c)
         self.query_one(OutcomeMatrix).show(c.labels, c.outcomes)
+        await self._show_curves(c)
 
     async def _show_curves(self, c: Comparison) -> None:
         grid = self.query_one("#compare-charts", Grid)
         await grid.remove_children()
+        self.query_one("#compare-legend", Static).update(legend(self.app, c.labels))
         charts = []
         for metric, per_run in c.series.items():
-            chart = MetricChart(metric, classes="compare-chart")
+            chart = MetricChart(metric, self.chart_options, classes="compare-chart")
             for label, points in zip(c.labels, per_run):
                 chart.series[label] = points
             charts.append(chart)

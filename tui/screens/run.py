@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
 from textual.message import Message
-from textual.widgets import Footer, Header, Label, Log, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Label, Log, Static, TabbedContent, TabPane
 
 from engine.core.errors import ReasonlabError
 from engine.core.metrics import CHARTS_BY_KIND
@@ -21,7 +21,8 @@ from tui.data import RESULT_KINDS, format_duration, plain
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.screens.sample_detail import SampleDialog
-from tui.widgets.metric_chart import MetricChart
+from tui.chart_math import RunScale, Series
+from tui.widgets.metric_chart import ChartKeys, MetricChart, chart_bindings
 from tui.widgets.rank_panel import RankPanel
 from tui.widgets.result_panel import ResultPanel
 from tui.widgets.run_details import RunDetails
@@ -52,7 +53,7 @@ class PollState:
 @dataclass(frozen=True)
 class PollResult:
     run: Run
-    points: dict[str, list[tuple[int, float]]]
+    points: dict[str, Series]
     log_lines: list[str]
     log_offset: int
     sample_step: int | None
@@ -62,7 +63,7 @@ class PollResult:
 
     @property
     def has_news(self) -> bool:
-        return any(self.points.values()) or bool(self.log_lines) or bool(self.samples)
+        return any(len(p) for p in self.points.values()) or bool(self.log_lines) or bool(self.samples)
 
 
 def read_log(path: Path, offset: int | None) -> tuple[list[str], int]:
@@ -88,7 +89,7 @@ def read_log(path: Path, offset: int | None) -> tuple[list[str], int]:
     return lines, start + end
 
 
-class RunScreen(ReportsWorkerErrors):
+class RunScreen(ChartKeys, ReportsWorkerErrors):
     CSS_PATH = "run.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", tooltip="Back to the runs", id="run.back"),
@@ -99,7 +100,9 @@ class RunScreen(ReportsWorkerErrors):
         Binding("x", "cancel_run", "Cancel", tooltip="Cancel the run (asks first)", id="run.cancel"),
         Binding("R", "resume_run", "Resume", tooltip="Resume the cancelled or failed run from its last checkpoint", id="run.resume"),
         Binding("C", "clone", "Clone", tooltip="Open the launch form with this run's settings", id="run.clone"),
+        *chart_bindings("run"),
     ]
+    CHARTS_TAB = "charts"
 
     class Polled(Message):
         def __init__(self, state: PollState, result: PollResult) -> None:
@@ -135,6 +138,7 @@ class RunScreen(ReportsWorkerErrors):
         with TabbedContent(id="run-tabs"):
             with TabPane("Charts", id="charts"):
                 yield ResultPanel(id="result-panel")
+                yield Static("", markup=False, classes="chart-mode")
                 yield Grid(id="charts-grid")
             with TabPane("Samples", id="samples"):
                 yield SamplesView(id="samples-view")
@@ -146,6 +150,7 @@ class RunScreen(ReportsWorkerErrors):
 
     def on_mount(self) -> None:
         self.sub_title = f"Run #{self.run_id}"
+        self.show_chart_mode()
         self.poll()
         self._timer = self.set_interval(self.app.run_poll_interval, self.poll)
 
@@ -162,7 +167,10 @@ class RunScreen(ReportsWorkerErrors):
             with open_store(self.app.db_path) as store:
                 run = store.get_run(self.run_id)
                 metrics = metrics or CHARTS_BY_KIND.get(run.kind, ())
-                points = {m: store.metric_series(self.run_id, m, state.after_steps.get(m, -1)) for m in metrics}
+                points = {
+                    m: Series.of(store.metric_series_timed(self.run_id, m, state.after_steps.get(m, -1)))
+                    for m in metrics
+                }
                 step = store.final_step(self.run_id)
                 after_id = state.sample_after_id if step == state.sample_step else 0
                 samples = [] if step is None else store.samples_after(
@@ -191,7 +199,7 @@ class RunScreen(ReportsWorkerErrors):
             self._first_show(r.run)
         self._show_run(r.run)
         for metric, points in r.points.items():
-            self.query_one(f"#chart-{metric}", MetricChart).extend(points)
+            self.query_one(f"#chart-{metric}", MetricChart).extend(points, scale=RunScale.of(r.run))
         if r.run.kind in RESULT_KINDS:
             self.query_one(ResultPanel).show(r.run, *r.sample_counts)
         self.query_one("#run-log", Log).write_lines(r.log_lines)
@@ -202,7 +210,7 @@ class RunScreen(ReportsWorkerErrors):
         samples.show_counts(r.sample_step, *r.sample_counts)
         self.query_one(RunDetails).show(r.run, r.artifacts)
         self.state = PollState(
-            after_steps={m: pts[-1][0] if pts else self.state.after_steps.get(m, -1) for m, pts in r.points.items()},
+            after_steps={m: pts.last_step if len(pts) else self.state.after_steps.get(m, -1) for m, pts in r.points.items()},
             log_offset=r.log_offset,
             sample_step=r.sample_step,
             sample_after_id=r.samples[-1]["id"] if r.samples else (
@@ -223,7 +231,7 @@ class RunScreen(ReportsWorkerErrors):
         grid.set_class(has_results, "-below-results")
         if has_results:
             self.query_one(TabbedContent).get_tab("charts").label = "Results"
-        grid.mount_all(MetricChart(m, id=f"chart-{m}") for m in self.metrics)
+        grid.mount_all(MetricChart(m, self.chart_options, id=f"chart-{m}") for m in self.metrics)
 
     def _show_run(self, run: Run) -> None:
         parts = [f"#{run.id} {run.label}", run.kind, run.status, run.spec.model]
@@ -262,7 +270,7 @@ class RunScreen(ReportsWorkerErrors):
             return self.run is None or self.run.status in ACTIVE_STATUSES
         if action == "resume_run":
             return self.run is not None and self.run.status in RESUMABLE_STATUSES
-        return True
+        return super().check_action(action, parameters)
 
     def action_cancel_run(self) -> None:
         label = f"#{self.run_id} {self.run.label}" if self.run else f"#{self.run_id}"

@@ -47,7 +47,7 @@ class Stat:
     n: int
 
     def text(self) -> str:
-        """'0.81 ± 0.02 (n=3)': the std to two significant digits and the mean to as many
+        """'0.81 ± 0.02 (n=3)': the std to one significant digit and the mean to as many
         decimals; one run shows its value alone."""
         if self.n == 1:
             return f"{self.mean:.4g} (n=1)"
@@ -55,7 +55,7 @@ class Stat:
             return f"{self.mean:.4g} ± 0 (n={self.n})"
         if abs(self.mean) >= 1e5 or max(abs(self.mean), self.std) < 1e-3:
             return f"{self.mean:.2g} ± {self.std:.2g} (n={self.n})"
-        decimals = max(0, 1 - math.floor(math.log10(self.std)))
+        decimals = max(0, -math.floor(math.log10(self.std)))
         return f"{self.mean:.{decimals}f} ± {self.std:.{decimals}f} (n={self.n})"
 
 

@@ -711,12 +711,13 @@ class RunStore:
     # -- chosen columns and groups of runs ----------------------------------------------------
 
     def group_rows(self, run_filter: RunFilter, grouping: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-        """One row (group key, run id, one value per column) for each run matching the filter and
+        """One row (group key, run id, one value per column: a fixed column but the duration, or
+        a chosen one) for each run matching the filter and
         each group it is in (engine.core.grouping folds them): by `tag`, a run is in one group
         per tag; by `sweep`, in the group of its `sweep:<id>` tag; by `pipeline`, a pipeline run
         and its stages share `pipeline:<id>`; by `setting:<name>`, runs group by its value."""
         where, args = _filter_sql(run_filter)
-        values = "".join(f", {column_expression(key)} as c{i}" for i, key in enumerate(columns))
+        values = "".join(f", {sort_expression(key)} as c{i}" for i, key in enumerate(columns))
         chosen = "".join(f", c{i}" for i in range(len(columns)))
         tags = "case when json_valid(tags) then tags else '[]' end"
         if grouping == TAG:

@@ -61,10 +61,12 @@ def plot_data(pairs: Sequence[tuple[Any, Any]]) -> PlotData:
 
 def varying_settings(rows: Sequence[Sequence[Any]]) -> list[str]:
     """The settings (columns after id and label, in SETTING_NAMES order) whose value differs
-    between the runs: numeric ones first, as they plot on a scale."""
+    between the runs: numeric ones first, as they plot on a scale, and the seed last of those
+    (seeds repeat a run rather than change it)."""
     columns = list(zip(*(row[2:] for row in rows))) if rows else []
     varying = [(name, values) for name, values in zip(SETTING_NAMES, columns) if len(set(values)) > 1]
     numeric = [name for name, values in varying if all(_is_number(v) for v in values if v is not None)]
+    numeric.sort(key=lambda name: name == "seed")
     return numeric + [name for name, _ in varying if name not in numeric]
 
 

@@ -20,6 +20,7 @@ from textual_plotext import PlotextPlot
 from engine.core.columns import METRIC, SETTING, SETTING_NAMES, column_for, is_valid_key
 from engine.core.grouping import stat_of
 from engine.core.metrics import ACCURACY
+from engine.core.metrics import title as metric_title
 from engine.core.store import open_store
 from engine.core.text import visible
 from tui.data import format_value, nice_axis
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from tui.app import ReasonlabApp
 
 
-RUN_WIDTH = 18
+RUN_WIDTH = 14
 """Characters of a run's id and name in the table of points (the chart needs the width)."""
 
 
@@ -152,7 +153,7 @@ class ParamMetricScreen(ReportsWorkerErrors):
         table.add_columns("Run", Text(x_name), Text(y_name))
         for run_id, label, x, y in rows:
             table.add_row(Text(fit(visible(f"#{run_id} {label}"), RUN_WIDTH)), Text(format_value(x)), Text(format_value(y)))
-        self._plot(plot_data([(x, y) for *_, x, y in rows]), x_name, column_for(message.y).title)
+        self._plot(plot_data([(x, y) for *_, x, y in rows]), x_name, metric_title(y_name))
 
     def _plot(self, data: PlotData, x_name: str, y_title: str) -> None:
         chart = self.query_one(PlotextPlot)
@@ -182,7 +183,7 @@ class ParamMetricScreen(ReportsWorkerErrors):
             plt.xticks(list(range(1, len(data.categories) + 1)), [visible(c) for c in data.categories])
         else:
             xs = [x for x, _ in data.points]
-            x = nice_axis(min(xs), max(xs), max(1, (width - 10) // 8))
+            x = nice_axis(min(xs), max(xs), max(1, (width - 10) // 10))
             plt.xlim(x.low, x.high)
             plt.xticks(x.ticks, x.labels)
         plt.xlabel(x_name)

@@ -8,6 +8,7 @@ from textual.widgets import DataTable
 
 from engine.core.columns import METRIC
 from engine.core.grouping import RunGroup
+from engine.core.text import visible
 from tui.data import format_value
 from tui.widgets.runs_table import GAP, SCROLLBAR, ColumnSpec, column_spec, fit
 
@@ -48,6 +49,7 @@ class GroupsTable(DataTable):
         super().__init__(cursor_type="row", cell_padding=0, **kwargs)
         self.groups: list[RunGroup] = []
         self.grouping = ""
+        self._keys: list[str] = []
         self._specs: list[ColumnSpec] = []
 
     @property
@@ -64,7 +66,7 @@ class GroupsTable(DataTable):
             ColumnSpec(k, column_spec(k).label, STAT_WIDTH, right=True) if is_aggregated(k) else column_spec(k)
             for k in group_keys(keys)
         ]
-        if specs != self._specs:
+        if specs != self._specs or not self.columns:
             self._specs = specs
             self.clear(columns=True)
             widths = self._widths()
@@ -72,16 +74,22 @@ class GroupsTable(DataTable):
                 self.add_column(Text(fit(spec.label, widths[spec.key], spec.right) + " " * GAP), key=spec.key, width=widths[spec.key] + GAP)
         else:
             self.clear()
-        self.groups, self.grouping = groups, grouping
+        self.groups, self.grouping, self._keys = groups, grouping, keys
         widths = self._widths()
         for group in groups:
             texts = {GROUP.key: group.label(grouping), RUNS.key: str(len(group.run_ids))}
             texts |= {spec.key: group_cell(group, spec.key) for spec in specs[2:]}
+            texts = {key: visible(text) for key, text in texts.items()}
             self.add_row(*(Text(fit(texts[s.key], widths[s.key], s.right) + " " * GAP, no_wrap=True, end="") for s in specs))
-        keys_now = [(g.key) for g in groups]
+        keys_now = [g.key for g in groups]
         if current is not None and current.key in keys_now:
             self.move_cursor(row=keys_now.index(current.key), animate=False)
 
     def _widths(self) -> dict[str, int]:
         spare = self.size.width - SCROLLBAR - sum(s.width + GAP for s in self._specs)
         return {s.key: s.width + (max(0, spare) if s.flexible else 0) for s in self._specs}
+
+    def on_resize(self) -> None:
+        if self._specs:
+            self.clear(columns=True)
+            self.show(self.grouping, self._keys, self.groups)

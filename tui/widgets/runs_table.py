@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 
 from engine.core.columns import column_for, is_valid_key
 from engine.core.store import RunOrder, RunRow
+from engine.core.text import visible
 from tui.data import STATUS_THEME_COLOURS, format_duration, format_timestamp, format_value
 
 
@@ -98,7 +99,7 @@ def cell_texts(row: RunRow, marked: bool, now: float, keys: list[str]) -> dict[s
         "started": format_timestamp(row.started_at),
         "duration": format_duration(duration),
     }
-    return {key: fixed[key] if key in fixed else format_value(row.values.get(key)) for key in keys}
+    return {key: fixed[key] if key in fixed else visible(format_value(row.values.get(key))) for key in keys}
 
 
 class RunsTable(DataTable):
@@ -238,10 +239,10 @@ class RunsTable(DataTable):
         return Text(fitted + " " * GAP, style=style, no_wrap=True, end="")
 
     def _header(self, column: ColumnSpec) -> Text:
-        label = column.label
-        if column.key == self._order.column:
-            label += "▼" if self._order.descending else "▲"
-        return Text(fit(label, self._widths[column.key], column.right) + " " * GAP)
+        label, width = column.label, self._widths[column.key]
+        if column.key == self._order.column:  # the arrow stays when a long label is cut
+            label = fit(label, min(len(label), width - 1)) + ("▼" if self._order.descending else "▲")
+        return Text(fit(label, width, column.right) + " " * GAP)
 
     def _fit_widths(self) -> bool:
         """Share spare width among the flexible columns shown; True when widths changed."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,8 @@ GROUPINGS: tuple[tuple[str, str], ...] = (
 ) + tuple((f"setting {name}", SETTING + name) for name in SETTING_NAMES)
 """(what pickers list, key) of every way to group runs."""
 
+NUMBER_TYPES = (int, float)
+"""Numbers as SQLite returns them (a bool is no metric value)."""
 NO_KEY = {SWEEP: "(no sweep)", PIPELINE: "(no pipeline)", TAG: "(no tag)"}
 NO_VALUE = "(not set)"
 
@@ -60,12 +61,16 @@ class Stat:
 
 
 def stat_of(values: Iterable[Any]) -> Stat | None:
-    """The Stat of the finite numbers among `values` (None when there are none)."""
-    numbers = [float(v) for v in values if _is_number(v) and math.isfinite(v)]
+    """The Stat of the finite numbers among `values` (None when there are none). Plain float
+    sums: `statistics.stdev` computes exactly, with fractions, about 50x slower, and a shown
+    grouping of 10,000 runs is folded again at every poll."""
+    numbers = [float(v) for v in values if type(v) in NUMBER_TYPES and math.isfinite(v)]
     if not numbers:
         return None
-    std = statistics.stdev(numbers) if len(numbers) > 1 else 0.0
-    return Stat(statistics.fmean(numbers), std, len(numbers))
+    n = len(numbers)
+    mean = math.fsum(numbers) / n
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in numbers) / (n - 1)) if n > 1 else 0.0
+    return Stat(mean, std, n)
 
 
 @dataclass(frozen=True)
@@ -106,14 +111,10 @@ def group_runs(rows: Iterable[Sequence[Any]], columns: Sequence[str], metrics: s
     return groups
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _natural(key: Any) -> tuple:
     if key is None:
         return (2, ())
-    if _is_number(key):
+    if type(key) in NUMBER_TYPES:
         return (0, (float(key),))
     parts = re.split(r"(\d+)", str(key))
     return (1, tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts))

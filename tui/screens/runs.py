@@ -39,7 +39,7 @@ ASCENDING_FIRST = {"name", "kind", "status", "model"}
 COLUMNS_SETTING = "runs_table.columns"
 """The database setting that remembers the chosen columns (a JSON list of column keys)."""
 
-GROUPED_ACTIONS = {"group", "columns", "plot", "launch", "search", "back"}
+GROUPED_ACTIONS = {"group", "columns", "plot", "launch", "search", "back", "more"}
 """What the screen offers while it shows groups: no action on the run under a hidden cursor."""
 
 EMPTY_DATABASE = (
@@ -271,8 +271,7 @@ class RunsScreen(ReportsWorkerErrors):
         self.query_one(FilterBar).set_tags(message.tags)
         if message.groups is not None:
             self.groups = message.groups
-            self.groups_table.show(self.grouping, self.table.keys, message.groups)
-            self._show_status()
+            self._show_groups()
             return
         self.table.show(message.page.rows)
         if self._select_after_load in self.table.run_ids:
@@ -289,7 +288,11 @@ class RunsScreen(ReportsWorkerErrors):
             empty.update(EMPTY_FILTERED if self.run_filter != RunFilter() else EMPTY_DATABASE)
         if self.grouping != NO_GROUPING:
             by = self.grouping.removeprefix(SETTING)
-            parts = [f"{len(self.groups)} groups of {total} runs by {by}", "enter: a group's runs", "v: plot it"]
+            groups = len(self.groups)
+            counted = f"{min(self.limit, groups)} of {groups} groups" if self.limit < groups else f"{groups} groups"
+            parts = [f"{counted} of {total} runs by {by}", "enter: a group's runs", "v: plot it"]
+            if self.limit < groups:
+                parts.append("m: more")
             self.query_one("#runs-status", Static).update(" · ".join(parts))
             return
         parts = [f"{shown} of {total} runs" if shown < total else f"{total} runs"]
@@ -356,6 +359,11 @@ class RunsScreen(ReportsWorkerErrors):
             self._set_grouping(self._grouping_before_expand)
 
     def action_more(self) -> None:
+        if self.grouping != NO_GROUPING:
+            if self.limit < len(self.groups):
+                self.limit += PAGE_SIZE
+                self._show_groups()
+            return
         if len(self.page.rows) < self.page.total:
             self.limit += PAGE_SIZE
             self.reload()
@@ -536,8 +544,19 @@ class RunsScreen(ReportsWorkerErrors):
 
         self.app.push_screen(GroupingDialog(self.grouping), chosen)
 
+    def _show_groups(self) -> None:
+        """The first `limit` groups (a page, as for runs: a table of thousands is slow to fill)."""
+        self.groups_table.show(self.grouping, self.table.keys, self.groups[: self.limit])
+        self._show_status()
+
+    @on(DataTable.RowHighlighted, "#runs-groups")
+    def _maybe_show_more_groups(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row == self.groups_table.row_count - 1:
+            self.action_more()
+
     def _set_grouping(self, grouping: str) -> None:
         self.grouping = grouping
+        self.limit = PAGE_SIZE
         grouped = grouping != NO_GROUPING
         self.groups_table.display = grouped
         self.table.display = not grouped

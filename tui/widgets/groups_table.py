@@ -61,6 +61,8 @@ class GroupsTable(DataTable):
     def show(self, grouping: str, keys: list[str], groups: list[RunGroup]) -> None:
         """Display `groups` (made by `grouping` over the run columns `keys`), keeping the cursor
         on the same group when it is still there."""
+        if (grouping, keys, groups) == (self.grouping, self._keys, self.groups) and self.columns:
+            return  # a poll that found nothing new: keep the scroll position
         current = self.current_group
         specs = [GROUP, RUNS] + [
             ColumnSpec(k, column_spec(k).label, STAT_WIDTH, right=True) if is_aggregated(k) else column_spec(k)
@@ -92,4 +94,5 @@ class GroupsTable(DataTable):
     def on_resize(self) -> None:
         if self._specs:
             self.clear(columns=True)
-            self.show(self.grouping, self._keys, self.groups)
+            self._specs = []
+            self.show(self.grouping, list(self._keys), list(self.groups))

@@ -11,7 +11,7 @@ from engine.core.grouping import NO_KEY, SWEEP, Stat, group_runs, stat_of
 
 def test_a_three_seed_sweep_is_one_group_with_mean_and_std():
     rows = [("sweep:7", 7, 0.80, 0), ("sweep:7", 8, 0.83, 1), ("sweep:7", 9, 0.79, 2)]
-    [group] = group_runs(rows, ["metric:accuracy", "setting:seed"], {"metric:accuracy"})
+    [group] = group_runs(rows, ["metric:accuracy", "setting:seed"], {"metric:accuracy"}).groups
     assert group.key == "sweep:7" and group.run_ids == (7, 8, 9)
     stat = group.stats["metric:accuracy"]
     assert stat.n == 3 and stat.mean == pytest.approx(0.80667, abs=1e-5)
@@ -44,7 +44,7 @@ def test_groups_in_natural_order_runs_without_a_key_last_and_each_run_once_per_g
     rows = [
         (None, 1, 0.1), ("sweep:10", 2, 0.2), ("sweep:9", 3, 0.3), ("sweep:10", 2, 0.2), ("sweep:9", 4, None),
     ]
-    groups = group_runs(rows, ["accuracy"], {"accuracy"})
+    groups = group_runs(rows, ["accuracy"], {"accuracy"}).groups
     assert [g.key for g in groups] == ["sweep:9", "sweep:10", None]
     assert [g.run_ids for g in groups] == [(3, 4), (2,), (1,)]
     assert groups[0].stats["accuracy"] == Stat(0.3, 0.0, 1)  # the run without a value is not counted
@@ -53,6 +53,15 @@ def test_groups_in_natural_order_runs_without_a_key_last_and_each_run_once_per_g
 
 def test_numeric_keys_sort_by_value_and_other_columns_keep_distinct_values():
     rows = [(2e-3, 1, "completed"), (1e-3, 2, "failed"), (2e-3, 3, "completed"), (1e-3, 4, None)]
-    groups = group_runs(rows, ["status"], set())
+    groups = group_runs(rows, ["status"], set()).groups
     assert [(g.key, g.values["status"]) for g in groups] == [(1e-3, ("failed",)), (2e-3, ("completed",))]
     assert groups[0].stats == {}
+
+
+def test_only_the_first_groups_are_summarised_and_all_are_counted():
+    rows = [(f"sweep:{i // 3}", i, float(i)) for i in range(30)]
+    grouped = group_runs(rows, ["accuracy"], {"accuracy"}, first=2)
+    assert grouped.count == 10
+    assert [(g.key, g.run_ids, g.stats["accuracy"].mean) for g in grouped.groups] == [
+        ("sweep:0", (0, 1, 2), 1.0), ("sweep:1", (3, 4, 5), 4.0),
+    ]

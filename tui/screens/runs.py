@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.core.columns import SETTING, choosable_columns
 from engine.core.errors import ReasonlabError
-from engine.core.grouping import RunGroup, group_runs
+from engine.core.grouping import Grouped, RunGroup, group_runs
 from engine.core.processes import cancel_run
 from engine.core.store import ACTIVE_STATUSES, RESUMABLE_STATUSES, Run, RunFilter, RunOrder, RunPage, open_store
 from tui.data import parse_tags
@@ -127,7 +127,7 @@ class RunsScreen(ReportsWorkerErrors):
     class Loaded(Message):
         """A page of runs, or with a grouping every group, was read for `request`."""
 
-        def __init__(self, request: tuple, page: RunPage, groups: list[RunGroup] | None, tags: list[str]) -> None:
+        def __init__(self, request: tuple, page: RunPage, groups: Grouped | None, tags: list[str] | None) -> None:
             super().__init__()
             self.request = request
             self.page = page
@@ -179,6 +179,8 @@ class RunsScreen(ReportsWorkerErrors):
         self.expanded: str | None = None
         """The label of the group whose runs are shown (from the grouped view), else None."""
         self.groups: list[RunGroup] = []
+        """The groups shown: the first `limit` (a table of thousands is slow to fill)."""
+        self.group_count = 0
         self._grouping_before_expand = NO_GROUPING
 
     def compose(self) -> ComposeResult:
@@ -248,11 +250,13 @@ class RunsScreen(ReportsWorkerErrors):
             if grouping != NO_GROUPING:
                 summarised = group_keys(list(keys))
                 rows = store.group_rows(run_filter, grouping, summarised)
-                groups = group_runs(rows, summarised, {k for k in summarised if is_aggregated(k)})
+                metrics = {k for k in summarised if is_aggregated(k)}
+                groups = group_runs(rows, summarised, metrics, first=limit)
                 page = RunPage([], len({run_id for _, run_id, *_ in rows}))
+                tags = None  # the tag picker keeps its list: grouping thousands of runs is slow enough
             else:
                 page = store.run_page(run_filter, order, limit, chosen_value_keys(list(keys)))
-            tags = store.all_tags()
+                tags = store.all_tags()
         self.post_message(self.Loaded(request, page, groups, tags))
 
     def worker_failed(self, worker) -> None:
@@ -268,10 +272,12 @@ class RunsScreen(ReportsWorkerErrors):
             self.reload()
             return
         self.page = message.page
-        self.query_one(FilterBar).set_tags(message.tags)
+        if message.tags is not None:
+            self.query_one(FilterBar).set_tags(message.tags)
         if message.groups is not None:
-            self.groups = message.groups
-            self._show_groups()
+            self.groups, self.group_count = message.groups.groups, message.groups.count
+            self.groups_table.show(self.grouping, self.table.keys, self.groups)
+            self._show_status()
             return
         self.table.show(message.page.rows)
         if self._select_after_load in self.table.run_ids:
@@ -288,10 +294,10 @@ class RunsScreen(ReportsWorkerErrors):
             empty.update(EMPTY_FILTERED if self.run_filter != RunFilter() else EMPTY_DATABASE)
         if self.grouping != NO_GROUPING:
             by = self.grouping.removeprefix(SETTING)
-            groups = len(self.groups)
-            counted = f"{min(self.limit, groups)} of {groups} groups" if self.limit < groups else f"{groups} groups"
+            shown_groups, groups = len(self.groups), self.group_count
+            counted = f"{shown_groups} of {groups} groups" if shown_groups < groups else f"{groups} groups"
             parts = [f"{counted} of {total} runs by {by}", "enter: a group's runs", "v: plot it"]
-            if self.limit < groups:
+            if shown_groups < groups:
                 parts.append("m: more")
             self.query_one("#runs-status", Static).update(" · ".join(parts))
             return
@@ -360,9 +366,9 @@ class RunsScreen(ReportsWorkerErrors):
 
     def action_more(self) -> None:
         if self.grouping != NO_GROUPING:
-            if self.limit < len(self.groups):
+            if len(self.groups) < self.group_count:
                 self.limit += PAGE_SIZE
-                self._show_groups()
+                self.reload()
             return
         if len(self.page.rows) < self.page.total:
             self.limit += PAGE_SIZE
@@ -543,11 +549,6 @@ class RunsScreen(ReportsWorkerErrors):
                 self._set_grouping(grouping)
 
         self.app.push_screen(GroupingDialog(self.grouping), chosen)
-
-    def _show_groups(self) -> None:
-        """The first `limit` groups (a page, as for runs: a table of thousands is slow to fill)."""
-        self.groups_table.show(self.grouping, self.table.keys, self.groups[: self.limit])
-        self._show_status()
 
     @on(DataTable.RowHighlighted, "#runs-groups")
     def _maybe_show_more_groups(self, event: DataTable.RowHighlighted) -> None:

@@ -80,3 +80,23 @@ def seed(db_path: Path) -> RunStore:
     queued = store.create_run(RunSpec(kind="pipeline", name="pipe"), tags=["rft"])
     store.update_run(queued.id, created_at=T0 + 7000)
     return store
+
+
+SWEEP_ACCURACIES = {"sweep:7": (0.80, 0.83, 0.79), "sweep:8": (0.55, 0.61, 0.58)}
+"""Final accuracy of seeds 0, 1, 2 in each seeded sweep: sweep 7 at learning rate 2e-3, sweep 8 at 1e-3."""
+SWEEP_LEARNING_RATES = {"sweep:7": 2e-3, "sweep:8": 1e-3}
+
+
+def seed_sweeps(store: RunStore) -> list[int]:
+    """Two completed 3-seed SFT sweeps after the six runs of `seed` (runs 7-12), as
+    `engine sweep` tags them; returns their ids."""
+    ids = []
+    for tag, accuracies in SWEEP_ACCURACIES.items():
+        lr = SWEEP_LEARNING_RATES[tag]
+        for seed_value, accuracy in enumerate(accuracies):
+            spec = RunSpec(kind="sft", name=f"sft lr={lr:g} seed={seed_value}", learning_rate=lr, seed=seed_value)
+            run = store.create_run(spec, tags=[tag])
+            store.log_metrics(run.id, [(100, "accuracy", accuracy, T0), (100, "loss", 1.5 - accuracy, T0)])
+            _finish(store, run.id, "completed", T0 + 8000 + 100 * len(ids), 600)
+            ids.append(run.id)
+    return ids

@@ -229,6 +229,32 @@ def test_lora_gradients_are_the_same_with_and_without_the_shared_prefix(tiny_mod
         assert (shared[name] - grad).norm() <= 1e-4 * grad.norm(), name  # float32 rounding differs elementwise
 
 
+def test_an_optimizer_step_takes_the_mean_token_gradient_of_all_its_micro_batches(tiny_model_dir):
+    """Micro-batches only bound memory: the step, its reported loss and gradient norm are those
+    of one batch of all their rows, divided by the step's completion tokens."""
+    model, tokenizer = _lora_model(tiny_model_dir)
+    task = get_task("unit_conversion")
+    encoded = training.encode(tokenizer, task, task.load("train")[:3], "direct")
+    pad = tokenizer.pad_token_id
+    params = [p for p in model.parameters() if p.requires_grad]
+    tokens = sum(e.completion_len for e in encoded)
+    whole = training.batch_loss(model, encoded, 0, pad) / tokens
+    whole.backward()
+    gradient = [p.grad.clone() for p in params]
+    norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in gradient])).item()
+    before = [p.detach().clone() for p in params]
+    model.zero_grad(set_to_none=True)
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
+    loss, grad_norm = training.optimizer_step(model, params, optimizer, scheduler, encoded, [[0, 2], [1]], 0, pad)
+    assert loss == pytest.approx(whole.item(), rel=1e-5) and grad_norm == pytest.approx(norm, rel=1e-4)
+    clip = min(1.0, training.MAX_GRAD_NORM / norm)
+    for old, new, grad in zip(before, params, gradient):
+        assert torch.allclose(new.detach(), old - 0.1 * clip * grad, atol=1e-6)
+    assert optimizer.param_groups[0]["lr"] == 0.05  # the scheduler stepped once
+    assert all(p.grad is None for p in params)  # the next step starts from no gradient
+
+
 @pytest.mark.parametrize("kind", ["sft", "rollout"])
 @pytest.mark.parametrize("by_path", [False, True])
 def test_valid_questions_never_enter_training_or_rollouts(tiny_model_dir, db_path, kind, by_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,25 @@ def test_training_plan_is_deterministic_and_covers_every_row():
     per_epoch = len(plan) // 2
     for epoch in (plan[:per_epoch], plan[per_epoch:]):
         assert sorted(i for step in epoch for batch in step for i in batch) == list(range(10))
+
+
+def test_training_plan_cuts_batches_from_length_sorted_windows():
+    """Each window of BUCKET_BATCHES batches is sorted by length before it is cut, so a batch
+    holds rows of neighbouring lengths; every window's rows are trained on."""
+    rng = random.Random(0)
+    batch_size = 3
+    window = batch_size * training.BUCKET_BATCHES
+    lengths = rng.sample(range(1000), 3 * window)
+    plan = training.training_plan(lengths, batch_size=batch_size, grad_accum=1, epochs=1, seed=2)
+    assert sorted(i for (batch,) in plan for i in batch) == list(range(len(lengths)))
+    order = random.Random("2:0")  # the epoch's shuffle, as training_plan draws it
+    shuffled = list(range(len(lengths)))
+    order.shuffle(shuffled)
+    expected = set()
+    for start in range(0, len(shuffled), window):
+        part = sorted(shuffled[start : start + window], key=lambda i: lengths[i])
+        expected |= {tuple(part[i : i + batch_size]) for i in range(0, window, batch_size)}
+    assert {tuple(batch) for (batch,) in plan} == expected
 
 
 def _lora_model(tiny_model_dir):

@@ -188,6 +188,18 @@ def test_training_plan_cuts_batches_from_length_sorted_windows():
     assert {tuple(batch) for (batch,) in plan} == expected
 
 
+def test_the_shared_prefix_stops_before_every_rows_last_prompt_token_and_is_worth_a_pass():
+    shortest = training.MIN_SHARED_PREFIX
+
+    def rows(shared: int, prompt_lens: tuple[int, ...]) -> list[training.Encoded]:
+        return [training.Encoded([7] * shared + [b] * 40, n) for b, n in enumerate(prompt_lens)]
+
+    assert training.shared_prefix_length(rows(shortest + 4, (30, 40))) == shortest + 4
+    assert training.shared_prefix_length(rows(40, (shortest + 6, 50))) == shortest + 5
+    assert training.shared_prefix_length(rows(shortest, (30, 30))) == shortest
+    assert training.shared_prefix_length(rows(shortest - 1, (30, 30))) == 0
+
+
 def _lora_model(tiny_model_dir):
     """The tiny model with a LoRA adapter whose A and B are both random (peft starts B at zero,
     which would leave A without gradient)."""

@@ -222,3 +222,65 @@ def test_an_unreadable_row_is_listed_as_such_and_can_be_deleted(db_path, capsys)
     assert page.total == 2 and page.rows[0].tags == ("(unreadable tags)",)
     assert main(["delete", str(bad.id)]) == 0
     assert [r.id for r in store.list_runs()] == [good.id]
+
+
+def _dead_owner() -> Owner:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return Owner(proc.pid, time.time())
+
+
+def test_reap_leaves_runs_whose_process_lives_and_reaps_the_dead_after_them(db_path):
+    store = RunStore(db_path)
+    alive, dead = (store.create_run(RunSpec(kind="eval")) for _ in range(2))
+    store.claim_run(alive.id, ME, {}, resume=False)
+    gone = _dead_owner()
+    store.update_run(dead.id, status="running", pid=gone.pid, pid_started=gone.started)
+    assert store.reap_dead_runs() == [dead.id]
+    assert store.get_run(alive.id).status == "running" and store.get_run(dead.id).status == "failed"
+
+
+def test_a_read_only_connection_lists_a_dead_run_as_stored(db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="eval"))
+    gone = _dead_owner()
+    store.update_run(run.id, status="running", pid=gone.pid, pid_started=gone.started)
+    store.db.execute("pragma query_only = 1")
+    assert store.reap_dead_runs() == []
+    assert store.get_run(run.id).status == "running"
+
+
+def test_a_running_run_is_refused_to_start_and_to_resume_while_its_process_lives(db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="eval"))
+    store.claim_run(run.id, ME, {}, resume=False)
+    for resume in (False, True):
+        with pytest.raises(ReasonlabError, match=f"Run {run.id} is already running \\(pid {ME.pid}\\); .*cancel"):
+            store.claim_run(run.id, Owner(ME.pid, ME.started), {}, resume=resume)
+
+
+def _sample(step: int, idx: int, correct: bool, sample: int = 0) -> dict:
+    return {"step": step, "idx": idx, "sample": sample, "question": f"q{idx}", "target": 1.0, "output": "o",
+            "answer": 1.0 if correct else 2.0, "correct": correct}
+
+
+def test_final_step_is_the_runs_last_step_with_samples(db_path):
+    store = RunStore(db_path)
+    run, other = store.create_run(RunSpec(kind="sft")), store.create_run(RunSpec(kind="sft"))
+    assert store.final_step(run.id) is None
+    store.add_samples(run.id, [_sample(4, 0, True), _sample(8, 0, True), _sample(2, 1, False)])
+    store.add_samples(other.id, [_sample(12, 0, True)])
+    assert store.final_step(run.id) == 8
+
+
+def test_samples_after_polls_one_steps_new_rows_in_order(db_path):
+    store = RunStore(db_path)
+    run, other = store.create_run(RunSpec(kind="sft")), store.create_run(RunSpec(kind="sft"))
+    store.add_samples(run.id, [_sample(4, i, i % 2 == 0) for i in range(6)] + [_sample(8, 0, True)])
+    store.add_samples(other.id, [_sample(4, i, True) for i in range(3)])
+    first = store.samples_after(run.id, 4, after_id=0, correct=None, limit=4)
+    assert [(r["run_id"], r["step"], r["idx"]) for r in first] == [(run.id, 4, i) for i in range(4)]
+    rest = store.samples_after(run.id, 4, after_id=first[-1]["id"], correct=None, limit=10)
+    assert [r["idx"] for r in rest] == [4, 5]
+    assert [r["idx"] for r in store.samples_after(run.id, 4, 0, correct=True, limit=10)] == [0, 2, 4]
+    assert [r["idx"] for r in store.samples_after(run.id, 4, 0, correct=False, limit=10)] == [1, 3, 5]

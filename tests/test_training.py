@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,37 @@ def test_training_plan_is_deterministic_and_covers_every_row():
         assert sorted(i for step in epoch for batch in step for i in batch) == list(range(10))
 
 
+def test_training_plan_cuts_batches_from_length_sorted_windows():
+    """Each window of BUCKET_BATCHES batches is sorted by length before it is cut, so a batch
+    holds rows of neighbouring lengths; every window's rows are trained on."""
+    rng = random.Random(0)
+    batch_size = 3
+    window = batch_size * training.BUCKET_BATCHES
+    lengths = rng.sample(range(1000), 3 * window)
+    plan = training.training_plan(lengths, batch_size=batch_size, grad_accum=1, epochs=1, seed=2)
+    assert sorted(i for (batch,) in plan for i in batch) == list(range(len(lengths)))
+    order = random.Random("2:0")  # the epoch's shuffle, as training_plan draws it
+    shuffled = list(range(len(lengths)))
+    order.shuffle(shuffled)
+    expected = set()
+    for start in range(0, len(shuffled), window):
+        part = sorted(shuffled[start : start + window], key=lambda i: lengths[i])
+        expected |= {tuple(part[i : i + batch_size]) for i in range(0, window, batch_size)}
+    assert {tuple(batch) for (batch,) in plan} == expected
+
+
+def test_the_shared_prefix_stops_before_every_rows_last_prompt_token_and_is_worth_a_pass():
+    shortest = training.MIN_SHARED_PREFIX
+
+    def rows(shared: int, prompt_lens: tuple[int, ...]) -> list[training.Encoded]:
+        return [training.Encoded([7] * shared + [b] * 40, n) for b, n in enumerate(prompt_lens)]
+
+    assert training.shared_prefix_length(rows(shortest + 4, (30, 40))) == shortest + 4
+    assert training.shared_prefix_length(rows(40, (shortest + 6, 50))) == shortest + 5
+    assert training.shared_prefix_length(rows(shortest, (30, 30))) == shortest
+    assert training.shared_prefix_length(rows(shortest - 1, (30, 30))) == 0
+
+
 def _lora_model(tiny_model_dir):
     """The tiny model with a LoRA adapter whose A and B are both random (peft starts B at zero,
     which would leave A without gradient)."""
@@ -227,6 +259,32 @@ def test_lora_gradients_are_the_same_with_and_without_the_shared_prefix(tiny_mod
     assert all(g.abs().sum() > 0 for g in full.values())
     for name, grad in full.items():
         assert (shared[name] - grad).norm() <= 1e-4 * grad.norm(), name  # float32 rounding differs elementwise
+
+
+def test_an_optimizer_step_takes_the_mean_token_gradient_of_all_its_micro_batches(tiny_model_dir):
+    """Micro-batches only bound memory: the step, its reported loss and gradient norm are those
+    of one batch of all their rows, divided by the step's completion tokens."""
+    model, tokenizer = _lora_model(tiny_model_dir)
+    task = get_task("unit_conversion")
+    encoded = training.encode(tokenizer, task, task.load("train")[:3], "direct")
+    pad = tokenizer.pad_token_id
+    params = [p for p in model.parameters() if p.requires_grad]
+    tokens = sum(e.completion_len for e in encoded)
+    whole = training.batch_loss(model, encoded, 0, pad) / tokens
+    whole.backward()
+    gradient = [p.grad.clone() for p in params]
+    norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in gradient])).item()
+    before = [p.detach().clone() for p in params]
+    model.zero_grad(set_to_none=True)
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
+    loss, grad_norm = training.optimizer_step(model, params, optimizer, scheduler, encoded, [[0, 2], [1]], 0, pad)
+    assert loss == pytest.approx(whole.item(), rel=1e-5) and grad_norm == pytest.approx(norm, rel=1e-4)
+    clip = min(1.0, training.MAX_GRAD_NORM / norm)
+    for old, new, grad in zip(before, params, gradient):
+        assert torch.allclose(new.detach(), old - 0.1 * clip * grad, atol=1e-6)
+    assert optimizer.param_groups[0]["lr"] == 0.05  # the scheduler stepped once
+    assert all(p.grad is None for p in params)  # the next step starts from no gradient
 
 
 @pytest.mark.parametrize("kind", ["sft", "rollout"])

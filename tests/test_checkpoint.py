@@ -1,0 +1,103 @@
+"""Checkpoint files without a model: a small module stands in for the LoRA model, so these run in
+milliseconds (the round trip of optimiser, scheduler and RNG states is in test_run_core)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.checkpoint import ADAPTER, STATE, has_checkpoint, load_state, save_checkpoint
+from engine.core.errors import ReasonlabError
+
+
+class Adapter(torch.nn.Linear):
+    """Saves like a peft model (a folder with adapter_config.json) and records where."""
+
+    def __init__(self):
+        super().__init__(3, 2)
+        self.saved_to: list[Path] = []
+        self.fail = False
+
+    def save_pretrained(self, folder, safe_serialization=False):  # older peft's default: a pickle
+        assert safe_serialization, "a checkpoint's adapter must be safetensors, never a pickle"
+        self.saved_to.append(Path(folder))
+        if self.fail:
+            raise OSError("disk full")
+        Path(folder).mkdir(parents=True)
+        (Path(folder) / "adapter_config.json").write_text(json.dumps({"steps": len(self.saved_to)}))
+
+
+def _trained(steps: int = 2):
+    model = Adapter()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (step + 1))
+    for _ in range(steps):
+        model(torch.randn(4, 3)).sum().backward()
+        optimizer.step()
+        scheduler.step()
+    return model, optimizer, scheduler
+
+
+def test_a_checkpoint_is_written_beside_its_folder_and_swapped_in_whole(tmp_path):
+    folder = tmp_path / "runs" / "7" / "checkpoint"  # its parents do not exist yet
+    model, optimizer, scheduler = _trained()
+    save_checkpoint(folder, model, optimizer, scheduler, step=2)
+    (staging,) = model.saved_to
+    assert staging.parent.parent == folder.parent and staging.parent.name.startswith(".checkpoint-")
+    assert has_checkpoint(folder) and load_state(folder).step == 2
+    assert [p.name for p in folder.parent.iterdir()] == ["checkpoint"]  # no staging or old copy left
+
+
+def test_saving_again_replaces_the_checkpoint(tmp_path):
+    folder = tmp_path / "checkpoint"
+    model, optimizer, scheduler = _trained()
+    save_checkpoint(folder, model, optimizer, scheduler, step=2)
+    save_checkpoint(folder, model, optimizer, scheduler, step=5)
+    assert load_state(folder).step == 5
+    assert json.loads((folder / ADAPTER / "adapter_config.json").read_text()) == {"steps": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint_and_leaves_no_staging(tmp_path):
+    folder = tmp_path / "checkpoint"
+    model, optimizer, scheduler = _trained()
+    save_checkpoint(folder, model, optimizer, scheduler, step=2)
+    model.fail = True
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(folder, model, optimizer, scheduler, step=3)
+    assert has_checkpoint(folder) and load_state(folder).step == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+
+
+def test_a_checkpoint_needs_both_its_state_and_its_adapter(tmp_path):
+    folder = tmp_path / "checkpoint"
+    model, optimizer, scheduler = _trained()
+    save_checkpoint(folder, model, optimizer, scheduler, step=2)
+    assert has_checkpoint(folder)
+    (folder / STATE).rename(tmp_path / "state.json")
+    assert not has_checkpoint(folder)
+    (tmp_path / "state.json").rename(folder / STATE)
+    (folder / ADAPTER / "adapter_config.json").unlink()
+    assert not has_checkpoint(folder)
+
+
+@pytest.mark.parametrize("damage", ["no state", "bad json", "no tensors", "no step"])
+def test_a_damaged_checkpoint_is_a_one_line_error_naming_its_folder(tmp_path, damage):
+    folder = tmp_path / "checkpoint"
+    model, optimizer, scheduler = _trained()
+    save_checkpoint(folder, model, optimizer, scheduler, step=2)
+    state = json.loads((folder / STATE).read_text())
+    if damage == "no state":
+        (folder / STATE).unlink()
+    elif damage == "bad json":
+        (folder / STATE).write_text("{")
+    elif damage == "no tensors":
+        (folder / "state.safetensors").unlink()
+    else:
+        (folder / STATE).write_text(json.dumps({k: v for k, v in state.items() if k != "step"}))
+    with pytest.raises(ReasonlabError, match=f"checkpoint in {folder} is unreadable .*delete that folder") as caught:
+        load_state(folder)
+    assert "\n" not in str(caught.value)

@@ -99,7 +99,7 @@ def scored_sample(task: Task, mode: str, idx: int, example: Example, completion:
 def run_eval(ctx) -> None:
     """The `eval` run kind. Resumable: questions whose samples are stored are not redone."""
     spec = ctx.spec
-    task = get_task(spec.task)
+    task = get_task(spec.task, spec.reasoning)
     examples = task.load(spec.dataset)
     if spec.limit:
         examples = examples[: spec.limit]

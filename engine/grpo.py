@@ -62,7 +62,7 @@ def run_grpo(ctx) -> None:
     spec, log = ctx.spec, ctx.log
     if spec.temperature <= 0:
         raise ReasonlabError("temperature: GRPO needs sampled groups; at 0 every completion of a group is the same. Use e.g. 1.0.")
-    task = get_task(spec.task)
+    task = get_task(spec.task, spec.reasoning)
     questions = training_questions(task, spec.dataset, spec.limit)
     if not questions:
         raise DataError("No training questions; check --dataset and --limit.")

@@ -127,7 +127,7 @@ def has_teacher(spec: RunSpec) -> bool:
 
 def _write_reference_data(ctx):
     """RFT rows for the train questions with the task's reference reasoning (train only)."""
-    task = get_task(ctx.spec.task)
+    task = get_task(ctx.spec.task, ctx.spec.reasoning)
     questions = training_questions(task, ctx.spec.dataset, ctx.spec.limit)
     path = ctx.run_dir / "reference_rft.json"
     save_examples(path, [Example(ex.question, ex.answer, task.completion(ex, "cot")) for ex in questions])

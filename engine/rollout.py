@@ -25,7 +25,7 @@ STEP = 0  # rollout samples all live at step 0; idx = question index, sample = j
 
 def run_rollout(ctx) -> None:
     spec = ctx.spec
-    task = get_task(spec.task)
+    task = get_task(spec.task, spec.reasoning)
     questions = training_questions(task, spec.dataset, spec.limit)
     done = ctx.store.done_indices(ctx.run.id, STEP)
     todo = [i for i in range(len(questions)) if i not in done]

@@ -43,13 +43,13 @@ SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with
 
 
 def run_sft(ctx) -> None:
-    task = get_task(ctx.spec.task)
+    task = get_task(ctx.spec.task, ctx.spec.reasoning)
     path = task.dataset_path(ctx.spec.dataset)
     train(ctx, task, training_questions(task, ctx.spec.dataset, ctx.spec.limit), lambda i: row_name(path, i))
 
 
 def run_rft(ctx) -> None:
-    task = get_task(ctx.spec.task)
+    task = get_task(ctx.spec.task, ctx.spec.reasoning)
     examples, describe = rft_examples(ctx, task)
     train(ctx, task, examples[: ctx.spec.limit] if ctx.spec.limit else examples, describe)
 

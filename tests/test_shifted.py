@@ -16,6 +16,11 @@ from engine.runner import execute
 from engine.tasks.base import Example
 from engine.tasks.unit_conversion import (
     _DECIMAL_VALUES,
+    _PATTERNS,
+    BROAD_EXPONENTS,
+    BROAD_PREFIXES,
+    BROAD_SIZE,
+    BROAD_SUFFIXES,
     FAMILIES,
     SHIFTED_MIN_ANSWER,
     SHIFTED_SIZE,
@@ -25,6 +30,7 @@ from engine.tasks.unit_conversion import (
     UnitConversionTask,
     category,
     data_dir,
+    generate_broad,
     generate_shifted,
     parse_question,
     value_range,
@@ -43,7 +49,7 @@ def task():
 
 @pytest.fixture(scope="module")
 def splits(task):
-    return {name: task.load(name) for name in ("train", "valid", "shifted")}
+    return {name: task.load(name) for name in ("train", "valid", "shifted", "broad")}
 
 
 def _combo(question: str) -> tuple[str, str, float]:
@@ -54,10 +60,11 @@ def _combo(question: str) -> tuple[str, str, float]:
 
 def test_regenerating_gives_the_committed_files(tmp_path):
     paths = write_data(tmp_path, seed=0)
-    assert [p.name for p in paths] == ["train.json", "valid.json", "shifted.json"]
+    assert [p.name for p in paths] == ["train.json", "valid.json", "shifted.json", "broad.json"]
     for path in paths:
         assert path.read_bytes() == (DATA / path.name).read_bytes(), path.name
     assert generate_shifted(20, 1) == generate_shifted(20, 1) != generate_shifted(20, 0)
+    assert generate_broad(20, 1) == generate_broad(20, 1) != generate_broad(20, 0)
 
 
 def test_shifted_uses_only_held_out_phrasings(splits):
@@ -99,17 +106,59 @@ def test_shifted_answers_are_in_range_and_right(splits):
         assert example.answer == pytest.approx(c.value * c.source.size / c.target.size, rel=1e-9)
 
 
+def _uses(question: str, spelling: str) -> bool:
+    return re.search(rf"(?<![\w/^]){re.escape(spelling)}(?![\w/^])", question) is not None
+
+
 def test_held_out_spellings_appear_only_in_shifted(splits):
     held_out = [s for units in FAMILIES.values() for u in units for s in u.held_out]
     assert len(held_out) >= 20
 
-    def uses(question: str, spelling: str) -> bool:
-        return re.search(rf"(?<![\w/^]){re.escape(spelling)}(?![\w/^])", question) is not None
-
-    for example in splits["train"] + splits["valid"]:
-        assert not any(uses(example.question, s) for s in held_out), example.question
-    with_held_out = [e for e in splits["shifted"] if any(uses(e.question, s) for s in held_out)]
+    for example in splits["train"] + splits["valid"] + splits["broad"]:
+        assert not any(_uses(example.question, s) for s in held_out), example.question
+    with_held_out = [e for e in splits["shifted"] if any(_uses(e.question, s) for s in held_out)]
     assert len(with_held_out) >= 60
+
+
+def test_broad_shares_nothing_with_shifted_valid_or_the_worked_examples(splits):
+    broad = splits["broad"]
+    assert len(broad) == BROAD_SIZE == len({e.question for e in broad})
+    held_out = [e.question for e in splits["shifted"] + splits["valid"]] + [q for q, _ in WORKED_EXAMPLES]
+    assert not {e.question for e in broad} & set(held_out)
+    shifted_or_worked = {_combo(e.question) for e in splits["shifted"]} | {_combo(q) for q, _ in WORKED_EXAMPLES}
+    assert not {_combo(e.question) for e in broad} & shifted_or_worked
+    shifted_patterns = _PATTERNS[len(TEMPLATES) : len(TEMPLATES) + len(SHIFTED_TEMPLATES)]
+    for example in broad:
+        assert parse_question(example.question).phrasing in ("train", "broad"), example.question
+        cores = [
+            example.question[len(prefix) : len(example.question) - len(suffix)]
+            for prefix in BROAD_PREFIXES for suffix in BROAD_SUFFIXES
+            if example.question.startswith(prefix) and example.question.endswith(suffix)
+        ]
+        assert not any(p.fullmatch(core) for p in shifted_patterns for core in cores), example.question
+
+
+def test_broad_is_wide_and_cannot_be_memorised(splits):
+    broad = splits["broad"]
+    values = [_combo(e.question)[2] for e in broad]
+    assert 10.0 ** BROAD_EXPONENTS[0] <= min(values) and max(values) <= 10.0 ** BROAD_EXPONENTS[1]
+    assert {value_range(v) for v in values} == {"1-10", "11-99", "100-9999", "10000+", "decimal", "below-0.1"}
+    assert len(set(values)) > 1500  # train has 18
+    decimals = [v for v in values if not v.is_integer()]
+    assert {len(format(v, "f").rstrip("0").split(".")[1]) for v in decimals} == {1, 2, 3}
+    assert any("," in e.question for e in broad)
+    phrasings = {parse_question(e.question).template for e in broad}
+    assert len(phrasings) > len(TEMPLATES) + 15  # train's cores and broad's own
+    assert {category(e)["family"] for e in broad} == set(FAMILIES)
+    for example in broad:
+        c = parse_question(example.question)
+        assert SHIFTED_MIN_ANSWER <= example.answer <= 1e9
+        assert example.answer == pytest.approx(c.value * c.source.size / c.target.size, rel=1e-9)
+
+
+def test_broad_is_accepted_for_training(task, splits):
+    assert training_questions(task, "broad", 10) == splits["broad"][:10]
+    assert training_questions(task, str(data_dir() / "broad.json"), 0) == splits["broad"]
 
 
 def test_every_family_in_shifted(splits):
@@ -126,6 +175,8 @@ def test_every_family_in_shifted(splits):
         ("41 gigabytes in KB?", {"family": "data", "values": "11-99", "phrasing": "held-out"}),
         ("Tell me 168,000 min in hours.", {"family": "time", "values": "10000+", "phrasing": "held-out"}),
         ("Calculate 0.05 kgs in gms.", {"family": "mass", "values": "below-0.1", "phrasing": "held-out"}),
+        ("Hi! Can you turn 30 metres into feet? Thanks!", {"family": "length", "values": "11-99", "phrasing": "broad"}),
+        ("Q: What is the equivalent of 9.03 gigabyte in kB?", {"family": "data", "values": "decimal", "phrasing": "train"}),
         ("What is the capital of France?", {}),
     ],
 )

@@ -52,7 +52,7 @@ def _family(example):
 def test_generator_is_deterministic_and_matches_committed_files(tmp_path):
     assert generate_questions(50, 3) == generate_questions(50, 3)
     assert generate_questions(50, 3) != generate_questions(50, 4)
-    for path in write_data(tmp_path, seed=0):
+    for path in write_data(tmp_path, seed=0):  # train, valid, shifted and broad
         assert path.read_bytes() == (DATA / path.name).read_bytes(), path.name
 
 

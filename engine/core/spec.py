@@ -71,7 +71,7 @@ class RunSpec:
     task: str = setting("unit_conversion", "Task: dataset, prompts, parser and checker.")
     dataset: str = setting(
         "train",
-        "Questions: 'train', 'valid' or a JSON file path.",
+        "Questions: 'train', 'broad', 'valid', 'shifted' or a JSON file path.",
         ("eval", "sft", "rollout", "pipeline", "grpo"),
         by_kind={"eval": "valid"},
     )
@@ -177,6 +177,13 @@ class RunSpec:
         "Pipeline: 'reference' first trains on the task's reference reasoning for the train "
         "questions, then rolls out; 'rollout' rolls out straight from the SFT model.",
         ("pipeline",), choices=("reference", "rollout"),
+    )
+    reasoning: str = setting(
+        "reference",
+        "Format of the task's reasoning in cot prompts and training targets: 'reference' (one "
+        "multiplication by the full factor) or 'scratchpad' (the factor and value to 3 digits, "
+        "digit-by-digit partial products, sums, then the power of ten).",
+        ("eval", "rollout", "rft", "pipeline", "grpo"), choices=("reference", "scratchpad"),
     )
     # -- grpo: online RL on the task's reward (engine/grpo.py) --
     grpo_steps: int = setting(

@@ -9,7 +9,9 @@ from engine.tasks.unit_conversion import UnitConversionTask
 TASKS: dict[str, type] = {"unit_conversion": UnitConversionTask}
 
 
-def get_task(name: str) -> Task:
+def get_task(name: str, reasoning: str = "reference") -> Task:
+    """The task `name`, writing its reference reasoning (cot training targets, worked examples)
+    in the format `reasoning` (the spec's setting of that name)."""
     if name not in TASKS:
         raise SpecError("task", f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
-    return TASKS[name]()
+    return TASKS[name](reasoning)

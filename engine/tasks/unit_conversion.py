@@ -5,16 +5,24 @@ table of unit sizes in a base unit, so every answer is value * size(from) / size
 generator's templates double as parsers: that is how `reference_reasoning` recovers a
 question's conversion without storing anything beside [question, answer] in the data files.
 
-Three splits: `train`, `valid` (same generator, held out) and `shifted`, built to differ from
+Four splits: `train`, `valid` (same generator, held out) and `shifted`, built to differ from
 train so that it measures conversion rather than recall of the generator: phrasings no train
 question uses (SHIFTED_TEMPLATES), values train never has (integers 11-9999 and beyond,
-decimals with 1-3 digits, values below 0.1) and unit spellings train never uses.
+decimals with 1-3 digits, values below 0.1) and unit spellings train never uses. The fourth,
+`broad`, is training data that cannot be memorised: values spread log-uniformly over
+0.001-1e6 and phrasings composed from frames, yet nothing of shifted's (its phrasings,
+spellings or conversions).
+
+Two reasoning formats for cot: 'reference', one multiplication by the full factor ("1 qt =
+946.353 mL. 9 * 946.353 = 8517.18."), and 'scratchpad', the same product in digit-sized steps
+(engine.tasks.scratchpad).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from decimal import Decimal
 import random
 import re
 from dataclasses import dataclass
@@ -25,23 +33,29 @@ from engine import datasets, scoring
 from engine.core.dataset_files import data_dir
 from engine.core.errors import DataError, SpecError
 from engine.tasks.base import ChatTokenizer, Example
+from engine.tasks.scratchpad import plain, scratchpad
 
 MODES = ("direct", "cot")
 # 5000 train questions: a 135M model answering directly (SFT) needs that many to learn the
 # factors; with 1000 it scored 0.10-0.36 on valid for 3 to 20 epochs (see README).
 TRAIN_SIZE, VALID_SIZE = 5000, 200
 SHIFTED_SIZE = 200
+BROAD_SIZE = 5000
 # The splits that only ever score a model: never trained on, rolled out or shown as examples.
 HELD_OUT_SPLITS = ("valid", "shifted")
+TRAINING_SPLITS = ("train", "broad")
 # Valid is questions 1000-1199 of the generated stream and train all the others, so the
 # valid split stayed the same when the train split grew from 1000 questions.
 VALID_START = 1000
 # Answers outside this range are skipped: the checker rounds to 3 decimals, so a target near 0
 # could never be matched, and huge numbers only test digit copying.
 MIN_ANSWER, MAX_ANSWER = 0.01, 1e9
-# Shifted answers start at 0.1: below it the checker's rounding to 3 decimals moves a correct
-# answer by up to 5%, so a right answer could be scored wrong.
+# Shifted and broad answers start at 0.1: below it the checker's rounding to 3 decimals moves a
+# correct answer by up to 5%, so a right answer (or the scratchpad's rounded one) could be
+# scored wrong.
 SHIFTED_MIN_ANSWER = 0.1
+# Broad values: log-uniform over 10**-3 .. 10**6, at most 3 decimals.
+BROAD_EXPONENTS = (-3, 6)
 
 
 @dataclass(frozen=True)
@@ -176,20 +190,52 @@ SHIFTED_TEMPLATES = (
     "Work out how many {b} there are in {v} {a}.",
 )
 
+# Broad questions are a prefix, a core phrasing and a suffix, each drawn on its own: with the
+# cores below plus TEMPLATES that is 4 x 8 x 38 = 1216 phrasings. No core is a shifted one,
+# and no broad question parses as one (a test checks).
+BROAD_PREFIXES = ("", "Quick question: ", "Hi! ", "Homework: ", "Q: ", "Unit conversion: ", "Hey! ", "Help me: ")
+BROAD_SUFFIXES = ("", " Thanks!", " Show your steps.", " Thank you.")
+BROAD_CORES = (
+    "How many {b} are there in {v} {a}?",
+    "What is {v} {a} expressed in {b}?",
+    "{v} {a} converts to how many {b}?",
+    "Please express {v} {a} in {b}.",
+    "I need {v} {a} in {b}.",
+    "What number of {b} equals {v} {a}?",
+    "Translate {v} {a} into {b}.",
+    "{v} {a} makes how many {b}?",
+    "How much is {v} {a} in {b}?",
+    "Could you convert {v} {a} to {b}?",
+    "What would {v} {a} be in {b}?",
+    "Find {v} {a} in {b}.",
+    "In {b}, how much is {v} {a}?",
+    "Compute {v} {a} in {b}.",
+    "Determine how many {b} are in {v} {a}.",
+    "What is the {b} equivalent of {v} {a}?",
+    "How many {b} do {v} {a} make?",
+    "Can you turn {v} {a} into {b}?",
+    "Show {v} {a} in {b}.",
+    "{v} {a}: how many {b}?",
+)
+
 # Values outside the generator's range (12, 20, 90), so these questions are in neither split.
-# The reasoning is exactly what `reference_reasoning` writes: short enough for a 135M model.
-WORKED_EXAMPLES = (
-    ("How many grams are in 12 kg?", "1 kg = 1000 g. 12 * 1000 = 12000. <answer>12000</answer>"),
-    (
-        "Convert 20 inches to centimeters.",
-        "1 inch = 2.54 cm. 20 * 2.54 = 50.8. <answer>50.8</answer>",
+WORKED_QUESTIONS = (
+    ("How many grams are in 12 kg?", 12000.0),
+    ("Convert 20 inches to centimeters.", 50.8),
+    ("What is 90 seconds in minutes?", 1.5),
+)
+# Each reasoning format's instructions for the cot prompt.
+INSTRUCTIONS = {
+    "reference": (
+        "You convert units. Be concise: give the conversion factor, do one calculation, "
+        "then put the final number in <answer></answer>."
     ),
-    ("What is 90 seconds in minutes?", "1 min = 60 s. 90 / 60 = 1.5. <answer>1.5</answer>"),
-)
-INSTRUCTIONS = (
-    "You convert units. Be concise: give the conversion factor, do one calculation, "
-    "then put the final number in <answer></answer>."
-)
+    "scratchpad": (
+        "You convert units. Write the factor and the value as 3 digits times a power of ten, "
+        "multiply digit by digit, add the partial products, shift by the powers of ten, "
+        "then put the final number in <answer></answer>."
+    ),
+}
 
 _DECIMAL_VALUES = (0.25, 0.5, 0.75, 1.5, 2.5, 3.5, 4.5, 7.5)
 _FAMILY_OF = {unit.key: family for family, units in FAMILIES.items() for unit in units}
@@ -307,13 +353,15 @@ def _spell_shifted(unit: Unit, rng: random.Random, plural: bool) -> str:
     return plural_name if plural and roll < 0.85 else singular
 
 
+def _combo(question: str) -> tuple[str, str, float]:
+    """(source, target, value) of a generated question."""
+    c = parse_question(question)
+    return c.source.key, c.target.key, c.value
+
+
 def _worked_combos() -> set[tuple[str, str, float]]:
     """(source, target, value) of the worked examples: a model sees them in every cot prompt."""
-    combos = set()
-    for question, _ in WORKED_EXAMPLES:
-        c = parse_question(question)
-        combos.add((c.source.key, c.target.key, c.value))
-    return combos
+    return {_combo(question) for question, _ in WORKED_QUESTIONS}
 
 
 def generate_shifted(n: int, seed: int) -> list[Example]:
@@ -339,31 +387,79 @@ def generate_shifted(n: int, seed: int) -> list[Example]:
     return examples
 
 
-def write_data(directory: str | os.PathLike, seed: int = 0) -> tuple[Path, Path, Path]:
-    """Write train.json, valid.json and shifted.json, which share no question text. Byte-for-byte
-    reproducible for a given seed."""
+def _broad_value(rng: random.Random) -> float:
+    """Log-uniform over 10**-3 .. 10**6 with 1-4 significant digits and at most 3 decimals;
+    from 1 up, an integer 40% of the time."""
+    while True:
+        x = 10 ** rng.uniform(*BROAD_EXPONENTS)
+        value = float(f"{x:.{rng.randint(1, 4)}g}")
+        if value >= 1 and rng.random() < 0.4:
+            value = float(round(value))
+        value = float(f"{round(value, 3):.12g}")
+        if value > 0:
+            return value
+
+
+def generate_broad(n: int, seed: int, excluded_questions: set[str] = frozenset()) -> list[Example]:
+    """`n` distinct broad questions, the same ones for the same seed, families equally likely:
+    composed phrasings, train spellings, log-uniform values; never a shifted or worked
+    example's conversion, nor a question in `excluded_questions` (valid's)."""
+    rng = random.Random(f"broad:{seed}")
+    families = list(FAMILIES.values())
+    excluded = _worked_combos() | {_combo(e.question) for e in generate_shifted(SHIFTED_SIZE, seed)}
+    cores = TEMPLATES + BROAD_CORES
+    seen: set[str] = set(excluded_questions)
+    examples: list[Example] = []
+    while len(examples) < n:
+        source, target, value, answer = _pick(
+            rng, families[rng.randrange(len(families))], _broad_value, SHIFTED_MIN_ANSWER
+        )
+        if (source.key, target.key, value) in excluded:
+            continue
+        core = rng.choice(cores).format(
+            v=_value_text(value, rng), a=_spell(source, rng, value != 1), b=_spell(target, rng, True)
+        )
+        question = rng.choice(BROAD_PREFIXES) + core + rng.choice(BROAD_SUFFIXES)
+        if question not in seen:
+            seen.add(question)
+            examples.append(Example(question, answer))
+    return examples
+
+
+def write_data(directory: str | os.PathLike, seed: int = 0) -> tuple[Path, Path, Path, Path]:
+    """Write train.json, valid.json, shifted.json and broad.json, which share no question text.
+    Byte-for-byte reproducible for a given seed."""
     directory = Path(directory)
     examples = generate_questions(TRAIN_SIZE + VALID_SIZE, seed)
     valid_end = VALID_START + VALID_SIZE
-    train, valid, shifted = (directory / f"{split}.json" for split in ("train", "valid", "shifted"))
+    train, valid, shifted, broad = (directory / f"{split}.json" for split in ("train", "valid", "shifted", "broad"))
+    valid_examples = examples[VALID_START:valid_end]
     datasets.save_examples(train, examples[:VALID_START] + examples[valid_end:])
-    datasets.save_examples(valid, examples[VALID_START:valid_end])
+    datasets.save_examples(valid, valid_examples)
     datasets.save_examples(shifted, generate_shifted(SHIFTED_SIZE, seed))
-    return train, valid, shifted
+    datasets.save_examples(broad, generate_broad(BROAD_SIZE, seed, {e.question for e in valid_examples}))
+    return train, valid, shifted, broad
 
 
 class Conversion(NamedTuple):
-    template: int  # index into ALL_TEMPLATES: TEMPLATES, then SHIFTED_TEMPLATES
+    template: int  # index into ALL_TEMPLATES: TEMPLATES, SHIFTED_TEMPLATES, then BROAD_CORES
     value: float
     source: Unit
     target: Unit
 
     @property
+    def phrasing(self) -> str:
+        """'train', 'held-out' (a shifted phrasing) or 'broad' (a broad core)."""
+        if self.template < len(TEMPLATES):
+            return "train"
+        return "held-out" if self.template < len(TEMPLATES) + len(SHIFTED_TEMPLATES) else "broad"
+
+    @property
     def held_out_phrasing(self) -> bool:
-        return self.template >= len(TEMPLATES)
+        return self.phrasing == "held-out"
 
 
-ALL_TEMPLATES = TEMPLATES + SHIFTED_TEMPLATES
+ALL_TEMPLATES = TEMPLATES + SHIFTED_TEMPLATES + BROAD_CORES
 
 
 def _template_pattern(template: str) -> re.Pattern[str]:
@@ -378,10 +474,20 @@ _PATTERNS = [_template_pattern(t) for t in ALL_TEMPLATES]
 
 
 def parse_question(question: str) -> Conversion | None:
-    """The conversion a generated (train, valid or shifted) question asks for; None for any
-    other phrasing."""
+    """The conversion a generated (train, valid, shifted or broad) question asks for; None for
+    any other phrasing. A broad question's prefix and suffix are set aside first."""
+    for prefix in BROAD_PREFIXES:
+        for suffix in BROAD_SUFFIXES:
+            if question.startswith(prefix) and question.endswith(suffix) and len(question) > len(prefix + suffix):
+                found = _parse_core(question[len(prefix) : len(question) - len(suffix)])
+                if found:
+                    return found
+    return None
+
+
+def _parse_core(text: str) -> Conversion | None:
     for index, pattern in enumerate(_PATTERNS):
-        match = pattern.fullmatch(question)
+        match = pattern.fullmatch(text)
         if match:
             source, target = _UNIT_BY_SPELLING[match["a"]], _UNIT_BY_SPELLING[match["b"]]
             if _FAMILY_OF[source.key] == _FAMILY_OF[target.key]:
@@ -401,35 +507,42 @@ def value_range(value: float) -> str:
 
 
 def category(example: Example) -> dict[str, str]:
-    """Unit family, value range and phrasing ('train' or 'held-out') of a generated question;
-    nothing for a question the templates do not parse."""
+    """Unit family, value range and phrasing ('train', 'held-out' or 'broad') of a generated
+    question; nothing for a question the templates do not parse."""
     conversion = parse_question(example.question)
     if conversion is None:
         return {}
     return {
         "family": _FAMILY_OF[conversion.source.key],
         "values": value_range(conversion.value),
-        "phrasing": "held-out" if conversion.held_out_phrasing else "train",
+        "phrasing": conversion.phrasing,
     }
 
 
-def reference_reasoning(example: Example) -> str:
-    """The formulaic reasoning the worked examples show, e.g. for "How many grams are in
-    12 kg?": '1 kg = 1000 g. 12 * 1000 = 12000. <answer>12000</answer>'. Converting to a
-    bigger unit by a round factor divides instead: '1 min = 60 s. 90 / 60 = 1.5. ...'."""
+def _checked_conversion(example: Example) -> Conversion:
+    """The conversion `example` asks for, its answer checked; a DataError when either fails."""
     conversion = parse_question(example.question)
     if conversion is None:
         raise DataError(
             f"No reference reasoning for {example.question!r}: not a generated phrasing; "
             "give the row a reasoning column or use direct mode."
         )
-    value, source, target = conversion.value, conversion.source, conversion.target
-    ratio = source.size / target.size
-    if not math.isclose(value * ratio, example.answer, rel_tol=1e-3):
+    ratio = conversion.source.size / conversion.target.size
+    if not math.isclose(conversion.value * ratio, example.answer, rel_tol=1e-3):
         raise DataError(
             f"Question {example.question!r} has answer {example.answer}, but the conversion "
-            f"gives {format_number(value * ratio)}; fix the row."
+            f"gives {format_number(conversion.value * ratio)}; fix the row."
         )
+    return conversion
+
+
+def reference_reasoning(example: Example) -> str:
+    """The formulaic reasoning the worked examples show, e.g. for "How many grams are in
+    12 kg?": '1 kg = 1000 g. 12 * 1000 = 12000. <answer>12000</answer>'. Converting to a
+    bigger unit by a round factor divides instead: '1 min = 60 s. 90 / 60 = 1.5. ...'."""
+    conversion = _checked_conversion(example)
+    value, source, target = conversion.value, conversion.source, conversion.target
+    ratio = source.size / target.size
     v, answer = format_number(value), format_number(example.answer)
     if ratio < 1 and _is_round(1 / ratio):
         factor = format_number(1 / ratio)
@@ -440,10 +553,36 @@ def reference_reasoning(example: Example) -> str:
     return f"{step} = {answer}. <answer>{answer}</answer>"
 
 
+def scratchpad_reasoning(example: Example) -> str:
+    """The product in digit-sized steps (engine.tasks.scratchpad), e.g. for "What is 90 seconds
+    in minutes?": '1 s ~ 167e-4 min. 90 = 9e1. 9*1=9. 9*6=54. 9*7=63. 90+54=144.
+    1440+63=1503. 1503e(-4+1) = 1.503. <answer>1.503</answer>'. Its answer is the rounded
+    factor's, within about 1% of the exact one."""
+    conversion = _checked_conversion(example)
+    source, target = conversion.source, conversion.target
+    ratio = source.size / target.size
+    chain, answer = scratchpad(
+        Decimal(f"{conversion.value:.12g}"), Decimal(f"{ratio:.12g}"), source.label(False), target.label(ratio != 1)
+    )
+    return f"{chain} <answer>{plain(answer)}</answer>"
+
+
 def _is_round(x: float) -> bool:
     """Whether `x` is exact in 4 significant digits (60, 3.6, 5280): dividing by such a
     factor reads naturally, while dividing by 2.20462 is harder than multiplying by 0.453592."""
     return math.isclose(float(f"{x:.4g}"), x, rel_tol=1e-9)
+
+
+# The task's reasoning formats by the name the `reasoning` setting gives (engine.core.spec).
+REASONING = {"reference": reference_reasoning, "scratchpad": scratchpad_reasoning}
+
+
+def worked_examples(reasoning: str) -> tuple[tuple[str, str], ...]:
+    """The cot prompt's worked examples, (question, reasoning), in the format `reasoning`."""
+    return tuple((q, REASONING[reasoning](Example(q, answer))) for q, answer in WORKED_QUESTIONS)
+
+
+WORKED_EXAMPLES = worked_examples("reference")
 
 
 def _check_mode(mode: str) -> None:
@@ -457,8 +596,14 @@ class UnitConversionTask:
     write_data = staticmethod(write_data)
     category = staticmethod(category)
 
+    def __init__(self, reasoning: str = "reference") -> None:
+        if reasoning not in REASONING:
+            raise SpecError("reasoning", f"unknown reasoning {reasoning!r}; choose one of {', '.join(REASONING)}")
+        self.reasoning = reasoning
+        self.worked_examples = worked_examples(reasoning)
+
     def dataset_path(self, dataset: str) -> Path:
-        return data_dir() / f"{dataset}.json" if dataset in ("train", *HELD_OUT_SPLITS) else Path(dataset)
+        return data_dir() / f"{dataset}.json" if dataset in (*TRAINING_SPLITS, *HELD_OUT_SPLITS) else Path(dataset)
 
     def load(self, dataset: str) -> list[Example]:
         return datasets.load_examples(self.dataset_path(dataset))
@@ -467,8 +612,8 @@ class UnitConversionTask:
         _check_mode(mode)
         if mode == "direct":
             return f"{question} <answer>"
-        messages = [{"role": "system", "content": INSTRUCTIONS}]
-        for worked_question, reasoning in WORKED_EXAMPLES:
+        messages = [{"role": "system", "content": INSTRUCTIONS[self.reasoning]}]
+        for worked_question, reasoning in self.worked_examples:
             messages.append({"role": "user", "content": worked_question})
             messages.append({"role": "assistant", "content": reasoning})
         messages.append({"role": "user", "content": question})
@@ -479,7 +624,7 @@ class UnitConversionTask:
         if mode == "direct":
             return f"{format_number(example.answer)}</answer>"
         if example.reasoning is None:
-            return reference_reasoning(example)
+            return REASONING[self.reasoning](example)
         if "<answer>" in example.reasoning:
             return example.reasoning
         return f"{example.reasoning} <answer>{format_number(example.answer)}</answer>"

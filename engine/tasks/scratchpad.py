@@ -1,0 +1,71 @@
+"""A scratchpad for `value * factor` made of steps a small model can carry out.
+
+Today's reference chain asks for a multi-digit product in one step ("9 * 946.353 = 8517.18"),
+which a 135M model gets wrong on values it has not memorised. Small transformers learn
+multiplication when it is written out digit by digit (Nye et al. 2021, "Show your work"; Lee
+et al. 2023, "Teaching arithmetic to small transformers"), so the scratchpad:
+
+    1 yd ~ 914e0 mm. 38.1 = 381e-1. 381*9=3429. 381*1=381. 381*4=1524.
+    34290+381=34671. 346710+1524=348234. 348234e(0-1) = 34823.4. <answer>34823.4</answer>
+
+1. the factor rounded to 3 significant digits, its power of ten apart ('~' when rounded);
+2. the value the same way;
+3. one partial product per digit of the factor: (at most 3 digits) x (1 digit);
+4. running sums, each the previous sum shifted one place plus the next partial product;
+5. the shift by the sum of the two powers of ten, then the answer.
+
+Each rounding moves the result by at most 0.5%, so the answer is within about 1% of the exact
+one, inside the checker's 5% for every answer from 0.1 up (the checker rounds to 3 decimals,
+which costs another 0.5% at 0.1). Every step after the two roundings is exact. Operators are
+written without spaces: the tokenizer gives each digit a token, and a space costs one more.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+SIGNIFICANT_DIGITS = 3
+
+
+def mantissa(x: Decimal) -> tuple[int, int]:
+    """(m, e) with x ~ m * 10**e, m rounded to 3 significant digits, no trailing zeros:
+    914.4 -> (914, 0), 0.0166667 -> (167, -4), 1000 -> (1, 3), 9996 -> (1, 4)."""
+    if x <= 0:
+        raise ValueError(f"the scratchpad takes positive numbers, not {x}")
+    exponent = x.adjusted() - (SIGNIFICANT_DIGITS - 1)
+    digits = int(x.scaleb(-exponent).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    while digits % 10 == 0:
+        digits //= 10
+        exponent += 1
+    return digits, exponent
+
+
+def plain(x: Decimal) -> str:
+    """A decimal without exponent or trailing zeros: 348234e-1 -> '34823.4', 12e3 -> '12000'."""
+    text = format(x, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def scratchpad(value: Decimal, factor: Decimal, source: str, target: str) -> tuple[str, Decimal]:
+    """The chain for `value` `source` in `target`, 1 `source` being `factor` `target`, without
+    the answer tags, and the answer it reaches."""
+    f_digits, f_exp = mantissa(factor)
+    v_digits, v_exp = mantissa(value)
+    steps = [
+        f"1 {source} {'=' if Decimal(f_digits).scaleb(f_exp) == factor else '~'} {f_digits}e{f_exp} {target}.",
+        f"{plain(value)} {'=' if Decimal(v_digits).scaleb(v_exp) == value else '~'} {v_digits}e{v_exp}.",
+    ]
+    partials = []
+    for digit in str(f_digits):
+        partials.append(v_digits * int(digit))
+        steps.append(f"{v_digits}*{digit}={partials[-1]}.")
+    total = partials[0]
+    for partial in partials[1:]:
+        steps.append(f"{total * 10}+{partial}={total * 10 + partial}.")
+        total = total * 10 + partial
+    shift = f"{f_exp}{'+' if v_exp >= 0 else '-'}{abs(v_exp)}"
+    answer = Decimal(total).scaleb(f_exp + v_exp)
+    steps.append(f"{total}e({shift}) = {plain(answer)}.")
+    return " ".join(steps), answer

@@ -36,10 +36,6 @@ NO_KEY = {SWEEP: "(no sweep)", PIPELINE: "(no pipeline)", TAG: "(no tag)"}
 NO_VALUE = "(not set)"
 
 
-def is_grouping(key: str) -> bool:
-    return any(key == k for _, k in GROUPINGS)
-
-
 @dataclass(frozen=True)
 class Stat:
     """Mean and sample standard deviation of one metric over a group's runs that logged it."""

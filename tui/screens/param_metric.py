@@ -75,6 +75,59 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+class ParamChart(PlotextPlot):
+    """The points, and a line through the mean at each x; redrawn on resize, as the ticks that
+    fit depend on the size."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._shown: tuple[PlotData, str, str] | None = None
+
+    def show(self, data: PlotData, x_name: str, y_title: str) -> None:
+        self._shown = (data, x_name, y_title)
+        self._draw()
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        if self._shown is None:
+            return
+        data, x_name, y_title = self._shown
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(f"{y_title} by {x_name} · {len(data.points)} runs" if data.points else f"No run has both {x_name} and this metric")
+        if data.points:
+            colour = self.app.theme_variables.get("accent")
+            line = self.app.theme_variables.get("primary")
+            plt.scatter([x for x, _ in data.points], [y for _, y in data.points], marker="●",
+                        **({"color": Color.parse(colour).rgb} if colour else {}))
+            if len(data.means) > 1:
+                plt.plot([x for x, _ in data.means], [y for _, y in data.means], marker="braille",
+                         **({"color": Color.parse(line).rgb} if line else {}))
+            self._axes(data, x_name)
+        self.refresh()
+
+    def _axes(self, data: PlotData, x_name: str) -> None:
+        """Round ticks at least 12 columns and 1.5 rows apart (closer labels overlap and
+        plotext drops some); text values at their positions."""
+        plt, width, height = self.plt, self.size.width or 50, self.size.height or 14
+        ys = [y for _, y in data.points]
+        y = nice_axis(min(ys), max(ys), max(1, int((height - 6) / 1.5)))
+        plt.ylim(y.low, y.high)
+        plt.yticks(y.ticks, y.labels)
+        if data.categories:
+            plt.xlim(0.5, len(data.categories) + 0.5)
+            plt.xticks(list(range(1, len(data.categories) + 1)), [visible(c) for c in data.categories])
+        else:
+            xs = [x for x, _ in data.points]
+            x = nice_axis(min(xs), max(xs), max(1, (width - 10) // 12))
+            plt.xlim(x.low, x.high)
+            plt.xticks(x.ticks, x.labels)
+        plt.xlabel(x_name)
+
+
 class ParamMetricScreen(ReportsWorkerErrors):
     CSS_PATH = "param_metric.tcss"
     BINDINGS = [Binding("escape", "app.pop_screen", "Back", tooltip="Back to the runs", id="plot.back")]
@@ -106,7 +159,7 @@ class ParamMetricScreen(ReportsWorkerErrors):
             yield Select([], prompt="setting (x)", allow_blank=True, id="pm-x")
             yield Select([], prompt="final metric (y)", allow_blank=True, id="pm-y")
         with Horizontal(id="pm-body"):
-            yield PlotextPlot(id="pm-chart")
+            yield ParamChart(id="pm-chart")
             yield DataTable(cursor_type="row", id="pm-points")
         yield Footer(compact=True)
 
@@ -153,37 +206,4 @@ class ParamMetricScreen(ReportsWorkerErrors):
         table.add_columns("Run", Text(x_name), Text(y_name))
         for run_id, label, x, y in rows:
             table.add_row(Text(fit(visible(f"#{run_id} {label}"), RUN_WIDTH)), Text(format_value(x)), Text(format_value(y)))
-        self._plot(plot_data([(x, y) for *_, x, y in rows]), x_name, metric_title(y_name))
-
-    def _plot(self, data: PlotData, x_name: str, y_title: str) -> None:
-        chart = self.query_one(PlotextPlot)
-        plt = chart.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title(f"{y_title} by {x_name} · {len(data.points)} runs" if data.points else f"No run has both {x_name} and this metric")
-        if data.points:
-            colour = self.app.theme_variables.get("accent")
-            line = self.app.theme_variables.get("primary")
-            plt.scatter([x for x, _ in data.points], [y for _, y in data.points], marker="●",
-                        **({"color": Color.parse(colour).rgb} if colour else {}))
-            if len(data.means) > 1:
-                plt.plot([x for x, _ in data.means], [y for _, y in data.means], marker="braille",
-                         **({"color": Color.parse(line).rgb} if line else {}))
-            self._axes(data, x_name, chart.size.width or 50, chart.size.height or 14)
-        chart.refresh()
-
-    def _axes(self, data: PlotData, x_name: str, width: int, height: int) -> None:
-        plt = self.query_one(PlotextPlot).plt
-        ys = [y for _, y in data.points]
-        y = nice_axis(min(ys), max(ys), max(1, int((height - 6) / 1.5)))
-        plt.ylim(y.low, y.high)
-        plt.yticks(y.ticks, y.labels)
-        if data.categories:
-            plt.xlim(0.5, len(data.categories) + 0.5)
-            plt.xticks(list(range(1, len(data.categories) + 1)), [visible(c) for c in data.categories])
-        else:
-            xs = [x for x, _ in data.points]
-            x = nice_axis(min(xs), max(xs), max(1, (width - 10) // 10))
-            plt.xlim(x.low, x.high)
-            plt.xticks(x.ticks, x.labels)
-        plt.xlabel(x_name)
+        self.query_one(ParamChart).show(plot_data([(x, y) for *_, x, y in rows]), x_name, metric_title(y_name))

@@ -137,8 +137,9 @@ def test_spec_from_any_saved_dict_is_valid_or_one_spec_error(data):
 
 # --processes and --machines are left out: valid values launch ranks through accelerate, and a run
 # of several machines waits for the others to join (tests/test_distributed.py covers them).
+LAUNCHING = ("processes", "machines")
 FLAGS = sorted(
-    {"--" + f.name.replace("_", "-") for f in FIELDS if f.name not in ("processes", "machines")}
+    {"--" + f.name.replace("_", "-") for f in FIELDS if f.name not in LAUNCHING}
     | {"--tag", "--json", "--limit", "--kind", "--status", "--bogus"}
 )
 COMMANDS = list(KINDS) + ["runs", "show", "start", "resume"]
@@ -172,7 +173,8 @@ def command_lines(draw) -> list[str]:
     command = draw(st.sampled_from(COMMANDS))
     if command in KINDS:
         tokens = []
-        for f in draw(st.lists(st.sampled_from(RunSpec.settings(command)), max_size=3)):
+        settings = [f for f in RunSpec.settings(command) if f.name not in LAUNCHING]
+        for f in draw(st.lists(st.sampled_from(settings), max_size=3)):
             value = draw(_plausible(f) | VALUE_TEXT.filter(_safe))
             tokens += ["--" + f.name.replace("_", "-"), value]
     else:

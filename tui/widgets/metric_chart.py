@@ -158,8 +158,9 @@ class MetricChart(Vertical):
             plt.plot(xs, to_y(ys), marker="braille", color=colour.rgb)
         if self.drawn:
             self._axes()
-        high = max((float(d.x[-1]) for d in self.drawn), default=0.0)
-        plt.xlabel(" · ".join([x_title(options.x_axis, high), *(["log y"] if options.log_y else []), *notes]))
+        if self.drawn or notes:
+            high = max((float(d.x[-1]) for d in self.drawn), default=0.0)
+            plt.xlabel(" · ".join([x_title(options.x_axis, high), *(["log y"] if options.log_y else []), *notes]))
         self.query_one(".chart-values", Static).update(self._values_line())
         self.plot.refresh()
 

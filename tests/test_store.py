@@ -222,3 +222,12 @@ def test_an_unreadable_row_is_listed_as_such_and_can_be_deleted(db_path, capsys)
     assert page.total == 2 and page.rows[0].tags == ("(unreadable tags)",)
     assert main(["delete", str(bad.id)]) == 0
     assert [r.id for r in store.list_runs()] == [good.id]
+
+
+def test_metric_series_timed_keeps_each_points_time(db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="sft"))
+    store.log_metrics(run.id, [(1, "loss", 2.0, 100.0), (2, "loss", 1.0, 109.5), (2, "lr", 0.1, 109.5)])
+    store.log_metrics(run.id, [(2, "loss", 0.9, 130.0)])  # a resumed run replays step 2 later
+    assert store.metric_series_timed(run.id, "loss") == [(1, 2.0, 100.0), (2, 0.9, 130.0)]
+    assert store.metric_series_timed(run.id, "loss", after_step=1) == [(2, 0.9, 130.0)]

@@ -284,3 +284,10 @@ def test_samples_after_polls_one_steps_new_rows_in_order(db_path):
     assert [r["idx"] for r in rest] == [4, 5]
     assert [r["idx"] for r in store.samples_after(run.id, 4, 0, correct=True, limit=10)] == [0, 2, 4]
     assert [r["idx"] for r in store.samples_after(run.id, 4, 0, correct=False, limit=10)] == [1, 3, 5]
+def test_metric_series_timed_keeps_each_points_time(db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="sft"))
+    store.log_metrics(run.id, [(1, "loss", 2.0, 100.0), (2, "loss", 1.0, 109.5), (2, "lr", 0.1, 109.5)])
+    store.log_metrics(run.id, [(2, "loss", 0.9, 130.0)])  # a resumed run replays step 2 later
+    assert store.metric_series_timed(run.id, "loss") == [(1, 2.0, 100.0), (2, 0.9, 130.0)]
+    assert store.metric_series_timed(run.id, "loss", after_step=1) == [(2, 0.9, 130.0)]

@@ -24,7 +24,6 @@ from tui.chart_math import (
     log_axis,
     minmax_downsample,
     nearest_index,
-    X_AXIS_NAMES,
     x_axis,
     x_title,
     x_values,
@@ -159,11 +158,15 @@ class MetricChart(Vertical):
             plt.plot(xs, to_y(ys), marker="braille", color=colour.rgb)
         if self.drawn:
             self._axes()
-        self.query_one(".chart-values", Static).update(self._values_line(notes))
+        if self.drawn or notes:
+            high = max((float(d.x[-1]) for d in self.drawn), default=0.0)
+            plt.xlabel(" · ".join([x_title(options.x_axis, high), *(["log y"] if options.log_y else []), *notes]))
+        self.query_one(".chart-values", Static).update(self._values_line())
         self.plot.refresh()
 
     def _prepare(self) -> tuple[list[Drawn], list[str]]:
-        """Each series on the chosen x axis, sorted, less the points it cannot place."""
+        """Each series on the chosen x axis, sorted, less the points it cannot place; and
+        notes of how many were left out, shown with the axis title."""
         options, drawn, notes = self.options, [], []
         unplaced = below_zero = 0
         for i, (label, series) in enumerate(self.series.items()):
@@ -187,17 +190,15 @@ class MetricChart(Vertical):
             if len(x):
                 drawn.append(Drawn(label, series_colour(self.app, i), x, y, smoothed))
         if below_zero:
-            notes.append(f"{below_zero} ≤ 0 not on log y")
+            notes.append(f"{below_zero} ≤ 0 left out")
         if unplaced:
-            notes.append(f"{unplaced} without {X_AXIS_NAMES[options.x_axis]}")
+            notes.append(f"{unplaced} left out")  # no batch size or no time known
         return drawn, notes
 
-    def _values_line(self, notes: list[str]) -> Text:
-        """Under the plot: what was left out, then the values at the cursor, else each run's
-        last value when several are overlaid."""
+    def _values_line(self) -> Text:
+        """Under the plot: the values at the cursor, else each run's last value when several
+        are overlaid."""
         text = Text(no_wrap=True, overflow="ellipsis")
-        if notes:
-            text.append(" · ".join(notes) + "  ", style="italic")
         cursor = self.options.cursor
         if cursor is not None and self.drawn:
             high = max(float(d.x[-1]) for d in self.drawn)
@@ -241,7 +242,6 @@ class MetricChart(Vertical):
         self.plot.plt.xticks(x.ticks, x.labels)
         self.plot.plt.ylim(y.low, y.high)
         self.plot.plt.yticks(y.ticks, y.labels)
-        self.plot.plt.xlabel(x_title(options.x_axis, high) + (" · log y" if options.log_y else ""))
         if options.cursor is not None and x.low <= options.cursor <= x.high:
             muted = Color.parse(self.app.theme_variables.get("foreground-muted") or "grey")
             self.plot.plt.vline(options.cursor, color=muted.rgb)

@@ -1,4 +1,5 @@
-"""One run, live: charts, progress, log tail, samples, spec and artifacts."""
+"""One run, live: charts, progress, log tail, samples, spec and artifacts, and the runs it
+was built from or that were built from it."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
 from textual.message import Message
-from textual.widgets import Footer, Header, Label, Log, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Label, RichLog, Static, TabbedContent, TabPane
 
 from engine.core.errors import ReasonlabError
 from engine.core.metrics import CHARTS_BY_KIND
 from engine.core.processes import cancel_run
-from engine.core.store import ACTIVE_STATUSES, FINAL_STATUSES, RESUMABLE_STATUSES, Run, open_store
+from engine.core.store import (
+    ACTIVE_STATUSES, FINAL_STATUSES, RESUMABLE_STATUSES, Lineage, RelatedRun, Run, open_store,
+)
 from tui.data import RESULT_KINDS, format_duration, plain
 from tui.screens.confirm import ConfirmDialog
+from tui.screens.family import FamilyScreen
+from tui.screens.run_picker import RunPicker
 from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.screens.sample_detail import SampleDialog
 from tui.widgets.metric_chart import MetricChart
@@ -34,6 +39,9 @@ LOG_TAIL_BYTES = 64 * 1024
 """How much of an existing log is read when the screen opens."""
 
 SAMPLES_PER_POLL = 1000
+
+LOG_LINES = 2000
+"""Lines kept in the log view (a wrapped line counts once per screen line)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class PollResult:
     samples: list[dict[str, Any]]
     sample_counts: tuple[int, int]
     artifacts: list[dict[str, Any]]
+    lineage: Lineage
 
     @property
     def has_news(self) -> bool:
@@ -87,6 +96,40 @@ def read_log(path: Path, offset: int | None) -> tuple[list[str], int]:
     return lines, start + end
 
 
+def lineage_line(run: Run, lineage: Lineage) -> str:
+    """One line naming the keys to the run's relatives: 'f sweep ab12cd · p parent: #1
+    sft-baseline (adapter) · o children: 3'; empty for a run with none."""
+    parts = []
+    family = next((t for t in run.tags if t.startswith(("pipeline:", "sweep:"))), None)
+    if run.kind == "pipeline" or family:
+        parts.append(f"f {family_name(run, family)}")
+    if lineage.parents:
+        first, more = lineage.parents[0], len(lineage.parents) - 1
+        parts.append(f"p parent{'s' if more else ''}: {related_short(first)}{f' +{more}' if more else ''}")
+    if len(lineage.children) == 1:
+        parts.append(f"o child: {related_short(lineage.children[0])}")
+    elif lineage.children:
+        parts.append(f"o children: {len(lineage.children)}")
+    return " · ".join(parts)
+
+
+def family_name(run: Run, tag: str | None) -> str:
+    """'stages' for a pipeline run, 'pipeline #7' for a stage, 'sweep ab12cd' for a sweep's run."""
+    if run.kind == "pipeline":
+        return "stages"
+    kind, _, key = (tag or "").partition(":")
+    return f"pipeline #{key}" if kind == "pipeline" else f"{kind} {key}"
+
+
+def related_short(run: RelatedRun) -> str:
+    return f"#{run.id} {run.label} ({', '.join(run.via)})"
+
+
+def parents_first(lineage: Lineage) -> Lineage:
+    """Parents named by a setting (adapter, data) before the pipeline a stage belongs to."""
+    return Lineage(tuple(sorted(lineage.parents, key=lambda r: "pipeline" in r.via)), lineage.children)
+
+
 class RunScreen(ReportsWorkerErrors):
     CSS_PATH = "run.tcss"
     BINDINGS = [
@@ -98,6 +141,9 @@ class RunScreen(ReportsWorkerErrors):
         Binding("x", "cancel_run", "Cancel", tooltip="Cancel the run (asks first)", id="run.cancel"),
         Binding("R", "resume_run", "Resume", tooltip="Resume the cancelled or failed run from its last checkpoint", id="run.resume"),
         Binding("C", "clone", "Clone", tooltip="Open the launch form with this run's settings", id="run.clone"),
+        Binding("p", "open_parent", "Parent", show=False, tooltip="Open the run this one was built from (a list when several)", id="run.parent"),
+        Binding("o", "open_child", "Children", show=False, tooltip="Open a run built from this one (a list when several)", id="run.children"),
+        Binding("f", "family", "Family", show=False, tooltip="The pipeline or sweep this run belongs to, or its lineage", id="run.family"),
     ]
 
     class Polled(Message):
@@ -120,6 +166,7 @@ class RunScreen(ReportsWorkerErrors):
         super().__init__()
         self.run_id = run_id
         self.run: Run | None = None
+        self.lineage = Lineage((), ())
         self.state = PollState()
         self.metrics: tuple[str, ...] = ()
         self._polling = False
@@ -129,6 +176,7 @@ class RunScreen(ReportsWorkerErrors):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Label(f"Run #{self.run_id}", id="run-title")
+        yield Label(id="run-lineage")
         yield RunProgress(id="run-progress")
         with TabbedContent(id="run-tabs"):
             with TabPane("Charts", id="charts"):
@@ -137,7 +185,8 @@ class RunScreen(ReportsWorkerErrors):
             with TabPane("Samples", id="samples"):
                 yield SamplesView(id="samples-view")
             with TabPane("Log", id="log"):
-                yield Log(max_lines=2000, id="run-log")
+                yield Static(id="run-error", markup=False)
+                yield RichLog(max_lines=LOG_LINES, min_width=1, wrap=True, markup=False, id="run-log")
             with TabPane("Details", id="details"):
                 yield RunDetails(id="run-details")
         yield Footer(compact=True)
@@ -168,11 +217,12 @@ class RunScreen(ReportsWorkerErrors):
                 )
                 counts = (0, 0) if step is None else store.sample_counts(self.run_id, step)
                 artifacts = store.artifacts(self.run_id)
+                lineage = parents_first(store.lineage(self.run_id))
         except ReasonlabError:
             self.post_message(self.Gone())
             return
         log_lines, log_offset = read_log(Path(run.run_dir) / "log.txt", state.log_offset)
-        result = PollResult(run, points, log_lines, log_offset, step, samples, counts, artifacts)
+        result = PollResult(run, points, log_lines, log_offset, step, samples, counts, artifacts, lineage)
         self.post_message(self.Polled(state, result))
 
     def on_run_screen_polled(self, message: Polled) -> None:
@@ -192,13 +242,16 @@ class RunScreen(ReportsWorkerErrors):
             self.query_one(f"#chart-{metric}", MetricChart).extend(points)
         if r.run.kind in RESULT_KINDS:
             self.query_one(ResultPanel).show(r.run, *r.sample_counts)
-        self.query_one("#run-log", Log).write_lines(r.log_lines)
+        log = self.query_one("#run-log", RichLog)
+        for line in r.log_lines:
+            log.write(plain(line))
         samples = self.query_one(SamplesView)
         if r.sample_step != self.state.sample_step:
             samples.reset()
         samples.add(r.samples)
         samples.show_counts(r.sample_step, *r.sample_counts)
-        self.query_one(RunDetails).show(r.run, r.artifacts)
+        self.query_one(RunDetails).show(r.run, r.artifacts, r.lineage)
+        self._show_lineage(r.run, r.lineage)
         self.state = PollState(
             after_steps={m: pts[-1][0] if pts else self.state.after_steps.get(m, -1) for m, pts in r.points.items()},
             log_offset=r.log_offset,
@@ -222,6 +275,8 @@ class RunScreen(ReportsWorkerErrors):
         if has_results:
             self.query_one(TabbedContent).get_tab("charts").label = "Results"
         grid.mount_all(MetricChart(m, id=f"chart-{m}") for m in self.metrics)
+        if run.status == "failed":
+            self.action_tab("log")  # a failed run opens on its error
 
     def _show_run(self, run: Run) -> None:
         parts = [f"#{run.id} {run.label}", run.kind, run.status, run.spec.model]
@@ -229,6 +284,17 @@ class RunScreen(ReportsWorkerErrors):
             parts.append(format_duration(run.duration))
         self.query_one("#run-title", Label).update(plain(" · ".join(parts)))
         self.query_one(RunProgress).show(run)
+        error = self.query_one("#run-error", Static)
+        error.display = bool(run.error)
+        error.set_class(run.status == "failed", "-failed")
+        error.update(plain(f"{'Error' if run.status == 'failed' else 'Note'}: {run.error}" if run.error else ""))
+
+    def _show_lineage(self, run: Run, lineage: Lineage) -> None:
+        self.lineage = lineage
+        text = lineage_line(run, lineage)
+        line = self.query_one("#run-lineage", Label)
+        line.display = bool(text)
+        line.update(plain(text))
 
     def on_run_screen_gone(self) -> None:
         self.notify(f"Run #{self.run_id} no longer exists.", severity="warning", markup=False)
@@ -274,6 +340,26 @@ class RunScreen(ReportsWorkerErrors):
     def action_clone(self) -> None:
         if self.run is not None:
             self.app.clone(self.run)
+
+    def action_open_parent(self) -> None:
+        self._open_related("parent", self.lineage.parents)
+
+    def action_open_child(self) -> None:
+        self._open_related("child", self.lineage.children)
+
+    def _open_related(self, relation: str, runs: tuple[RelatedRun, ...]) -> None:
+        """Open the one related run, or list them when there are several."""
+        if not runs:
+            built = "was built from no other run" if relation == "parent" else "has no run built from it"
+            self.notify(f"Run #{self.run_id} {built}.", markup=False)
+        elif len(runs) == 1:
+            self.app.open_run(runs[0].id)
+        else:
+            title = f"Runs #{self.run_id} was built from" if relation == "parent" else f"Runs built from #{self.run_id}"
+            self.app.push_screen(RunPicker(title, runs), lambda run_id: run_id is not None and self.app.open_run(run_id))
+
+    def action_family(self) -> None:
+        self.app.push_screen(FamilyScreen(self.run_id))
 
     @work(thread=True, exit_on_error=False, group="run-write")
     def _cancel(self) -> None:

@@ -24,9 +24,14 @@ def family_db(db_path: Path) -> Path:
     return db_path
 
 
+def opened(app, run_id: int) -> bool:
+    """The run's page is on top and has shown its first read (so the test may end)."""
+    return isinstance(app.screen, RunScreen) and app.screen.run_id == run_id and app.screen.run is not None
+
+
 async def open_run_page(app, pilot, run_id: int) -> RunScreen:
     app.open_run(run_id)
-    await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run_id == run_id and app.screen.run)
+    await wait_for(pilot, lambda: opened(app, run_id))
     return app.screen
 
 
@@ -41,11 +46,11 @@ async def test_p_opens_the_one_parent_and_o_the_one_child(make_app, family_db):
         await wait_for(pilot, lambda: "p parent: #11 pipe-small rft1 (adapter)" in lineage_line(screen))
         assert "o child" not in lineage_line(screen)
         await pilot.press("p")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run_id == 11)
+        await wait_for(pilot, lambda: opened(app, 11))
         parent = app.screen
         await wait_for(pilot, lambda: "o child: #12 eval-pipe (adapter)" in lineage_line(parent))
         await pilot.press("o")
-        await wait_for(pilot, lambda: app.screen is not parent and getattr(app.screen, "run_id", None) == 12)
+        await wait_for(pilot, lambda: app.screen is not parent and opened(app, 12))
 
 
 async def test_several_parents_are_listed_with_how_each_is_linked(make_app, family_db):
@@ -63,7 +68,7 @@ async def test_several_parents_are_listed_with_how_each_is_linked(make_app, fami
             "#7 pipe-small · pipeline · completed · pipeline",
         ]
         await pilot.press("down", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run_id == 10)
+        await wait_for(pilot, lambda: opened(app, 10))
 
 
 async def test_children_are_listed_and_the_details_name_every_relative(make_app, family_db):
@@ -102,8 +107,10 @@ async def test_f_shows_the_pipeline_in_order_and_enter_opens_a_stage(make_app, f
         assert str(family.query_one("#family-title", Label).render()) == "Pipeline #7 pipe-small · 5 runs: 5 completed"
         assert table.cursor_row == 2  # on the run it was opened from
         assert [str(c) for c in table.get_row_at(3)] == [" 10", "pipe-small rollout1", "rollout", "completed", "2m30s", "Correct rate 0.38"]
-        await pilot.press("down", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run_id == 10)
+        await pilot.press("down")
+        await wait_for(pilot, lambda: table.cursor_row == 3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: opened(app, 10))
 
 
 async def test_f_on_the_runs_screen_shows_the_sweep_of_the_run_under_the_cursor(make_app, family_db):

@@ -68,7 +68,7 @@ def no_family_text(run_id: int) -> str:
 class FamilyScreen(ReportsWorkerErrors):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", tooltip="Back to where you came from", id="family.back"),
-        Binding("enter", "open_member", "Open", tooltip="Open the run under the cursor", id="family.open"),
+        Binding("enter", "open_member", "Open", tooltip="Open the run under the cursor", priority=True, id="family.open"),
     ]
     DEFAULT_CSS = """
     FamilyScreen #family-title { padding: 0 1; text-style: bold; width: 1fr; }
@@ -127,6 +127,8 @@ class FamilyScreen(ReportsWorkerErrors):
 
     def on_family_screen_loaded(self, message: Loaded) -> None:
         self._loading = False
+        if message.family == self.family and not any(m.status == "running" for m in message.family.members):
+            return  # unchanged (a running member's time still moves)
         current = self.run_id if self.family is None else self.current_member_id()
         self.family = family = message.family
         self.query_one("#family-title", Label).update(plain(family_title(family, self.run_id)))

@@ -355,7 +355,7 @@ class RunScreen(ReportsWorkerErrors):
         elif len(runs) == 1:
             self.app.open_run(runs[0].id)
         else:
-            title = f"Runs #{self.run_id} was built from" if relation == "parent" else f"Runs built from #{self.run_id}"
+            title = f"Run #{self.run_id} was built from:" if relation == "parent" else f"Runs built from #{self.run_id}:"
             self.app.push_screen(RunPicker(title, runs), lambda run_id: run_id is not None and self.app.open_run(run_id))
 
     def action_family(self) -> None:

@@ -3,6 +3,7 @@ was built from or that were built from it."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,9 @@ LOG_TAIL_BYTES = 64 * 1024
 
 SAMPLES_PER_POLL = 1000
 
+LINEAGE_EVERY_S = 5.0
+"""How often the runs linked to this one are read again (a scan of every run's settings)."""
+
 LOG_LINES = 2000
 """Lines kept in the log view (a wrapped line counts once per screen line)."""
 
@@ -66,7 +70,8 @@ class PollResult:
     samples: list[dict[str, Any]]
     sample_counts: tuple[int, int]
     artifacts: list[dict[str, Any]]
-    lineage: Lineage
+    lineage: Lineage | None
+    """None when this poll did not read it."""
 
     @property
     def has_news(self) -> bool:
@@ -167,6 +172,8 @@ class RunScreen(ReportsWorkerErrors):
         self.run_id = run_id
         self.run: Run | None = None
         self.lineage = Lineage((), ())
+        self._lineage_due = 0.0
+        """When the lineage is read next (time.monotonic())."""
         self.state = PollState()
         self.metrics: tuple[str, ...] = ()
         self._polling = False
@@ -201,10 +208,13 @@ class RunScreen(ReportsWorkerErrors):
     def poll(self) -> None:
         if not self._polling:
             self._polling = True
-            self._poll(self.state, self.metrics)
+            with_lineage = time.monotonic() >= self._lineage_due
+            if with_lineage:
+                self._lineage_due = time.monotonic() + LINEAGE_EVERY_S
+            self._poll(self.state, self.metrics, with_lineage)
 
     @work(thread=True, exit_on_error=False, group="run-poll")
-    def _poll(self, state: PollState, metrics: tuple[str, ...]) -> None:
+    def _poll(self, state: PollState, metrics: tuple[str, ...], with_lineage: bool) -> None:
         try:
             with open_store(self.app.db_path) as store:
                 run = store.get_run(self.run_id)
@@ -217,7 +227,7 @@ class RunScreen(ReportsWorkerErrors):
                 )
                 counts = (0, 0) if step is None else store.sample_counts(self.run_id, step)
                 artifacts = store.artifacts(self.run_id)
-                lineage = parents_first(store.lineage(self.run_id))
+                lineage = parents_first(store.lineage(self.run_id)) if with_lineage else None
         except ReasonlabError:
             self.post_message(self.Gone())
             return
@@ -235,6 +245,7 @@ class RunScreen(ReportsWorkerErrors):
         self.run = r.run
         if status_changed:
             self.refresh_bindings()
+            self._lineage_due = 0.0  # a stage or a run of its adapter may have just been made
         if first:
             self._first_show(r.run)
         self._show_run(r.run)
@@ -250,8 +261,10 @@ class RunScreen(ReportsWorkerErrors):
             samples.reset()
         samples.add(r.samples)
         samples.show_counts(r.sample_step, *r.sample_counts)
-        self.query_one(RunDetails).show(r.run, r.artifacts, r.lineage)
-        self._show_lineage(r.run, r.lineage)
+        if r.lineage is not None:
+            self.lineage = r.lineage
+        self.query_one(RunDetails).show(r.run, r.artifacts, self.lineage)
+        self._show_lineage(r.run, self.lineage)
         self.state = PollState(
             after_steps={m: pts[-1][0] if pts else self.state.after_steps.get(m, -1) for m, pts in r.points.items()},
             log_offset=r.log_offset,
@@ -290,7 +303,6 @@ class RunScreen(ReportsWorkerErrors):
         error.update(plain(f"{'Error' if run.status == 'failed' else 'Note'}: {run.error}" if run.error else ""))
 
     def _show_lineage(self, run: Run, lineage: Lineage) -> None:
-        self.lineage = lineage
         text = lineage_line(run, lineage)
         line = self.query_one("#run-lineage", Label)
         line.display = bool(text)

@@ -173,3 +173,17 @@ async def test_long_log_lines_wrap_and_stay_plain_text(make_app, db_path):
         assert max(strip.cell_length for strip in log.lines) <= log.scrollable_content_region.width
         assert " ".join(texts[:-1]).split() == words.split()
         assert texts[-1] == "[bold]not markup[/bold]"
+
+
+async def test_a_run_made_from_an_open_running_run_shows_up(make_app, db_path):
+    from engine.core.processes import Owner
+
+    store = RunStore(db_path)
+    base = store.create_run(RunSpec(kind="sft"))
+    store.claim_run(base.id, Owner.of_this_process(), {}, resume=False)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_run_page(app, pilot, base.id)
+        assert not screen.query_one("#run-lineage", Label).display
+        child = store.create_run(RunSpec(kind="eval", adapter=str(base.id)), parent_id=base.id)
+        await wait_for(pilot, lambda: f"o child: #{child.id} eval-{child.id} (adapter)" in lineage_line(screen))

@@ -15,6 +15,7 @@ from engine.core.processes import ENGINE_COMMAND, Launcher
 from engine.core.store import RESUMABLE_STATUSES, Run, RunStore, default_db_path, open_store
 from tui.commands import ReasonlabCommands
 from tui.screens.compare import CompareScreen
+from tui.screens.family import FamilyScreen
 from tui.screens.help import HelpScreen
 from tui.screens.launch import LaunchScreen
 from tui.screens.run import RunScreen
@@ -33,6 +34,9 @@ HELP_SECTIONS = (
      "accuracy, answer rate and tokens/s, counted live while they run.", RunScreen),
     ("Compare", "Curves of every metric overlaid, the settings that differ, a summary, and each "
      "question's outcome per run.", CompareScreen),
+    ("Family", "A pipeline (its run, then its stages) or a sweep as a whole: each run's kind, status, "
+     "time and headline result. For a run in neither, its lineage: the runs it was built from "
+     "and the runs built from it.", FamilyScreen),
 )
 
 

@@ -30,7 +30,8 @@ from engine.core.processes import Owner
 from engine.core.schema import migrations
 from engine.core.columns import SETTING, column_for, is_valid_key
 from engine.core.grouping import PIPELINE, SWEEP, TAG, TAG_PREFIXES
-from engine.core.spec import RunSpec, _default_rule, setting_text
+from engine.core.ids import run_id_or_none
+from engine.core.spec import KINDS, PARENT_SETTINGS, RunSpec, _default_rule, setting_text
 
 DB_ENV = "REASONLAB_DB"
 DEFAULT_DB = "runs.db"
@@ -217,6 +218,133 @@ class RunPage:
     rows: list[RunRow]
     total: int
     """How many runs match the filter (the page may hold fewer)."""
+
+
+# -- lineage: the runs a run was built from, the runs built from it, and its family ---------
+
+PIPELINE_TAG = "pipeline:"
+SWEEP_TAG = "sweep:"
+"""A pipeline's stages are tagged `pipeline:<its run id>`, a sweep's runs `sweep:<sweep id>`."""
+
+MAX_LINEAGE_RUNS = 200
+"""A lineage walk stops after this many runs (a chain of rounds can grow long)."""
+
+
+@dataclass(frozen=True)
+class RelatedRun:
+    """A run linked to another one, and how, seen from the later run: `via` holds 'adapter' or
+    'data' (the setting naming the earlier run), 'pipeline' (a stage and its pipeline),
+    'previous stage' (consecutive stages of one pipeline) or 'parent' (only the recorded parent)."""
+
+    id: int
+    name: str
+    kind: str
+    status: str
+    via: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return run_label(self.name, self.kind, self.id)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    parents: tuple[RelatedRun, ...]
+    children: tuple[RelatedRun, ...]
+
+
+@dataclass(frozen=True)
+class FamilyMember:
+    """What a family view shows of one run: its headline results come from `summary`."""
+
+    id: int
+    name: str
+    kind: str
+    status: str
+    started_at: float | None
+    finished_at: float | None
+    summary: dict[str, float]
+
+    @property
+    def label(self) -> str:
+        return run_label(self.name, self.kind, self.id)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or time.time()) - self.started_at
+
+
+@dataclass(frozen=True)
+class Family:
+    """Runs that belong together, in id order: a pipeline (its run, then its stages), a sweep,
+    or, for a run in neither, its lineage (its ancestors and descendants, itself included)."""
+
+    kind: str
+    """'pipeline', 'sweep' or 'lineage'."""
+    key: str
+    """The tag the members share (`pipeline:7`, `sweep:ab12cd`), or `lineage:<run id>`."""
+    members: tuple[FamilyMember, ...]
+
+
+@dataclass(frozen=True)
+class _LinkRow:
+    """The columns that say how a run is linked to others."""
+
+    id: int
+    kind: str
+    spec: dict[str, Any]
+    parent_id: int | None
+    tags: tuple[str, ...]
+
+    @classmethod
+    def read(cls, row: tuple) -> "_LinkRow":
+        run_id, kind, spec, parent_id, tags = row
+        try:
+            values = json.loads(spec or "{}")
+        except ValueError:
+            values = {}
+        return cls(run_id, kind, values if isinstance(values, dict) else {}, parent_id, _readable_tags(tags))
+
+    def setting_parents(self) -> dict[str, int]:
+        """The settings of this run's kind that name another run, with that run's id."""
+        applying = {f.name for f in RunSpec.settings(self.kind)} if self.kind in KINDS else set()
+        named = {name: run_id_or_none(str(self.spec.get(name) or "")) for name in PARENT_SETTINGS if name in applying}
+        return {name: run_id for name, run_id in named.items() if run_id is not None}
+
+    def pipeline_ids(self) -> list[int]:
+        ids = (run_id_or_none(tag.removeprefix(PIPELINE_TAG)) for tag in self.tags if tag.startswith(PIPELINE_TAG))
+        return [run_id for run_id in ids if run_id is not None]
+
+    def links_to(self, parent_id: int) -> tuple[str, ...]:
+        """How this run is built from run `parent_id` (empty: it is not)."""
+        via = [name for name, run_id in self.setting_parents().items() if run_id == parent_id]
+        if parent_id in self.pipeline_ids():
+            via.append("pipeline")
+        if self.parent_id == parent_id and not via:
+            via.append("previous stage" if self.pipeline_ids() else "parent")
+        return tuple(via)
+
+    def parent_ids(self) -> set[int]:
+        ids = {*self.setting_parents().values(), *self.pipeline_ids()}
+        if self.parent_id is not None:
+            ids.add(self.parent_id)
+        return ids - {self.id}
+
+    def family_tag(self) -> str | None:
+        """The pipeline this run is or belongs to, else the sweep it belongs to."""
+        if self.kind == "pipeline":
+            return f"{PIPELINE_TAG}{self.id}"
+        tags = [t for t in self.tags if t.startswith(PIPELINE_TAG)] or [t for t in self.tags if t.startswith(SWEEP_TAG)]
+        return tags[0] if tags else None
+
+
+VALID_TAGS = "(case when json_valid(runs.tags) then runs.tags else '[]' end)"
+VALID_SPEC = "(case when json_valid(runs.spec) then runs.spec end)"
+"""A hand-edited row with malformed JSON is passed over instead of failing the whole query."""
+
+FAMILY_COLUMNS = "id, name, kind, status, started_at, finished_at, summary"
 
 
 def default_db_path() -> Path:
@@ -789,6 +917,71 @@ class RunStore:
         return [r[0] for r in rows]
 
 
+    # -- lineage --------------------------------------------------------------------------
+
+    def lineage(self, run_id: int) -> Lineage:
+        """The runs this one was built from and the runs built from it, each with how."""
+        run = self._link_row(run_id)
+        parents = self._related({pid: run.links_to(pid) for pid in run.parent_ids()})
+        named = " or ".join(f"trim(json_extract({VALID_SPEC}, '$.{name}')) = ?" for name in PARENT_SETTINGS)
+        rows = self.db.execute(
+            "select id, kind, spec, parent_id, tags from runs where id != ? and (parent_id = ?"
+            f" or exists (select 1 from json_each({VALID_TAGS}) where value = ?) or {named})",
+            [run_id, run_id, f"{PIPELINE_TAG}{run_id}", *[str(run_id)] * len(PARENT_SETTINGS)],
+        ).fetchall()
+        candidates = (_LinkRow.read(row) for row in rows)
+        children = self._related({child.id: child.links_to(run_id) for child in candidates})
+        return Lineage(parents, children)
+
+    def family(self, run_id: int) -> Family:
+        """The pipeline or sweep the run belongs to, else its lineage."""
+        run = self._link_row(run_id)
+        tag = run.family_tag()
+        if tag is None:
+            return Family("lineage", f"lineage:{run_id}", self._family_members(self._lineage_ids(run_id)))
+        kind = "pipeline" if tag.startswith(PIPELINE_TAG) else "sweep"
+        head = [i for i in [run_id_or_none(tag.removeprefix(PIPELINE_TAG))] if i is not None and kind == "pipeline"]
+        rows = self.db.execute(
+            f"select {FAMILY_COLUMNS} from runs where id in ({', '.join('?' * len(head)) or 'null'})"
+            f" or exists (select 1 from json_each({VALID_TAGS}) where value = ?) order by id",
+            [*head, tag],
+        ).fetchall()
+        return Family(kind, tag, tuple(_family_member(row) for row in rows))
+
+    def _link_row(self, run_id: int) -> _LinkRow:
+        row = self.db.execute("select id, kind, spec, parent_id, tags from runs where id = ?", [run_id]).fetchone()
+        if row is None:
+            raise ReasonlabError(f"No run with id {run_id} in {self.path}; `python -m engine runs` lists them.")
+        return _LinkRow.read(row)
+
+    def _related(self, links: dict[int, tuple[str, ...]]) -> tuple[RelatedRun, ...]:
+        """The linked runs that still exist, in id order (a deleted parent is left out)."""
+        ids = [run_id for run_id, via in links.items() if via]
+        if not ids:
+            return ()
+        rows = self.db.execute(
+            f"select id, name, kind, status from runs where id in ({', '.join('?' * len(ids))}) order by id", ids
+        ).fetchall()
+        return tuple(RelatedRun(i, name or "", kind, status, links[i]) for i, name, kind, status in rows)
+
+    def _lineage_ids(self, run_id: int) -> list[int]:
+        """The run, its ancestors (walking up) and its descendants (walking down)."""
+        found = {run_id}
+        for direction in ("parents", "children"):
+            todo = [run_id]
+            while todo and len(found) < MAX_LINEAGE_RUNS:
+                for relative in getattr(self.lineage(todo.pop()), direction):
+                    if relative.id not in found:
+                        found.add(relative.id)
+                        todo.append(relative.id)
+        return sorted(found)
+
+    def _family_members(self, ids: list[int]) -> tuple[FamilyMember, ...]:
+        rows = self.db.execute(
+            f"select {FAMILY_COLUMNS} from runs where id in ({', '.join('?' * len(ids))}) order by id", ids
+        ).fetchall()
+        return tuple(_family_member(row) for row in rows)
+
 @contextmanager
 def open_store(path: Path) -> Iterator[RunStore]:
     """A store for the calling thread, closed on exit (SQLite connections are per-thread)."""
@@ -840,6 +1033,15 @@ def _readable_tags(text: str | None) -> tuple[str, ...]:
     except ValueError:
         return ("(unreadable tags)",)
     return tuple(str(t) for t in tags) if isinstance(tags, list) else ("(unreadable tags)",)
+
+
+def _family_member(row: tuple) -> FamilyMember:
+    run_id, name, kind, status, started, finished, summary = row
+    try:
+        values = json.loads(summary or "{}")
+    except ValueError:
+        values = {}
+    return FamilyMember(run_id, name or "", kind, status, started, finished, values if isinstance(values, dict) else {})
 
 
 def _finite_or_none(value: float | None) -> float | None:

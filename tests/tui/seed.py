@@ -100,3 +100,51 @@ def seed_sweeps(store: RunStore) -> list[int]:
             _finish(store, run.id, "completed", T0 + 8000 + 100 * len(ids), 600)
             ids.append(run.id)
     return ids
+SWEEP_TAG = "sweep:ab12cd"
+
+
+def seed_families(db_path: Path) -> RunStore:
+    """The six runs of `seed`, then a completed pipeline (run 7) with its four stages (8-11:
+    sft, rft0, rollout1, rft1, linked as the pipeline links them), an eval of its last adapter
+    (12), and a sweep of three evals of run 1's adapter (13-15, one failed)."""
+    store = seed(db_path)
+    pipe = store.create_run(RunSpec(kind="pipeline", name="pipe-small", rounds=1))
+    store.set_progress(pipe.id, 4, 4)
+    tag = [f"pipeline:{pipe.id}"]
+    start = T0 + 8000
+    sft = store.create_run(RunSpec(kind="sft", name="pipe-small sft"), parent_id=pipe.id, tags=tag)
+    store.log_metrics(sft.id, [(40, "loss", 0.61, T0), (40, "accuracy", 0.31, T0)])
+    _finish(store, sft.id, "completed", start, 300)
+    rft0 = store.create_run(
+        RunSpec(kind="rft", name="pipe-small rft0", adapter=str(sft.id), data="reference_rft.json"),
+        parent_id=sft.id, tags=tag,
+    )
+    store.log_metrics(rft0.id, [(20, "loss", 0.42, T0), (20, "accuracy", 0.44, T0)])
+    _finish(store, rft0.id, "completed", start + 300, 200)
+    rollout = store.create_run(
+        RunSpec(kind="rollout", name="pipe-small rollout1", adapter=str(rft0.id)), parent_id=rft0.id, tags=tag,
+    )
+    store.log_metrics(rollout.id, [(0, "success_rate", 0.52, T0), (0, "correct_rate", 0.38, T0)])
+    _finish(store, rollout.id, "completed", start + 500, 150)
+    rft1 = store.create_run(
+        RunSpec(kind="rft", name="pipe-small rft1", adapter=str(rft0.id), data=str(rollout.id)),
+        parent_id=rollout.id, tags=tag,
+    )
+    store.log_metrics(rft1.id, [(20, "loss", 0.35, T0), (20, "accuracy", 0.49, T0)])
+    _finish(store, rft1.id, "completed", start + 650, 250)
+    store.log_metrics(pipe.id, [(3, "accuracy", 0.49, T0)])
+    _finish(store, pipe.id, "completed", start, 900)
+
+    check = store.create_run(RunSpec(kind="eval", name="eval-pipe", adapter=str(rft1.id)), parent_id=rft1.id)
+    store.log_metrics(check.id, [(0, "accuracy", 0.5, T0)])
+    _finish(store, check.id, "completed", start + 1000, 40)
+
+    for n, temperature in enumerate((0.3, 0.7, 1.0)):
+        spec = RunSpec(kind="eval", name=f"sweep temperature={temperature}", adapter=str(1), temperature=temperature)
+        run = store.create_run(spec, parent_id=1, tags=[SWEEP_TAG])
+        if n == 2:
+            _finish(store, run.id, "failed", start + 2000 + 60 * n, 5, error="The engine process was killed")
+        else:
+            store.log_metrics(run.id, [(0, "accuracy", 0.4 - 0.1 * n, T0), (0, "answer_rate", 0.9, T0)])
+            _finish(store, run.id, "completed", start + 2000 + 60 * n, 50)
+    return store

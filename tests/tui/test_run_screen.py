@@ -6,7 +6,7 @@ from engine.core.processes import Owner
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore
 from tests.tui.conftest import wait_for
-from textual.widgets import DataTable, Log, Select, TabbedContent
+from textual.widgets import DataTable, RichLog, Select, TabbedContent
 
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.run import RunScreen, read_log
@@ -14,6 +14,11 @@ from tui.screens.sample_detail import SampleDialog
 from tui.widgets.metric_chart import MetricChart
 from tui.widgets.result_panel import ResultPanel
 from tui.widgets.samples_view import SamplesView
+
+
+def log_text(screen: RunScreen) -> str:
+    """The log as shown (the view renders once its tab has been shown)."""
+    return "\n".join(strip.text for strip in screen.query_one("#run-log", RichLog).lines)
 
 
 async def test_seeded_run_shows_charts_samples_and_details(make_app, seeded_db):
@@ -54,7 +59,8 @@ async def test_points_appear_while_the_run_goes_on(make_app, db_path, monkeypatc
         await pilot.pause(0.5)
         assert loss.series[""].steps.tolist() == list(range(1, 11))  # each point once
         assert app.screen.query_one(SamplesView).query_one(DataTable).row_count == 6
-        assert any("fake engine: done" in line for line in app.screen.query_one(Log).lines)
+        await pilot.press("3")
+        await wait_for(pilot, lambda: "fake engine: done" in log_text(app.screen))
 
 
 async def test_cancel_after_confirmation_then_resume_and_follow_the_run(make_app, db_path, monkeypatch):
@@ -76,7 +82,8 @@ async def test_cancel_after_confirmation_then_resume_and_follow_the_run(make_app
         await pilot.pause(1.0)  # the screen has stopped polling the finished run
         await pilot.press("R")
         await wait_for(pilot, lambda: screen.run.status == "completed")
-        assert any("resumed" in line for line in screen.query_one(Log).lines)
+        await pilot.press("3")
+        await wait_for(pilot, lambda: "resumed" in log_text(screen))
 
 
 def test_read_log_tails_and_continues(tmp_path):

@@ -11,14 +11,18 @@ from tests.tui.seed import seed_sweeps
 from textual.widgets import DataTable, Input
 
 from engine.core.store import RunStore
+from tests.tui.seed import seed_families
+from textual.widgets import Input
 
 from tui.app import ReasonlabApp
 from tui.screens.compare import CompareScreen
+from tui.screens.family import FamilyScreen
 from tui.screens.launch import LaunchScreen
 from tui.screens.param_metric import ParamMetricScreen
 from tui.screens.table_choices import ColumnsDialog, GroupingDialog
 from tui.screens.review import ReviewDialog
 from tui.screens.run import RunScreen
+from tui.screens.run_picker import RunPicker
 from tui.widgets.metric_chart import MetricChart
 from tui.widgets.result_panel import ResultPanel
 from tui.widgets.groups_table import GroupsTable
@@ -414,3 +418,71 @@ class TestSelection:
             await until(pilot, lambda: pilot.app.screen.query_one(RunsTable).run_ids == [5, 2])
 
         assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+@pytest.fixture
+def family_db(db_path):
+    """The seeded runs, then a pipeline with its stages (7-11), an eval of its adapter (12) and
+    a sweep (13-15); the runs list shows them newest first."""
+    seed_families(db_path).close()
+    return db_path
+
+
+async def family_runs_loaded(pilot) -> None:
+    await until(pilot, lambda: len(pilot.app.screen.query_one(RunsTable).run_ids) == 15)
+
+
+async def open_row(pilot, row: int) -> None:
+    """Open the run `row` rows below the newest (run 15 - row)."""
+    await family_runs_loaded(pilot)
+    await pilot.press(*["down"] * row, "enter")
+    await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.run is not None
+                and pilot.app.screen.run_id == 15 - row)
+
+
+class TestLineage:
+    """Run 11, the pipeline's last RFT stage: its pipeline, its adapter and data runs, and the
+    eval built from it on one line; p lists its three parents."""
+
+    def test_lineage_line(self, snap_compare, family_db):
+        async def run_before(pilot):
+            await open_row(pilot, 4)
+            await until(pilot, lambda: pilot.app.screen.query_one("#run-lineage").display)
+
+        assert snap_compare(app_for(family_db), terminal_size=SIZE, run_before=run_before)
+
+    def test_parents_listed(self, snap_compare, family_db):
+        async def run_before(pilot):
+            await open_row(pilot, 4)
+            await until(pilot, lambda: pilot.app.screen.query_one("#run-lineage").display)
+            await pilot.press("p")
+            await until(pilot, lambda: isinstance(pilot.app.screen, RunPicker))
+
+        assert snap_compare(app_for(family_db), terminal_size=SIZE, run_before=run_before)
+
+
+class TestFamilyView:
+    def test_pipeline_from_a_stage(self, snap_compare, family_db):
+        async def run_before(pilot):
+            await open_row(pilot, 6)  # run 9, the reference RFT stage
+            await pilot.press("f")
+            await until(pilot, lambda: isinstance(pilot.app.screen, FamilyScreen) and pilot.app.screen.family)
+
+        assert snap_compare(app_for(family_db), terminal_size=SIZE, run_before=run_before)
+
+    def test_sweep_from_the_runs_screen(self, snap_compare, family_db):
+        async def run_before(pilot):
+            await family_runs_loaded(pilot)
+            await pilot.press("down", "f")
+            await until(pilot, lambda: isinstance(pilot.app.screen, FamilyScreen) and pilot.app.screen.family)
+
+        assert snap_compare(app_for(family_db), terminal_size=SIZE, run_before=run_before)
+
+
+class TestFailedRun:
+    def test_opens_on_its_error(self, snap_compare, family_db):
+        """Run 3 (rft, failed with 'CUDA out of memory') opens on the log tab, error first."""
+
+        async def run_before(pilot):
+            await open_row(pilot, 12)
+            await until(pilot, lambda: pilot.app.screen.query_one("#run-error").display)
+
+        assert snap_compare(app_for(family_db), terminal_size=SIZE, run_before=run_before)

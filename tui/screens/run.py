@@ -1,7 +1,9 @@
-"""One run, live: charts, progress, log tail, samples, spec and artifacts."""
+"""One run, live: charts, progress, log tail, samples, spec and artifacts, and the runs it
+was built from or that were built from it."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,14 +13,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
 from textual.message import Message
-from textual.widgets import Footer, Header, Label, Log, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Label, RichLog, Static, TabbedContent, TabPane
 
 from engine.core.errors import ReasonlabError
 from engine.core.metrics import CHARTS_BY_KIND
 from engine.core.processes import cancel_run
-from engine.core.store import ACTIVE_STATUSES, FINAL_STATUSES, RESUMABLE_STATUSES, Run, open_store
+from engine.core.store import (
+    ACTIVE_STATUSES, FINAL_STATUSES, RESUMABLE_STATUSES, Lineage, RelatedRun, Run, open_store,
+)
 from tui.data import RESULT_KINDS, format_duration, plain
 from tui.screens.confirm import ConfirmDialog
+from tui.screens.family import FamilyScreen
+from tui.screens.run_picker import RunPicker
 from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.screens.sample_detail import SampleDialog
 from tui.chart_math import RunScale, Series
@@ -36,6 +42,12 @@ LOG_TAIL_BYTES = 64 * 1024
 """How much of an existing log is read when the screen opens."""
 
 SAMPLES_PER_POLL = 1000
+
+LINEAGE_EVERY_S = 5.0
+"""How often the runs linked to this one are read again (a scan of every run's settings)."""
+
+LOG_LINES = 2000
+"""Lines kept in the log view (a wrapped line counts once per screen line)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,8 @@ class PollResult:
     samples: list[dict[str, Any]]
     sample_counts: tuple[int, int]
     artifacts: list[dict[str, Any]]
+    lineage: Lineage | None
+    """None when this poll did not read it."""
 
     @property
     def has_news(self) -> bool:
@@ -89,6 +103,40 @@ def read_log(path: Path, offset: int | None) -> tuple[list[str], int]:
     return lines, start + end
 
 
+def lineage_line(run: Run, lineage: Lineage) -> str:
+    """One line naming the keys to the run's relatives: 'f sweep ab12cd · p parent: #1
+    sft-baseline (adapter) · o children: 3'; empty for a run with none."""
+    parts = []
+    family = next((t for t in run.tags if t.startswith(("pipeline:", "sweep:"))), None)
+    if run.kind == "pipeline" or family:
+        parts.append(f"f {family_name(run, family)}")
+    if lineage.parents:
+        first, more = lineage.parents[0], len(lineage.parents) - 1
+        parts.append(f"p parent{'s' if more else ''}: {related_short(first)}{f' +{more}' if more else ''}")
+    if len(lineage.children) == 1:
+        parts.append(f"o child: {related_short(lineage.children[0])}")
+    elif lineage.children:
+        parts.append(f"o children: {len(lineage.children)}")
+    return " · ".join(parts)
+
+
+def family_name(run: Run, tag: str | None) -> str:
+    """'stages' for a pipeline run, 'pipeline #7' for a stage, 'sweep ab12cd' for a sweep's run."""
+    if run.kind == "pipeline":
+        return "stages"
+    kind, _, key = (tag or "").partition(":")
+    return f"pipeline #{key}" if kind == "pipeline" else f"{kind} {key}"
+
+
+def related_short(run: RelatedRun) -> str:
+    return f"#{run.id} {run.label} ({', '.join(run.via)})"
+
+
+def parents_first(lineage: Lineage) -> Lineage:
+    """Parents named by a setting (adapter, data) before the pipeline a stage belongs to."""
+    return Lineage(tuple(sorted(lineage.parents, key=lambda r: "pipeline" in r.via)), lineage.children)
+
+
 class RunScreen(ChartKeys, ReportsWorkerErrors):
     CSS_PATH = "run.tcss"
     BINDINGS = [
@@ -101,6 +149,9 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
         Binding("R", "resume_run", "Resume", tooltip="Resume the cancelled or failed run from its last checkpoint", id="run.resume"),
         Binding("C", "clone", "Clone", tooltip="Open the launch form with this run's settings", id="run.clone"),
         *chart_bindings("run"),
+        Binding("p", "open_parent", "Parent", show=False, tooltip="Open the run this one was built from (a list when several)", id="run.parent"),
+        Binding("o", "open_child", "Children", show=False, tooltip="Open a run built from this one (a list when several)", id="run.children"),
+        Binding("f", "family", "Family", show=False, tooltip="The pipeline or sweep this run belongs to, or its lineage", id="run.family"),
     ]
     CHARTS_TAB = "charts"
 
@@ -124,6 +175,9 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
         super().__init__()
         self.run_id = run_id
         self.run: Run | None = None
+        self.lineage = Lineage((), ())
+        self._lineage_due = 0.0
+        """When the lineage is read next (time.monotonic())."""
         self.state = PollState()
         self.metrics: tuple[str, ...] = ()
         self._polling = False
@@ -133,6 +187,7 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Label(f"Run #{self.run_id}", id="run-title")
+        yield Label(id="run-lineage")
         yield RunProgress(id="run-progress")
         yield RankPanel(id="rank-panel")
         with TabbedContent(id="run-tabs"):
@@ -143,7 +198,8 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
             with TabPane("Samples", id="samples"):
                 yield SamplesView(id="samples-view")
             with TabPane("Log", id="log"):
-                yield Log(max_lines=2000, id="run-log")
+                yield Static(id="run-error", markup=False)
+                yield RichLog(max_lines=LOG_LINES, min_width=1, wrap=True, markup=False, id="run-log")
             with TabPane("Details", id="details"):
                 yield RunDetails(id="run-details")
         yield Footer(compact=True)
@@ -159,10 +215,13 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
     def poll(self) -> None:
         if not self._polling:
             self._polling = True
-            self._poll(self.state, self.metrics)
+            with_lineage = time.monotonic() >= self._lineage_due
+            if with_lineage:
+                self._lineage_due = time.monotonic() + LINEAGE_EVERY_S
+            self._poll(self.state, self.metrics, with_lineage)
 
     @work(thread=True, exit_on_error=False, group="run-poll")
-    def _poll(self, state: PollState, metrics: tuple[str, ...]) -> None:
+    def _poll(self, state: PollState, metrics: tuple[str, ...], with_lineage: bool) -> None:
         try:
             with open_store(self.app.db_path) as store:
                 run = store.get_run(self.run_id)
@@ -178,11 +237,12 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
                 )
                 counts = (0, 0) if step is None else store.sample_counts(self.run_id, step)
                 artifacts = store.artifacts(self.run_id)
+                lineage = parents_first(store.lineage(self.run_id)) if with_lineage else None
         except ReasonlabError:
             self.post_message(self.Gone())
             return
         log_lines, log_offset = read_log(Path(run.run_dir) / "log.txt", state.log_offset)
-        result = PollResult(run, points, log_lines, log_offset, step, samples, counts, artifacts)
+        result = PollResult(run, points, log_lines, log_offset, step, samples, counts, artifacts, lineage)
         self.post_message(self.Polled(state, result))
 
     def on_run_screen_polled(self, message: Polled) -> None:
@@ -195,6 +255,7 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
         self.run = r.run
         if status_changed:
             self.refresh_bindings()
+            self._lineage_due = 0.0  # a stage or a run of its adapter may have just been made
         if first:
             self._first_show(r.run)
         self._show_run(r.run)
@@ -202,13 +263,18 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
             self.query_one(f"#chart-{metric}", MetricChart).extend(points, scale=RunScale.of(r.run))
         if r.run.kind in RESULT_KINDS:
             self.query_one(ResultPanel).show(r.run, *r.sample_counts)
-        self.query_one("#run-log", Log).write_lines(r.log_lines)
+        log = self.query_one("#run-log", RichLog)
+        for line in r.log_lines:
+            log.write(plain(line))
         samples = self.query_one(SamplesView)
         if r.sample_step != self.state.sample_step:
             samples.reset()
         samples.add(r.samples)
         samples.show_counts(r.sample_step, *r.sample_counts)
-        self.query_one(RunDetails).show(r.run, r.artifacts)
+        if r.lineage is not None:
+            self.lineage = r.lineage
+        self.query_one(RunDetails).show(r.run, r.artifacts, self.lineage)
+        self._show_lineage(r.run, self.lineage)
         self.state = PollState(
             after_steps={m: pts.last_step if len(pts) else self.state.after_steps.get(m, -1) for m, pts in r.points.items()},
             log_offset=r.log_offset,
@@ -232,6 +298,8 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
         if has_results:
             self.query_one(TabbedContent).get_tab("charts").label = "Results"
         grid.mount_all(MetricChart(m, self.chart_options, id=f"chart-{m}") for m in self.metrics)
+        if run.status == "failed":
+            self.action_tab("log")  # a failed run opens on its error
 
     def _show_run(self, run: Run) -> None:
         parts = [f"#{run.id} {run.label}", run.kind, run.status, run.spec.model]
@@ -240,6 +308,16 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
         self.query_one("#run-title", Label).update(plain(" · ".join(parts)))
         self.query_one(RunProgress).show(run)
         self.query_one(RankPanel).show(run)
+        error = self.query_one("#run-error", Static)
+        error.display = bool(run.error)
+        error.set_class(run.status == "failed", "-failed")
+        error.update(plain(f"{'Error' if run.status == 'failed' else 'Note'}: {run.error}" if run.error else ""))
+
+    def _show_lineage(self, run: Run, lineage: Lineage) -> None:
+        text = lineage_line(run, lineage)
+        line = self.query_one("#run-lineage", Label)
+        line.display = bool(text)
+        line.update(plain(text))
 
     def on_run_screen_gone(self) -> None:
         self.notify(f"Run #{self.run_id} no longer exists.", severity="warning", markup=False)
@@ -285,6 +363,26 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
     def action_clone(self) -> None:
         if self.run is not None:
             self.app.clone(self.run)
+
+    def action_open_parent(self) -> None:
+        self._open_related("parent", self.lineage.parents)
+
+    def action_open_child(self) -> None:
+        self._open_related("child", self.lineage.children)
+
+    def _open_related(self, relation: str, runs: tuple[RelatedRun, ...]) -> None:
+        """Open the one related run, or list them when there are several."""
+        if not runs:
+            built = "was built from no other run" if relation == "parent" else "has no run built from it"
+            self.notify(f"Run #{self.run_id} {built}.", markup=False)
+        elif len(runs) == 1:
+            self.app.open_run(runs[0].id)
+        else:
+            title = f"Run #{self.run_id} was built from:" if relation == "parent" else f"Runs built from #{self.run_id}:"
+            self.app.push_screen(RunPicker(title, runs), lambda run_id: run_id is not None and self.app.open_run(run_id))
+
+    def action_family(self) -> None:
+        self.app.push_screen(FamilyScreen(self.run_id))
 
     @work(thread=True, exit_on_error=False, group="run-write")
     def _cancel(self) -> None:

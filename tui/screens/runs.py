@@ -23,6 +23,7 @@ from tui.screens.confirm import ConfirmDialog
 from tui.screens.edit_run import EditRunDialog
 from tui.screens.param_metric import ParamMetricScreen
 from tui.screens.table_choices import NO_GROUPING, ColumnsDialog, GroupingDialog
+from tui.screens.family import FamilyScreen
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.groups_table import GroupsTable, group_keys, is_aggregated
 from tui.widgets.runs_table import RunsTable, chosen_value_keys, column_spec, shown_keys
@@ -98,6 +99,7 @@ class RunsScreen(ReportsWorkerErrors):
             id="runs.delete",
         ),
         Binding("t", "edit", "Tags/notes", tooltip="Edit the run's tags and notes", id="runs.edit"),
+        Binding("f", "family", "Family", show=False, tooltip="The pipeline or sweep of the run under the cursor, or its lineage", id="runs.family"),
         Binding("s", "sort", "Sort", show=False, tooltip="Sort by the next column", id="runs.sort"),
         Binding(
             "r", "reverse", "Reverse", show=False,
@@ -408,6 +410,11 @@ class RunsScreen(ReportsWorkerErrors):
         row = self.table.current_run
         if row is not None:
             self.app.open_run(row.id)
+
+    def action_family(self) -> None:
+        row = self.table.current_run
+        if row is not None:
+            self.app.push_screen(FamilyScreen(row.id))
 
     def action_launch(self) -> None:
         self.app.launch()

@@ -1,4 +1,5 @@
-"""A run's settings, facts (times, parent, tags, notes, error) and artifacts."""
+"""A run's settings, facts (times, the runs it was built from and that were built from it, tags,
+notes, error) and artifacts."""
 
 from __future__ import annotations
 
@@ -10,18 +11,19 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Static
 
 from engine.core.spec import setting_text
-from engine.core.store import Run
+from engine.core.store import Lineage, RelatedRun, Run
 from tui.data import format_bytes, format_duration, format_timestamp, format_value
 
 
-def run_facts(run: Run) -> str:
+def run_facts(run: Run, lineage: Lineage) -> str:
     lines = [
         f"Status    {run.status}",
         f"Created   {format_timestamp(run.created_at)}",
         f"Started   {format_timestamp(run.started_at) or '-'}",
         f"Finished  {format_timestamp(run.finished_at) or '-'}",
         f"Duration  {format_duration(run.duration) or '-'}",
-        f"Parent    {f'#{run.parent_id}' if run.parent_id else '-'}",
+        f"From      {relatives(lineage.parents)}",
+        f"Used by   {relatives(lineage.children)}",
         f"Tags      {' '.join(run.tags) or '-'}",
         f"Folder    {run.run_dir}",
     ]
@@ -30,6 +32,11 @@ def run_facts(run: Run) -> str:
     if run.notes:
         lines += ["", run.notes]
     return "\n".join(lines)
+
+
+def relatives(runs: tuple[RelatedRun, ...]) -> str:
+    """'#1 sft-baseline (sft, adapter), #4 rollout-4 (rollout, data)', or '-'."""
+    return ", ".join(f"#{r.id} {r.label} ({r.kind}, {', '.join(r.via)})" for r in runs) or "-"
 
 
 class RunDetails(Horizontal):
@@ -49,8 +56,8 @@ class RunDetails(Horizontal):
             artifacts.add_columns("Kind", "Size", "Path")
             yield artifacts
 
-    def show(self, run: Run, artifacts: list[dict[str, Any]]) -> None:
-        self.query_one("#run-facts", Static).update(run_facts(run))
+    def show(self, run: Run, artifacts: list[dict[str, Any]], lineage: Lineage) -> None:
+        self.query_one("#run-facts", Static).update(run_facts(run, lineage))
         spec = run.spec.relevant()
         if spec != self._spec:
             self._spec = spec

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, ProgressBar
 
-from engine.core.store import Run
+from engine.core.store import FINAL_STATUSES, Run
 from tui.data import eta_seconds, format_duration
 
 
@@ -36,6 +36,6 @@ class RunProgress(Horizontal):
         bar = self.query_one(ProgressBar)
         if run.progress_total:
             bar.update(total=run.progress_total, progress=run.progress_done or 0)
-        elif run.status == "completed":
-            bar.update(total=1, progress=1)
+        elif run.status in FINAL_STATUSES:  # a bar without a total pulses: stop it once the run is over
+            bar.update(total=1, progress=1 if run.status == "completed" else 0)
         self.query_one("#progress-text", Label).update(progress_text(run, time.time()))

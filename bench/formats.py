@@ -74,7 +74,9 @@ def main() -> None:
             table.add_row(letter, reasoning, data, *_arm(store, console, args, reasoning, data))
         except ReasonlabError as error:
             console.print(f"arm {letter} failed: {error}", highlight=False, markup=False)
-        Console().print(table)  # the table so far: an arm takes a while on a CPU
+        out = Console()
+        # Piped to a file: wide enough for every column (a terminal keeps its own width).
+        (out if out.is_terminal else Console(width=220)).print(table)  # the table so far
 
 
 def _arm(store: RunStore, console: Console, args, reasoning: str, data: str) -> tuple[str, ...]:

@@ -14,8 +14,8 @@ does. The format is chosen by shifted accuracy, never by valid alone. It prints 
 training samples and wall time, mean tokens per reference chain (the real tokenizer) and per
 generated chain, valid and shifted accuracy, then shifted accuracy by value range.
 
-On 2 shared CPU cores a reduced run (about an hour):
-    .venv/bin/python bench/formats.py --questions 400 --epochs 2 --limit 100
+On 2 shared CPU cores a reduced run took 50 min (0.4-1.3 training samples/s under load):
+    .venv/bin/python bench/formats.py --questions 240 --epochs 2 --limit 60
 At full scale, on a GPU:
     .venv/bin/python bench/formats.py --questions 5000 --epochs 3 --limit 200 --device cuda
 """
@@ -43,9 +43,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--arms", default="cab", help="arms to run, in this order (letters a, b, c)")
-    parser.add_argument("--questions", type=int, default=400, help="training questions per arm (the first N)")
+    parser.add_argument("--questions", type=int, default=240, help="training questions per arm (the first N)")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--limit", type=int, default=100, help="valid and shifted questions scored, each")
+    parser.add_argument("--limit", type=int, default=60, help="valid and shifted questions scored, each")
     parser.add_argument("--batch-size", type=int, default=8, help="training micro-batch")
     parser.add_argument("--eval-batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=RunSpec.default_for("rft", "learning_rate"))
@@ -74,7 +74,9 @@ def main() -> None:
             table.add_row(letter, reasoning, data, *_arm(store, console, args, reasoning, data))
         except ReasonlabError as error:
             console.print(f"arm {letter} failed: {error}", highlight=False, markup=False)
-        Console().print(table)  # the table so far: an arm takes a while on a CPU
+        out = Console()
+        # Piped to a file: wide enough for every column (a terminal keeps its own width).
+        (out if out.is_terminal else Console(width=220)).print(table)  # the table so far
 
 
 def _arm(store: RunStore, console: Console, args, reasoning: str, data: str) -> tuple[str, ...]:

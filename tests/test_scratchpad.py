@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import training
+from engine.core.errors import DataError
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore
 from engine.runner import execute
@@ -108,6 +109,11 @@ def test_scratchpad_examples():
     assert scratchpad_reasoning(Example("How many grams are in 12 kg?", 12000.0)) == (
         "1 kg = 1e3 g. 12 = 12e0. 12*1=12. 12e(3+0) = 12000. <answer>12000</answer>"
     )
+
+
+def test_scratchpad_refuses_a_zero_value_with_a_data_error():
+    with pytest.raises(DataError, match="it converts 0"):
+        scratchpad_reasoning(Example("Convert 0 km to m.", 0.0))
 
 
 @pytest.mark.parametrize(

@@ -559,6 +559,11 @@ def scratchpad_reasoning(example: Example) -> str:
     1440+63=1503. 1503e(-4+1) = 1.503. <answer>1.503</answer>'. Its answer is the rounded
     factor's, within about 1% of the exact one."""
     conversion = _checked_conversion(example)
+    if conversion.value == 0:
+        raise DataError(
+            f"No scratchpad for {example.question!r}: it converts 0; give the row a reasoning "
+            "column or use --reasoning reference."
+        )
     source, target = conversion.source, conversion.target
     ratio = source.size / target.size
     chain, answer = scratchpad(

@@ -696,6 +696,22 @@ class RunStore:
         rows = list(self.db.query("select * from artifacts where run_id = ? and kind = ?", [run_id, kind]))
         return rows[0] if rows else None
 
+    # -- samples by step and by question (the samples tab's step picker, compare's side by side)
+
+    def sample_steps(self, run_id: int) -> list[int]:
+        """The steps that have samples, in order (a training run evaluates every few steps)."""
+        rows = self.db.execute(
+            "select distinct step from samples where run_id = ? order by step", [run_id]
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def question_samples(self, run_id: int, step: int, question: str) -> list[dict[str, Any]]:
+        """Every sample of one question at one step (several when a run samples it more than once)."""
+        return list(self.db.query(
+            "select * from samples where run_id = ? and step = ? and question = ? order by idx, sample",
+            [run_id, step, question],
+        ))
+
 
 @contextmanager
 def open_store(path: Path) -> Iterator[RunStore]:

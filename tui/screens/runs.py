@@ -18,6 +18,7 @@ from tui.data import parse_tags
 from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.edit_run import EditRunDialog
+from tui.screens.export_dialog import ExportDialog
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.runs_table import COLUMNS, RunsTable
 
@@ -73,6 +74,11 @@ class RunsScreen(ReportsWorkerErrors):
             "d,delete", "delete", "Delete",
             tooltip="Delete the selected runs (or the current one) and their files",
             id="runs.delete",
+        ),
+        Binding(
+            "e", "export", "Export",
+            tooltip="Export the selected runs (or the current one) to CSV and JSON files",
+            id="runs.export",
         ),
         Binding("t", "edit", "Tags/notes", tooltip="Edit the run's tags and notes", id="runs.edit"),
         Binding("s", "sort", "Sort", show=False, tooltip="Sort by the next column", id="runs.sort"),
@@ -343,6 +349,11 @@ class RunsScreen(ReportsWorkerErrors):
                     refused.append(str(exc))
         note = f"Deleted {len(deleted)} run{'s' if len(deleted) != 1 else ''}."
         self.post_message(self.Done(" ".join([note, *refused]), tuple(deleted)))
+
+    def action_export(self) -> None:
+        ids = self._targets()
+        if ids:
+            self.app.push_screen(ExportDialog(self.app.db_path, ids), lambda note: note and self.notify(note, markup=False))
 
     def action_edit(self) -> None:
         row = self.table.current_run

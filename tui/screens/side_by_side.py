@@ -45,11 +45,13 @@ class SideBySideDialog(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog tall side-by-side"):
-            yield Label(plain(f"Target {self.target} · escape closes"), classes="dialog-title")
+            yield Label(plain(f"Target {self.target} · esc closes"), classes="dialog-title")
             yield Static(plain(self.question), classes="side-question")
             with HorizontalScroll(classes="side-columns"):
                 for run in self.runs:
-                    with VerticalScroll(classes="side-column"):
+                    column = VerticalScroll(classes="side-column")
+                    column.styles.width = f"{100 / len(self.runs):.2f}%"
+                    with column:
                         yield Label(plain(run.label), classes="section-title")
                         if not run.samples:
                             yield Label("not evaluated", classes="dialog-hint")

@@ -70,5 +70,5 @@ class OutcomeMatrix(Vertical):
             )
         total = len(outcome_matrix(self.per_run)) if only_differing else len(rows)
         self.query_one("#matrix-count", Label).update(
-            f"{len(rows)} of {total} questions · {NOT_EVALUATED} not evaluated · enter: outputs"
+            f"{len(rows)} of {total} · {NOT_EVALUATED} = not evaluated · enter: outputs"
         )

@@ -55,7 +55,7 @@ class SamplesView(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="samples-bar"):
             yield Select(FILTERS, value="all", allow_blank=False, compact=True, id="samples-filter")
-            yield Select([], allow_blank=True, prompt="step", compact=True, id="samples-step")
+            yield Select([("no samples yet", None)], allow_blank=False, compact=True, id="samples-step")
             yield Label("No samples yet.", id="samples-count")
         table = DataTable(cursor_type="row", id="samples-table")
         table.add_column("#", key="idx")
@@ -89,15 +89,20 @@ class SamplesView(Vertical):
                 key=key,
             )
 
+    @property
+    def steps(self) -> list[int]:
+        """The steps the picker offers, oldest first."""
+        return list(self._steps)
+
     def show_steps(self, steps: list[int], shown: int | None) -> None:
         """The steps that have samples, newest first, with `shown` selected; the picker hides
         while there is only one."""
         select = self.query_one("#samples-step", Select)
         select.display = len(steps) > 1
         with self.prevent(Select.Changed):
-            if steps != self._steps:
+            if steps and steps != self._steps:
                 self._steps = steps
-                latest = steps[-1] if steps else None
+                latest = steps[-1]
                 select.set_options(
                     (f"step {s}" + (" (latest)" if s == latest else ""), s) for s in reversed(steps)
                 )

@@ -381,9 +381,9 @@ class TestExportFromApp:
             await self.open_dialog(pilot, "down", "space", "down", "space")
             await pilot.press("ctrl+u", *"out/exp", "enter")
             folder = seeded_db.parent / "out" / "exp"
+            await wait_for(pilot, lambda: not isinstance(app.screen, ExportDialog), timeout=60)
             note = f"Exported 2 runs (2 metric points, 0 samples) to {folder.resolve()}."
             await wait_for(pilot, lambda: any(str(n.message) == note for n in app._notifications))
-            assert not isinstance(app.screen, ExportDialog)
             assert sorted(p.name for p in folder.iterdir()) == sorted(FILES)
             with open(folder / "runs.csv", newline="") as f:
                 assert sorted(int(r["run_id"]) for r in csv.DictReader(f)) == [4, 5]
@@ -397,7 +397,7 @@ class TestExportFromApp:
             await pilot.press("enter")
             folder = default_folder(seeded_db)
             assert folder.parent == seeded_db.parent.resolve() and folder.name.startswith("export-")
-            await wait_for(pilot, lambda: not isinstance(app.screen, ExportDialog))
+            await wait_for(pilot, lambda: not isinstance(app.screen, ExportDialog), timeout=60)
             with open(folder / "samples.csv", newline="") as f:
                 rows = list(csv.DictReader(f))
             assert len(rows) == 16 and {r["step"] for r in rows} == {"40", "80"}

@@ -76,7 +76,7 @@ class RunsScreen(ReportsWorkerErrors):
             id="runs.delete",
         ),
         Binding(
-            "e", "export", "Export",
+            "e", "export", "Export", show=False,
             tooltip="Export the selected runs (or the current one) to CSV and JSON files",
             id="runs.export",
         ),

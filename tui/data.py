@@ -156,15 +156,16 @@ def outcome_matrix(
     per_run: Sequence[Mapping[str, Outcome]], only_differing: bool = False
 ) -> list[tuple[str, list[Outcome | None]]]:
     """Rows of (question, outcome per run), questions in first-seen order. A run that never saw a
-    question has None. `only_differing` keeps questions whose symbols are not all the same."""
+    question has None. `only_differing` keeps questions on which the runs that evaluated them
+    disagree: a run that never saw a question does not make it differ."""
     questions: dict[str, None] = {}
     for run in per_run:
         questions.update(dict.fromkeys(run))
     rows = []
     for question in questions:
         cells = [run.get(question) for run in per_run]
-        symbols = {c.symbol if c else None for c in cells}
-        if only_differing and len(symbols) == 1:
+        symbols = {c.symbol for c in cells if c is not None}
+        if only_differing and len(symbols) < 2:
             continue
         rows.append((question, cells))
     return rows

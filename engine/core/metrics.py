@@ -112,6 +112,16 @@ def base_name(name: str) -> str:
     return name.split("/", 1)[0]
 
 
+def category(name: str) -> tuple[str, str] | None:
+    """The (category, value) a breakdown is about: `accuracy/family=length` -> ('family',
+    'length'); None for a metric over all questions."""
+    _, _, breakdown = name.partition("/")
+    if not breakdown:
+        return None
+    group, _, value = breakdown.partition("=")
+    return group, value
+
+
 def is_declared(name: str) -> bool:
     return base_name(name) in TITLES
 

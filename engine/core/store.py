@@ -981,6 +981,22 @@ class RunStore:
             f"select {FAMILY_COLUMNS} from runs where id in ({', '.join('?' * len(ids))}) order by id", ids
         ).fetchall()
         return tuple(_family_member(row) for row in rows)
+    # -- samples by step and by question (the samples tab's step picker, compare's side by side)
+
+    def sample_steps(self, run_id: int) -> list[int]:
+        """The steps that have samples, in order (a training run evaluates every few steps)."""
+        rows = self.db.execute(
+            "select distinct step from samples where run_id = ? order by step", [run_id]
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def question_samples(self, run_id: int, step: int, question: str) -> list[dict[str, Any]]:
+        """Every sample of one question at one step (several when a run samples it more than once)."""
+        return list(self.db.query(
+            "select * from samples where run_id = ? and step = ? and question = ? order by idx, sample",
+            [run_id, step, question],
+        ))
+
 
 @contextmanager
 def open_store(path: Path) -> Iterator[RunStore]:

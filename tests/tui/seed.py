@@ -52,6 +52,7 @@ def seed(db_path: Path) -> RunStore:
     store.log_metrics(sft.id, _training_points(80, 1.0, T0))
     store.set_progress(sft.id, 80, 80)
     store.add_samples(sft.id, _samples(80, {0, 1, 2, 4, 5}))
+    store.add_samples(sft.id, _samples(40, {0, 1}))  # an earlier periodic evaluation
     adapter = Path(sft.run_dir) / "adapter"
     adapter.mkdir(parents=True)
     (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 4096)
@@ -148,3 +149,15 @@ def seed_families(db_path: Path) -> RunStore:
             store.log_metrics(run.id, [(0, "accuracy", 0.4 - 0.1 * n, T0), (0, "answer_rate", 0.9, T0)])
             _finish(store, run.id, "completed", start + 2000 + 60 * n, 50)
     return store
+EVAL_CATEGORIES = {
+    "accuracy/family=length": 0.95, "accuracy/family=mass": 0.41, "accuracy/family=time": 0.6,
+    "accuracy/values=1-10": 0.9, "accuracy/values=11-99": 0.5,
+    "accuracy/phrasing=held-out": 0.375, "accuracy/phrasing=train": 0.8125,
+}
+"""Accuracy by category, as an eval of a task with categories logs it."""
+
+
+def add_eval_categories(store: RunStore, run_id: int = 2) -> None:
+    """Log `EVAL_CATEGORIES` for the seeded eval (kept out of `seed`, whose runs other tests
+    count metrics of)."""
+    store.log_metrics(run_id, [(0, name, value, T0) for name, value in EVAL_CATEGORIES.items()])

@@ -13,6 +13,15 @@ from textual.widgets import DataTable, Input
 from engine.core.store import RunStore
 from tests.tui.seed import seed_families
 from textual.widgets import Input
+import csv
+
+from engine.core.export import FILES
+from engine.core.processes import Owner
+from engine.core.spec import RunSpec
+from engine.core.store import RunStore, open_store
+from tests.tui.conftest import FAKE_ENGINE, wait_for
+from tests.tui.seed import add_eval_categories
+from textual.widgets import DataTable, Input, Label, Select
 
 from tui.app import ReasonlabApp
 from tui.screens.compare import CompareScreen
@@ -27,7 +36,17 @@ from tui.widgets.metric_chart import MetricChart
 from tui.widgets.result_panel import ResultPanel
 from tui.widgets.groups_table import GroupsTable
 from tui.widgets.runs_table import DEFAULT_KEYS, RunsTable
+from tui.screens.export_dialog import ExportDialog, default_folder
+from tui.screens.review import ReviewDialog
+from tui.screens.run import RunScreen
+from tui.screens.side_by_side import SideBySideDialog
+from tui.widgets.metric_chart import MetricChart
+from tui.widgets.outcome_matrix import NOT_EVALUATED
+from tui.widgets.result_panel import ResultPanel, breakdowns
+from tui.widgets.runs_table import RunsTable
+from tui.widgets.samples_view import SamplesView
 from tui.widgets.setting_field import SettingField
+from tui.widgets.state_checkbox import StateCheckbox
 
 SIZE = (80, 24)
 
@@ -486,3 +505,244 @@ class TestFailedRun:
             await until(pilot, lambda: pilot.app.screen.query_one("#run-error").display)
 
         assert snap_compare(app_for(family_db), terminal_size=SIZE, run_before=run_before)
+# -- issue 15: samples per step, outputs side by side, accuracy by category, export ----------
+
+
+def samples_at(step: int, count: int, correct: int) -> list[dict]:
+    return [
+        {"step": step, "idx": i, "question": f"q{i}", "target": 1.0, "output": f"step {step} says <answer>1</answer>",
+         "answer": 1.0 if i < correct else 2.0, "correct": i < correct}
+        for i in range(count)
+    ]
+
+
+class TestSampleSteps:
+    """The seeded sft run evaluated at steps 40 and 80; the samples tab opens on the latest."""
+
+    @staticmethod
+    async def open_samples(pilot) -> None:
+        await TestRunScreen.open_run(pilot)
+        await pilot.press("2")
+        await until(pilot, lambda: pilot.app.screen.query_one("#samples-step", Select).display)
+
+    def test_picker_lists_the_steps(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await self.open_samples(pilot)
+            pilot.app.screen.query_one("#samples-step", Select).focus()
+            await pilot.press("enter")
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+    def test_an_older_step(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await self.open_samples(pilot)
+            pilot.app.screen.query_one("#samples-table", DataTable).focus()
+            await pilot.press("left_square_bracket")
+            await until(pilot, lambda: "2 correct" in str(pilot.app.screen.query_one("#samples-count", Label).content))
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+    async def test_follows_new_steps_unless_an_older_one_is_picked(self, make_app, db_path):
+        store = RunStore(db_path)
+        run = store.create_run(RunSpec(kind="sft"))
+        store.claim_run(run.id, Owner.of_this_process(), {}, resume=False)
+        store.add_samples(run.id, samples_at(10, 3, 1))
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.open_run(run.id)
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
+            await pilot.press("2")
+            picker = app.screen.query_one("#samples-step", Select)
+            table = app.screen.query_one("#samples-table", DataTable)
+            count = app.screen.query_one("#samples-count", Label)
+            assert not picker.display and "step 10: 3 samples, 1 correct" in str(count.content)
+            store.add_samples(run.id, samples_at(20, 4, 2))
+            await wait_for(pilot, lambda: picker.value == 20 and table.row_count == 4)
+            assert picker.display and "4 samples, 2 correct" in str(count.content)
+            table.focus()
+            await pilot.press("left_square_bracket")  # pick step 10: it stays while steps arrive
+            await wait_for(pilot, lambda: picker.value == 10 and table.row_count == 3)
+            store.add_samples(run.id, samples_at(30, 5, 5))
+            view = app.screen.query_one(SamplesView)
+            await wait_for(pilot, lambda: view.steps == [10, 20, 30])
+            await pilot.pause(0.5)  # two more polls
+            assert picker.value == 10 and table.row_count == 3
+            await pilot.press("right_square_bracket", "right_square_bracket")  # the latest again: follow
+            await wait_for(pilot, lambda: picker.value == 30 and table.row_count == 5)
+            store.add_samples(run.id, samples_at(40, 6, 0))
+            await wait_for(pilot, lambda: picker.value == 40 and table.row_count == 6)
+            assert "6 samples, 0 correct" in str(count.content)
+
+
+class TestSideBySide:
+    """Compare the sft run, the eval and the rollout (which stored no samples)."""
+
+    @staticmethod
+    async def open_outcomes(pilot, runs=(1, 2, 4)) -> None:
+        await runs_loaded(pilot)
+        pilot.app.compare(list(runs))
+        await until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen)
+                    and any(t.row_count for t in pilot.app.screen.query("#matrix-table").results(DataTable)))
+        await pilot.press("4")
+        pilot.app.screen.query_one("#matrix-table", DataTable).focus()
+
+    def test_filter_unchecked(self, snap_compare, seeded_db):
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=self.open_outcomes)
+
+    def test_filter_checked(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await self.open_outcomes(pilot)
+            await pilot.press("shift+tab", "space")
+            await until(pilot, lambda: pilot.app.screen.query_one("#matrix-table", DataTable).row_count == 5)
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+    def test_outputs_of_one_question(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await self.open_outcomes(pilot)
+            await pilot.press("down", "enter")
+            await until(pilot, lambda: isinstance(pilot.app.screen, SideBySideDialog))
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+    async def test_differs_ignores_runs_that_never_evaluated(self, make_app, seeded_db):
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await self.open_outcomes(pilot)
+            table = app.screen.query_one("#matrix-table", DataTable)
+            box = app.screen.query_one("#matrix-differing", StateCheckbox)
+            assert table.row_count == 8 and table.get_row_at(0)[3].plain == NOT_EVALUATED
+            assert not box.value and box.BUTTON_INNER == " "
+            await pilot.press("shift+tab", "space")
+            # sft correct on {0,1,2,4,5}, eval on {0,3}, the rollout on none: 1, 2, 3, 4, 5 differ
+            await wait_for(pilot, lambda: table.row_count == 5)
+            assert box.value and box.BUTTON_INNER == "✓"
+            await pilot.press("escape")
+            await self.open_outcomes(pilot, runs=(1, 4))
+            table = app.screen.query_one("#matrix-table", DataTable)
+            await pilot.press("shift+tab", "space")
+            await wait_for(pilot, lambda: "0 of 8" in str(app.screen.query_one("#matrix-count", Label).content))
+            assert table.row_count == 0
+
+    async def test_dialog_shows_each_run_as_plain_text(self, make_app, db_path):
+        store = RunStore(db_path)
+        hostile = "[bold red]boom[/] \x1b[31m"
+        for correct in (True, False):
+            run = store.create_run(RunSpec(kind="eval"))
+            store.add_samples(run.id, [{"idx": 0, "question": "q [b]1[/b]", "target": 3.0, "output": f"{hostile} {correct}",
+                                        "answer": 3.0 if correct else None, "correct": correct}])
+            store.mark_finished(run.id, "completed")
+        lonely = store.create_run(RunSpec(kind="eval"))
+        store.mark_finished(lonely.id, "completed")
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: len(app.screen.query_one(RunsTable).run_ids) == 3)
+            app.compare([1, 2, 3])
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen)
+                           and any(t.row_count == 1 for t in app.screen.query("#matrix-table").results(DataTable)))
+            await pilot.press("4")
+            app.screen.query_one("#matrix-table", DataTable).focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, SideBySideDialog))
+            shown = [str(w.content) for w in app.screen.query("Label, Static")]
+            assert "q [b]1[/b]" in shown and "Target 3 · esc closes" in shown
+            assert "[bold red]boom[/] \\x1b[31m True" in shown and "[bold red]boom[/] \\x1b[31m False" in shown
+            assert "step 0 · ✓ answer 3" in shown and "step 0 · ✗ no answer parsed" in shown
+            assert shown.count("not evaluated") == 1
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+
+
+class TestResultCategories:
+    """The seeded eval with accuracy by family, value range and phrasing logged."""
+
+    def test_breakdown_under_the_figures(self, snap_compare, seeded_db):
+        with open_store(seeded_db) as store:
+            add_eval_categories(store)
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=TestEvalResults.open_eval)
+
+    async def test_panel_lists_each_category(self, make_app, seeded_db):
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await TestEvalResults.open_eval(pilot)
+            panel = app.screen.query_one(ResultPanel)
+            assert "by" not in panel.text  # nothing logged by category: no breakdown
+            with open_store(seeded_db) as store:
+                add_eval_categories(store)
+            app.screen.poll()
+            await wait_for(pilot, lambda: "Accuracy by family" in panel.text)
+            assert panel.text.endswith(
+                "Accuracy by family: length 0.95 · mass 0.41 · time 0.60\n"
+                "Accuracy by phrasing: held-out 0.38 · train 0.81\n"
+                "Accuracy by values: 1-10 0.90 · 11-99 0.50"
+            )
+
+    def test_breakdowns_group_by_metric_then_category(self):
+        summary = {
+            "shifted_accuracy/family=mass": 0.25, "accuracy": 0.5, "accuracy/family=time": 0.75,
+            "accuracy/family=length": 1.0, "tokens_per_s": 9.0,
+        }
+        assert [(b.metric, b.group, b.values) for b in breakdowns(summary)] == [
+            ("accuracy", "family", [("length", 1.0), ("time", 0.75)]),
+            ("shifted_accuracy", "family", [("mass", 0.25)]),
+        ]
+        assert breakdowns(summary)[1].line == "Accuracy on shifted by family: mass 0.25"
+
+
+class TestExportFromApp:
+    @staticmethod
+    async def open_dialog(pilot, *keys: str) -> None:
+        await runs_loaded(pilot)
+        await pilot.press(*keys, "e")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ExportDialog))
+
+    def test_dialog(self, snap_compare, seeded_db):
+        async def run_before(pilot):
+            await self.open_dialog(pilot, "space", "down", "space")
+            await pilot.press("ctrl+u", *"exports/first")
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+    async def test_selected_runs_go_where_typed(self, make_app, seeded_db):
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            # newest first: the pipeline (#6), the cancelled eval (#5), the rollout (#4)
+            await self.open_dialog(pilot, "down", "space", "down", "space")
+            await pilot.press("ctrl+u", *"out/exp", "enter")
+            folder = seeded_db.parent / "out" / "exp"
+            await wait_for(pilot, lambda: not isinstance(app.screen, ExportDialog), timeout=60)
+            note = f"Exported 2 runs (2 metric points, 0 samples) to {folder.resolve()}."
+            await wait_for(pilot, lambda: any(str(n.message) == note for n in app._notifications))
+            assert sorted(p.name for p in folder.iterdir()) == sorted(FILES)
+            with open(folder / "runs.csv", newline="") as f:
+                assert sorted(int(r["run_id"]) for r in csv.DictReader(f)) == [4, 5]
+            with open(folder / "metrics.csv", newline="") as f:
+                assert {(r["run_id"], r["name"]) for r in csv.DictReader(f)} == {("4", "success_rate"), ("4", "correct_rate")}
+
+    async def test_default_folder_beside_the_database(self, make_app, seeded_db):
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await self.open_dialog(pilot, "down", "down", "down", "down", "down")  # the sft run
+            await pilot.press("enter")
+            folder = default_folder(seeded_db)
+            assert folder.parent == seeded_db.parent.resolve() and folder.name.startswith("export-")
+            await wait_for(pilot, lambda: not isinstance(app.screen, ExportDialog), timeout=60)
+            with open(folder / "samples.csv", newline="") as f:
+                rows = list(csv.DictReader(f))
+            assert len(rows) == 16 and {r["step"] for r in rows} == {"40", "80"}
+
+    async def test_a_bad_folder_is_one_line_and_writes_nothing(self, make_app, seeded_db):
+        (seeded_db.parent / "a-file").write_text("not a folder")
+        before = sorted(p.name for p in seeded_db.parent.iterdir())
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await self.open_dialog(pilot)
+            error = app.screen.query_one("#export-error", Label)
+            await pilot.press("ctrl+u", "enter")
+            await wait_for(pilot, lambda: str(error.content) == "Type the folder to export to.")
+            await pilot.press(*"a-file/inside", "enter")
+            await wait_for(pilot, lambda: "is a file, not a folder; type another folder." in str(error.content))
+            assert "\n" not in str(error.content) and isinstance(app.screen, ExportDialog)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not isinstance(app.screen, ExportDialog))
+        assert sorted(p.name for p in seeded_db.parent.iterdir()) == before

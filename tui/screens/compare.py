@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
@@ -17,6 +17,7 @@ from engine.core.metrics import TITLES as METRIC_TITLES
 from engine.core.metrics import title as metric_title
 from engine.core.store import Run, RunStore, open_store
 from engine.core.text import visible
+from tui.screens.side_by_side import RunOutputs, SideBySideDialog
 from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.data import Outcome, format_duration, format_timestamp, format_value, outcomes, plain, spec_diff
 from tui.chart_math import RunScale, Series
@@ -78,6 +79,14 @@ class CompareScreen(ChartKeys, ReportsWorkerErrors):
             super().__init__()
             self.comparison = comparison
 
+    class QuestionRead(Message):
+        """Every compared run's outputs for one question, for the side-by-side dialog."""
+
+        def __init__(self, question: str, runs: list[RunOutputs]) -> None:
+            super().__init__()
+            self.question = question
+            self.runs = runs
+
     class Failed(Message):
         """A run could not be read (deleted meanwhile)."""
 
@@ -138,6 +147,23 @@ class CompareScreen(ChartKeys, ReportsWorkerErrors):
         self._show_summary(c)
         self.query_one(OutcomeMatrix).show(c.labels, c.outcomes)
         await self._show_curves(c)
+
+    @on(OutcomeMatrix.Opened)
+    def _question_opened(self, event: OutcomeMatrix.Opened) -> None:
+        self._read_question(event.question)
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="compare-question")
+    def _read_question(self, question: str) -> None:
+        runs = []
+        with open_store(self.app.db_path) as store:
+            for run_id in self.run_ids:
+                run, step = store.get_run(run_id), store.final_step(run_id)
+                samples = [] if step is None else store.question_samples(run_id, step, question)
+                runs.append(RunOutputs(visible(f"#{run.id} {run.label}"), samples))
+        self.post_message(self.QuestionRead(question, runs))
+
+    def on_compare_screen_question_read(self, message: QuestionRead) -> None:
+        self.app.push_screen(SideBySideDialog(message.question, message.runs))
 
     async def _show_curves(self, c: Comparison) -> None:
         grid = self.query_one("#compare-charts", Grid)

@@ -4,7 +4,7 @@ was built from or that were built from it."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,8 @@ class PollState:
     sample_step: int | None = None
     sample_after_id: int = 0
     sample_filter: bool | None = None
+    sample_pick: int | None = None
+    """The step picked on the samples tab; None follows the latest."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class PollResult:
     log_lines: list[str]
     log_offset: int
     sample_step: int | None
+    sample_steps: list[int]
     samples: list[dict[str, Any]]
     sample_counts: tuple[int, int]
     artifacts: list[dict[str, Any]]
@@ -230,7 +233,8 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
                     m: Series.of(store.metric_series_timed(self.run_id, m, state.after_steps.get(m, -1)))
                     for m in metrics
                 }
-                step = store.final_step(self.run_id)
+                steps = store.sample_steps(self.run_id)
+                step = state.sample_pick if state.sample_pick in steps else (steps[-1] if steps else None)
                 after_id = state.sample_after_id if step == state.sample_step else 0
                 samples = [] if step is None else store.samples_after(
                     self.run_id, step, after_id, state.sample_filter, SAMPLES_PER_POLL
@@ -242,7 +246,7 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
             self.post_message(self.Gone())
             return
         log_lines, log_offset = read_log(Path(run.run_dir) / "log.txt", state.log_offset)
-        result = PollResult(run, points, log_lines, log_offset, step, samples, counts, artifacts, lineage)
+        result = PollResult(run, points, log_lines, log_offset, step, steps, samples, counts, artifacts, lineage)
         self.post_message(self.Polled(state, result))
 
     def on_run_screen_polled(self, message: Polled) -> None:
@@ -270,6 +274,7 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
         if r.sample_step != self.state.sample_step:
             samples.reset()
         samples.add(r.samples)
+        samples.show_steps(r.sample_steps, r.sample_step)
         samples.show_counts(r.sample_step, *r.sample_counts)
         if r.lineage is not None:
             self.lineage = r.lineage
@@ -283,6 +288,7 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
                 self.state.sample_after_id if r.sample_step == self.state.sample_step else 0
             ),
             sample_filter=self.state.sample_filter,
+            sample_pick=self.state.sample_pick,
         )
         if r.run.status not in FINAL_STATUSES:
             self._resume_pending = False
@@ -330,11 +336,15 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
 
     @on(SamplesView.FilterChanged)
     def _samples_filter_changed(self, event: SamplesView.FilterChanged) -> None:
+        self._read_samples_again(replace(self.state, sample_filter=event.correct))
+
+    @on(SamplesView.StepChosen)
+    def _samples_step_chosen(self, event: SamplesView.StepChosen) -> None:
+        self._read_samples_again(replace(self.state, sample_pick=event.step))
+
+    def _read_samples_again(self, state: PollState) -> None:
         self.query_one(SamplesView).reset()
-        self.state = PollState(
-            after_steps=self.state.after_steps, log_offset=self.state.log_offset,
-            sample_step=None, sample_after_id=0, sample_filter=event.correct,
-        )
+        self.state = replace(state, sample_step=None, sample_after_id=0)
         self._timer.resume()
         self.poll()
 

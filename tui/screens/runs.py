@@ -24,6 +24,7 @@ from tui.screens.edit_run import EditRunDialog
 from tui.screens.param_metric import ParamMetricScreen
 from tui.screens.table_choices import NO_GROUPING, ColumnsDialog, GroupingDialog
 from tui.screens.family import FamilyScreen
+from tui.screens.export_dialog import ExportDialog
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.groups_table import GroupsTable, group_keys, is_aggregated
 from tui.widgets.runs_table import RunsTable, chosen_value_keys, column_spec, shown_keys
@@ -97,6 +98,11 @@ class RunsScreen(ReportsWorkerErrors):
             "d,delete", "delete", "Delete",
             tooltip="Delete the selected runs (or the current one) and their files",
             id="runs.delete",
+        ),
+        Binding(
+            "e", "export", "Export", show=False,
+            tooltip="Export the selected runs (or the current one) to CSV and JSON files",
+            id="runs.export",
         ),
         Binding("t", "edit", "Tags/notes", tooltip="Edit the run's tags and notes", id="runs.edit"),
         Binding("f", "family", "Family", show=False, tooltip="The pipeline or sweep of the run under the cursor, or its lineage", id="runs.family"),
@@ -503,6 +509,11 @@ class RunsScreen(ReportsWorkerErrors):
                     refused.append(str(exc))
         note = f"Deleted {len(deleted)} run{'s' if len(deleted) != 1 else ''}."
         self.post_message(self.Done(" ".join([note, *refused]), tuple(deleted)))
+
+    def action_export(self) -> None:
+        ids = self._targets()
+        if ids:
+            self.app.push_screen(ExportDialog(self.app.db_path, ids), lambda note: note and self.notify(note, markup=False))
 
     def action_edit(self) -> None:
         row = self.table.current_run

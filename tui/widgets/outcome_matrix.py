@@ -6,23 +6,35 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Checkbox, DataTable, Label
 
 from engine.core.text import visible
 from tui.data import Outcome, outcome_matrix
+from tui.widgets.state_checkbox import StateCheckbox
+
+NOT_EVALUATED = "·"
+"""The cell of a run that never evaluated the question (not a difference)."""
 
 
 class OutcomeMatrix(Vertical):
-    """Filtering happens here, on data already read (no database access)."""
+    """Filtering happens here, on data already read (no database access); enter on a row
+    posts `Opened` with its question."""
+
+    class Opened(Message):
+        def __init__(self, question: str) -> None:
+            super().__init__()
+            self.question = question
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.labels: list[str] = []
         self.per_run: list[dict[str, Outcome]] = []
+        self._questions: list[str] = []
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="matrix-bar"):
-            yield Checkbox("Only questions whose outcome differs", compact=True, id="matrix-differing")
+            yield StateCheckbox("Only differing outcomes", compact=True, id="matrix-differing")
             yield Label(id="matrix-count")
         yield DataTable(cursor_type="row", id="matrix-table")
 
@@ -36,9 +48,15 @@ class OutcomeMatrix(Vertical):
         event.stop()
         self._fill()
 
+    @on(DataTable.RowSelected, "#matrix-table")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.post_message(self.Opened(self._questions[int(event.row_key.value)]))
+
     def _fill(self) -> None:
         only_differing = self.query_one("#matrix-differing", Checkbox).value
         rows = outcome_matrix(self.per_run, only_differing)
+        self._questions = [question for question, _ in rows]
         table = self.query_one("#matrix-table", DataTable)
         table.clear(columns=True)
         table.add_column("Question", key="question", width=40)
@@ -47,8 +65,10 @@ class OutcomeMatrix(Vertical):
         for n, (question, cells) in enumerate(rows):
             table.add_row(
                 Text(visible(" ".join(question.split())), no_wrap=True, overflow="ellipsis"),
-                *(Text(c.symbol if c else "·", justify="center") for c in cells),
+                *(Text(c.symbol if c else NOT_EVALUATED, justify="center") for c in cells),
                 key=str(n),
             )
         total = len(outcome_matrix(self.per_run)) if only_differing else len(rows)
-        self.query_one("#matrix-count", Label).update(f"{len(rows)} of {total} questions")
+        self.query_one("#matrix-count", Label).update(
+            f"{len(rows)} of {total} · {NOT_EVALUATED} = not evaluated · enter: outputs"
+        )

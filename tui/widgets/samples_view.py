@@ -1,4 +1,5 @@
-"""The generated samples of a run's latest evaluation, filterable by outcome."""
+"""The generated samples of one of a run's evaluations (the latest unless one is picked),
+filterable by outcome."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Label, Select
@@ -19,13 +21,26 @@ MAX_ROWS = 5000
 
 
 class SamplesView(Vertical):
-    """Rows arrive with `add`; choosing a filter posts `FilterChanged` so the screen reads the
-    samples again; enter on a row posts `Opened` with the full sample."""
+    """Rows arrive with `add`; choosing a filter posts `FilterChanged` and choosing a step posts
+    `StepChosen`, so the screen reads the samples again; enter on a row posts `Opened` with the
+    full sample."""
+
+    BINDINGS = [
+        Binding("left_square_bracket", "step(-1)", "Earlier step", show=False, tooltip="Samples of the evaluation before", id="samples.earlier"),
+        Binding("right_square_bracket", "step(1)", "Later step", show=False, tooltip="Samples of the evaluation after", id="samples.later"),
+    ]
 
     class FilterChanged(Message):
         def __init__(self, correct: bool | None) -> None:
             super().__init__()
             self.correct = correct
+
+    class StepChosen(Message):
+        """`step` is None when the latest step was chosen: the view then follows new ones."""
+
+        def __init__(self, step: int | None) -> None:
+            super().__init__()
+            self.step = step
 
     class Opened(Message):
         def __init__(self, sample: dict[str, Any]) -> None:
@@ -35,10 +50,12 @@ class SamplesView(Vertical):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._samples: dict[str, dict[str, Any]] = {}
+        self._steps: list[int] = []
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="samples-bar"):
             yield Select(FILTERS, value="all", allow_blank=False, compact=True, id="samples-filter")
+            yield Select([("no samples yet", None)], allow_blank=False, compact=True, id="samples-step")
             yield Label("No samples yet.", id="samples-count")
         table = DataTable(cursor_type="row", id="samples-table")
         table.add_column("#", key="idx")
@@ -72,17 +89,54 @@ class SamplesView(Vertical):
                 key=key,
             )
 
+    @property
+    def steps(self) -> list[int]:
+        """The steps the picker offers, oldest first."""
+        return list(self._steps)
+
+    def show_steps(self, steps: list[int], shown: int | None) -> None:
+        """The steps that have samples, newest first, with `shown` selected; the picker hides
+        while there is only one."""
+        select = self.query_one("#samples-step", Select)
+        select.display = len(steps) > 1
+        with self.prevent(Select.Changed):
+            if steps and steps != self._steps:
+                self._steps = steps
+                latest = steps[-1]
+                select.set_options(
+                    (f"step {s}" + (" (latest)" if s == latest else ""), s) for s in reversed(steps)
+                )
+            if shown is not None and select.value != shown:
+                select.value = shown
+
+    def action_step(self, delta: int) -> None:
+        """Show the step `delta` places later (or earlier) than the one shown."""
+        value = self.query_one("#samples-step", Select).value
+        if value not in self._steps:
+            return
+        position = self._steps.index(value) + delta
+        if 0 <= position < len(self._steps):
+            self.query_one("#samples-step", Select).value = self._steps[position]
+
     def show_counts(self, step: int | None, total: int, correct: int) -> None:
         label = self.query_one("#samples-count", Label)
         if not total:
             label.update("No samples yet.")
             return
-        label.update(f"step {step}: {total} samples, {correct} correct ({correct / total:.1%})")
+        shown_step = "" if self.query_one("#samples-step", Select).display else f"step {step}: "
+        label.update(f"{shown_step}{total} samples, {correct} correct ({correct / total:.1%})")
 
     @on(Select.Changed, "#samples-filter")
     def _filter_changed(self, event: Select.Changed) -> None:
         event.stop()
         self.post_message(self.FilterChanged(self.correct_filter))
+
+    @on(Select.Changed, "#samples-step")
+    def _step_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.value in self._steps:
+            latest = event.value == self._steps[-1]
+            self.post_message(self.StepChosen(None if latest else event.value))
 
     @on(DataTable.RowSelected, "#samples-table")
     def _row_selected(self, event: DataTable.RowSelected) -> None:

@@ -5,45 +5,33 @@ Regenerate after an intended change with `pytest tests/tui/test_snapshots.py --s
 
 from __future__ import annotations
 
-import pytest
-from tests.tui.conftest import FAKE_ENGINE
-from tests.tui.seed import seed_sweeps
-from textual.widgets import DataTable, Input
-
-from engine.core.store import RunStore
-from tests.tui.seed import seed_families
-from textual.widgets import Input
 import csv
+
+import pytest
+from textual.widgets import DataTable, Input, Label, Select
 
 from engine.core.export import FILES
 from engine.core.processes import Owner
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore, open_store
 from tests.tui.conftest import FAKE_ENGINE, wait_for
-from tests.tui.seed import add_eval_categories
-from textual.widgets import DataTable, Input, Label, Select
-
+from tests.tui.seed import add_eval_categories, seed_families, seed_sweeps
 from tui.app import ReasonlabApp
 from tui.screens.compare import CompareScreen
+from tui.screens.export_dialog import ExportDialog, default_folder
 from tui.screens.family import FamilyScreen
 from tui.screens.launch import LaunchScreen
 from tui.screens.param_metric import ParamMetricScreen
-from tui.screens.table_choices import ColumnsDialog, GroupingDialog
 from tui.screens.review import ReviewDialog
 from tui.screens.run import RunScreen
 from tui.screens.run_picker import RunPicker
-from tui.widgets.metric_chart import MetricChart
-from tui.widgets.result_panel import ResultPanel
-from tui.widgets.groups_table import GroupsTable
-from tui.widgets.runs_table import DEFAULT_KEYS, RunsTable
-from tui.screens.export_dialog import ExportDialog, default_folder
-from tui.screens.review import ReviewDialog
-from tui.screens.run import RunScreen
 from tui.screens.side_by_side import SideBySideDialog
+from tui.screens.table_choices import ColumnsDialog, GroupingDialog
+from tui.widgets.groups_table import GroupsTable
 from tui.widgets.metric_chart import MetricChart
 from tui.widgets.outcome_matrix import NOT_EVALUATED
 from tui.widgets.result_panel import ResultPanel, breakdowns
-from tui.widgets.runs_table import RunsTable
+from tui.widgets.runs_table import DEFAULT_KEYS, RunsTable
 from tui.widgets.samples_view import SamplesView
 from tui.widgets.setting_field import SettingField
 from tui.widgets.state_checkbox import StateCheckbox
@@ -56,8 +44,6 @@ def app_for(db) -> ReasonlabApp:
 
 
 async def until(pilot, predicate) -> None:
-    from tests.tui.conftest import wait_for
-
     await wait_for(pilot, predicate)
     await pilot.pause()
 

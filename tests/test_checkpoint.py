@@ -119,3 +119,14 @@ def test_a_damaged_checkpoint_is_a_one_line_error_naming_its_folder(tmp_path, da
     with pytest.raises(ReasonlabError, match=expected) as caught:
         load_state(folder)
     assert "\n" not in str(caught.value)
+
+
+def test_an_old_copy_left_by_a_save_killed_mid_swap_does_not_block_the_next(tmp_path):
+    folder = tmp_path / "checkpoint"
+    model, optimizer, scheduler = _trained()
+    save_checkpoint(folder, model, optimizer, scheduler, step=2)
+    leftover = tmp_path / ".checkpoint-old"
+    (leftover / ADAPTER).mkdir(parents=True)
+    save_checkpoint(folder, model, optimizer, scheduler, step=4)
+    assert load_state(folder).step == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]

@@ -52,8 +52,6 @@ def model_cache(tmp_path_factory):
 def tiny_model_dir(tmp_path_factory, model_cache):
     import torch
 
-    from engine.tiny import save_tiny_model
-
     # One thread: a tiny model gains nothing from more, and on a shared machine threads that
     # wait for each other make every small op several times slower.
     torch.set_num_threads(1)

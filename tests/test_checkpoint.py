@@ -4,6 +4,7 @@ milliseconds (the round trip of optimiser, scheduler and RNG states is in test_r
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -84,8 +85,24 @@ def test_a_checkpoint_needs_both_its_state_and_its_adapter(tmp_path):
     assert not has_checkpoint(folder)
 
 
-@pytest.mark.parametrize("damage", ["no state", "bad json", "no tensors", "no step"])
-def test_a_damaged_checkpoint_is_a_one_line_error_naming_its_folder(tmp_path, damage):
+def test_plain_and_dotted_optimiser_state_survives_the_checkpoint(tmp_path):
+    """Optimisers other than AdamW keep numbers beside tensors, and state names may hold dots."""
+    model, optimizer, scheduler = _trained()
+    param = next(iter(optimizer.state))
+    optimizer.state[param]["visits"] = 3
+    optimizer.state[param]["ema.slow"] = torch.arange(4.0)
+    save_checkpoint(tmp_path / "checkpoint", model, optimizer, scheduler, step=2)
+    restored = load_state(tmp_path / "checkpoint").optimizer["state"][0]
+    assert restored["visits"] == 3 and torch.equal(restored["ema.slow"], torch.arange(4.0))
+    assert torch.equal(restored["exp_avg"], optimizer.state[param]["exp_avg"])
+
+
+@pytest.mark.parametrize(
+    ("damage", "error"),
+    [("no state", "FileNotFoundError"), ("bad json", "JSONDecodeError"), ("no tensors", "FileNotFoundError"),
+     ("no step", "KeyError")],
+)
+def test_a_damaged_checkpoint_is_a_one_line_error_naming_its_folder(tmp_path, damage, error):
     folder = tmp_path / "checkpoint"
     model, optimizer, scheduler = _trained()
     save_checkpoint(folder, model, optimizer, scheduler, step=2)
@@ -98,6 +115,18 @@ def test_a_damaged_checkpoint_is_a_one_line_error_naming_its_folder(tmp_path, da
         (folder / "state.safetensors").unlink()
     else:
         (folder / STATE).write_text(json.dumps({k: v for k, v in state.items() if k != "step"}))
-    with pytest.raises(ReasonlabError, match=f"checkpoint in {folder} is unreadable .*delete that folder") as caught:
+    expected = f"^The checkpoint in {re.escape(str(folder))} is unreadable \\({error}: .*\\); delete that folder to restart the run from its beginning\\.$"
+    with pytest.raises(ReasonlabError, match=expected) as caught:
         load_state(folder)
     assert "\n" not in str(caught.value)
+
+
+def test_an_old_copy_left_by_a_save_killed_mid_swap_does_not_block_the_next(tmp_path):
+    folder = tmp_path / "checkpoint"
+    model, optimizer, scheduler = _trained()
+    save_checkpoint(folder, model, optimizer, scheduler, step=2)
+    leftover = tmp_path / ".checkpoint-old"
+    (leftover / ADAPTER).mkdir(parents=True)
+    save_checkpoint(folder, model, optimizer, scheduler, step=4)
+    assert load_state(folder).step == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]

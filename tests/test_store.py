@@ -4,6 +4,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,83 @@ def test_metric_series_timed_keeps_each_points_time(db_path):
     store.log_metrics(run.id, [(2, "loss", 0.9, 130.0)])  # a resumed run replays step 2 later
     assert store.metric_series_timed(run.id, "loss") == [(1, 2.0, 100.0), (2, 0.9, 130.0)]
     assert store.metric_series_timed(run.id, "loss", after_step=1) == [(2, 0.9, 130.0)]
+
+
+def test_resume_takes_over_a_running_run_whose_process_died(db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="eval"))
+    gone = _dead_owner()
+    store.update_run(run.id, status="running", pid=gone.pid, pid_started=gone.started)
+    with pytest.raises(ReasonlabError, match=f"Run {run.id} is already running \\(pid {gone.pid}\\)"):
+        store.claim_run(run.id, ME, {}, resume=False)  # starting never reaps: only resume takes over
+    assert store.get_run(run.id).status == "running"
+    assert store.claim_run(run.id, ME, {}, resume=True).owner == ME
+
+
+@pytest.mark.parametrize(
+    ("status", "resume", "message"),
+    [
+        ("queued", True, "is queued; only cancelled or failed runs can be resumed"),
+        ("completed", True, "is completed; only cancelled or failed runs can be resumed"),
+        ("completed", False, "is already completed; use `python -m engine resume"),
+        ("failed", False, "is already failed; use `python -m engine resume"),
+    ],
+)
+def test_a_run_in_the_wrong_state_is_refused_with_what_to_do(db_path, status, resume, message):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="eval"))
+    store.update_run(run.id, status=status)
+    with pytest.raises(ReasonlabError, match=f"Run {run.id} {message}"):
+        store.claim_run(run.id, ME, {}, resume=resume)
+
+
+def test_resume_waits_while_the_runs_last_process_is_still_exiting(db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="eval"))
+    store.claim_run(run.id, ME, {}, resume=False)
+    store.mark_finished(run.id, "failed", "boom")  # ME, alive, still owns it
+    newcomer = Owner(ME.pid, ME.started + 5)
+    with pytest.raises(ReasonlabError, match=f"Run {run.id}'s last process \\(pid {ME.pid}\\) is still exiting"):
+        store.claim_run(run.id, newcomer, {}, resume=True)
+
+
+@pytest.mark.parametrize(
+    ("resume", "rival_leaves", "message"),
+    [
+        (False, "running", "is already running"),
+        (False, "cancelled", "is already cancelled; use `python -m engine resume"),
+        (True, "completed", "is completed; only cancelled or failed runs can be resumed"),
+    ],
+)
+def test_a_claim_that_loses_the_race_is_refused_with_the_winners_state(db_path, monkeypatch, resume, rival_leaves, message):
+    """Between a claim's checks and its update another process takes the run (and may even
+    finish it): the update changes nothing and the loser says what the run is now."""
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="eval"))
+    if resume:
+        store.update_run(run.id, status="failed")
+    rival, real_transaction = RunStore(db_path), store.transaction
+
+    @contextmanager
+    def rival_first():
+        rival.update_run(run.id, status=rival_leaves)
+        with real_transaction():
+            yield
+
+    monkeypatch.setattr(store, "transaction", rival_first)
+    with pytest.raises(ReasonlabError, match=f"Run {run.id} {message}"):
+        store.claim_run(run.id, ME, {}, resume=resume)
+    assert rival.get_run(run.id).status == rival_leaves
+
+
+def test_samples_store_defaults_and_only_finite_answers(db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="eval"))
+    answers = [2.5, None, float("inf"), float("-inf"), float("nan")]
+    store.add_samples(run.id, [
+        {"idx": i, "question": "q", "target": 1.0, "output": "o", "answer": a, "correct": False}
+        for i, a in enumerate(answers)
+    ])
+    rows = store.samples(run.id)
+    assert [(r["step"], r["sample"]) for r in rows] == [(0, 0)] * len(answers)
+    assert [r["answer"] for r in rows] == [2.5, None, None, None, None]

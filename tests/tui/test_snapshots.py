@@ -82,7 +82,7 @@ class TestLaunchScreen:
             await self.open_form(pilot, "sft")
             pilot.app.screen.query_one("#input-learning_rate", Input).value = "2"
             await pilot.press("ctrl+s")
-            await pilot.pause()
+            await until(pilot, lambda: len(pilot.app.screen.query("Toast")) == 1)  # the refusal shows
 
         assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
 
@@ -243,6 +243,10 @@ class TestRanks:
 
         async def run_before(pilot):
             await self.open_run(pilot, run_id)
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+
 class TestSweepForm:
     """Several values in two sft fields, typed: the grid size shows above the form; ctrl+s
     reviews the sweep, with the estimate from the seeded sft run of the same size (2 epochs)."""
@@ -265,6 +269,10 @@ class TestSweepForm:
             await self.fill_sweep(pilot)
             await pilot.press("ctrl+s")
             await until(pilot, lambda: isinstance(pilot.app.screen, ReviewDialog))
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+
 async def open_run_charts(pilot) -> None:
     await TestRunScreen.open_run(pilot)
     await until(pilot, lambda: all(c.drawn for c in pilot.app.screen.query(MetricChart)))
@@ -307,6 +315,10 @@ class TestQueueKeys:
             await until(pilot, lambda: len(pilot.app.screen.query_one(RunsTable).run_ids) == 8)
             await pilot.press("left_square_bracket")
             await until(pilot, lambda: pilot.app.screen.query_one(RunsTable).current_run.queue_position == 2)
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+
 class TestChartXAxis:
     def test_compare_by_wall_time(self, snap_compare, seeded_db):
         async def run_before(pilot):
@@ -335,6 +347,10 @@ class TestChartCursor:
         async def run_before(pilot):
             await open_compare_charts(pilot)
             await pilot.press("left", "left")
+
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=run_before)
+
+
 @pytest.fixture
 def sweeps_db(seeded_db):
     """The seeded runs and two 3-seed SFT sweeps (runs 7-12)."""

@@ -17,13 +17,17 @@ from engine.core.errors import ReasonlabError
 class Adapter(torch.nn.Linear):
     """Saves like a peft model (a folder with adapter_config.json) and records where."""
 
+    active_adapter = "default"
+
     def __init__(self):
         super().__init__(3, 2)
         self.saved_to: list[Path] = []
         self.fail = False
 
-    def save_pretrained(self, folder, safe_serialization=False):  # older peft's default: a pickle
+    def save_pretrained(self, folder, safe_serialization=False, selected_adapters=None):  # older peft: a pickle
         assert safe_serialization, "a checkpoint's adapter must be safetensors, never a pickle"
+        # GRPO also holds a frozen KL reference adapter: only the trained one belongs in a checkpoint
+        assert selected_adapters == [self.active_adapter]
         self.saved_to.append(Path(folder))
         if self.fail:
             raise OSError("disk full")

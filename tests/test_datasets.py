@@ -79,8 +79,9 @@ def test_non_finite_answer(tmp_path, answer):
 
 
 def test_long_row_is_cut_in_message(tmp_path):
-    message = _error(_write(tmp_path, json.dumps([["q\nwith newline" * 50]])))
-    assert len(message) < 300
+    path = _write(tmp_path, json.dumps([["q\nwith newline" * 50]]))
+    message = _error(path)
+    assert len(message.replace(str(path), "")) < 250  # the 650-character row is cut; the path can be long
 
 
 def test_round_trip_with_reasoning(tmp_path):

@@ -83,7 +83,10 @@ def test_checkpoint_round_trip_restores_optimiser_scheduler_and_rng(tmp_path):
     from engine.checkpoint import load_state, save_checkpoint
 
     class Adapter(torch.nn.Linear):
-        def save_pretrained(self, folder, safe_serialization=True):
+        active_adapter = "default"
+
+        def save_pretrained(self, folder, safe_serialization=True, selected_adapters=None):
+            assert selected_adapters == [self.active_adapter]
             Path(folder).mkdir(parents=True)
             (Path(folder) / "adapter_config.json").write_text("{}")
 

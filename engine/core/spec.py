@@ -256,8 +256,8 @@ class RunSpec:
                 object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
         # Constant defaults first, then those computed from other settings.
         unset = [f for f in settings if f.name not in given]
-        for f in sorted(unset, key=lambda f: callable(_default_rule(f, self.kind))):
-            rule = _default_rule(f, self.kind)
+        for f in sorted(unset, key=lambda f: callable(default_rule(f, self.kind))):
+            rule = default_rule(f, self.kind)
             object.__setattr__(self, f.name, rule(self) if callable(rule) else rule)
 
     # -- views used by the CLI, the store and the app -------------------------------------
@@ -347,7 +347,7 @@ PARENT_SETTINGS: dict[str, str] = {
 LEGACY_DEFAULT_ZERO = ("epochs", "max_new_tokens", "lora_alpha")
 
 
-def _default_rule(f: dataclasses.Field, kind: str) -> Any:
+def default_rule(f: dataclasses.Field, kind: str) -> Any:
     meta = f.metadata
     return meta["by_kind"][kind] if kind in meta["by_kind"] else meta["fallback"]
 

@@ -31,7 +31,7 @@ from engine.core.schema import migrations
 from engine.core.columns import SETTING, column_for, is_valid_key
 from engine.core.grouping import PIPELINE, SWEEP, TAG, TAG_PREFIXES
 from engine.core.ids import run_id_or_none
-from engine.core.spec import KINDS, PARENT_SETTINGS, RunSpec, _default_rule, setting_text
+from engine.core.spec import KINDS, PARENT_SETTINGS, RunSpec, default_rule, setting_text
 
 DB_ENV = "REASONLAB_DB"
 DEFAULT_DB = "runs.db"
@@ -1124,7 +1124,7 @@ def _setting_expression(name: str) -> str:
     f = next(f for f in dataclasses.fields(RunSpec) if f.name == name)
     defaults = []
     for kind in f.metadata["kinds"]:
-        rule = _default_rule(f, kind)
+        rule = default_rule(f, kind)
         if callable(rule):
             default = f"setting_default(kind, spec, {_sql_text(name)})"
         else:
@@ -1154,7 +1154,7 @@ def _setting_default(kind: str, spec: str, name: str) -> Any:
     try:
         given = json.loads(spec)
         f = next(f for f in dataclasses.fields(RunSpec) if f.name == name)
-        value = _default_rule(f, kind)(_GivenOrDefault(kind, given))
+        value = default_rule(f, kind)(_GivenOrDefault(kind, given))
     except (ValueError, TypeError, AttributeError, StopIteration):
         return None
     return value if type(value).__name__ == f.type else None

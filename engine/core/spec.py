@@ -348,6 +348,8 @@ LEGACY_DEFAULT_ZERO = ("epochs", "max_new_tokens", "lora_alpha")
 
 
 def default_rule(f: dataclasses.Field, kind: str) -> Any:
+    """A setting's default for a kind: a value, or a function of the spec for a default that
+    follows other settings (lora_alpha follows lora_rank)."""
     meta = f.metadata
     return meta["by_kind"][kind] if kind in meta["by_kind"] else meta["fallback"]
 

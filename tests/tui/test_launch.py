@@ -104,6 +104,24 @@ async def open_form(pilot, kind: str = "eval") -> LaunchScreen:
     return pilot.app.screen
 
 
+async def test_after_switching_kind_typing_lands_in_the_new_forms_first_field(make_app):
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_form(pilot)
+        screen.query_one("#launch-kind", Select).focus()
+        screen = await open_form_kind(pilot, "sft")
+        await wait_for(pilot, lambda: screen.focused is screen.query_one("#input-name", Input))
+        await pilot.press(*"lr-try")
+        assert screen.query_one("#input-name", Input).value == "lr-try"
+        assert screen.query_one("#launch-kind", Select).value == "sft"
+
+
+async def open_form_kind(pilot, kind: str) -> LaunchScreen:
+    pilot.app.screen.query_one("#launch-kind", Select).value = kind
+    await wait_for(pilot, lambda: pilot.app.screen.form.kind == kind and pilot.app.screen.form.is_mounted)
+    return pilot.app.screen
+
+
 async def test_enter_moves_to_the_next_field_and_never_launches(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:

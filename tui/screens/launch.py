@@ -167,6 +167,8 @@ class LaunchScreen(ReportsWorkerErrors):
         await self.mount(SpecForm(self.kind, carried), after="#launch-sweep-error")
         self._offer_candidates()
         self._show_grid()
+        # The old form's fields are gone; typing goes on in the new form's first field.
+        self.form.query(Input).first().focus()
 
     def on_setting_field_focused(self, message: SettingField.Focused) -> None:
         self.query_one("#launch-help", Static).update(f"{message.field.setting_name}: {message.field.help}")

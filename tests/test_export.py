@@ -48,7 +48,7 @@ def test_every_run_exports_to_files_pandas_reads(seeded, tmp_path):
     samples = pd.read_csv(out / "samples.csv")
     assert list(samples.columns) == ["run_id", "step", "idx", "sample", "question", "target", "output", "answer", "correct"]
     assert samples.groupby("run_id").correct.agg(["size", "sum"]).to_dict("index") == {
-        1: {"size": 16, "sum": 7},  # run 1: evaluations at steps 40 and 80 2: {"size": 8, "sum": 2},
+        1: {"size": 16, "sum": 7}, 2: {"size": 8, "sum": 2},  # run 1 evaluated at steps 40 and 80
     }
     assert samples.output.str.contains("\n").all()  # multi-line outputs survive the round trip
 

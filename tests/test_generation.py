@@ -175,3 +175,32 @@ def test_a_row_ended_by_eos_keeps_that_eos_in_its_ids(loaded):
     finally:
         loaded.model.forward = original
     assert (completion.text, completion.tokens, completion.ids, completion.truncated) == ("", 0, (tok.eos_token_id,), False)
+
+
+def test_a_draw_inverts_the_tempered_top_p_distribution():
+    """`_pick` against hand-computed cumulative masses: the temperature divides the logits, and
+    top-p keeps the likeliest tokens (those whose mass before them is within top_p)."""
+    logits = torch.log(torch.tensor([[0.2, 0.5, 0.3]]))
+    draw = lambda u, **options: int(generation._pick(logits, Sampling(8, **options), torch.tensor([u]))[0])
+    # temperature 1, no cut: cumulative 0.2, 0.7, 1.0
+    assert [draw(u, temperature=1.0) for u in (0.19, 0.21, 0.69, 0.71, 0.999)] == [0, 1, 1, 2, 2]
+    # temperature 2: masses proportional to sqrt(p), cumulative 0.2628, 0.6782, 1.0
+    assert [draw(u, temperature=2.0) for u in (0.25, 0.27, 0.67, 0.69)] == [0, 1, 1, 2]
+    # top_p 0.6 keeps 0.5 (mass 0 before it) and 0.3 (0.5 before it), drops 0.2 (0.8 before it):
+    # renormalised, token 1 then token 2 with cumulative 0.625, 1.0; token 0 is never drawn
+    assert [draw(u, temperature=1.0, top_p=0.6) for u in (0.0, 0.6, 0.65, 0.999)] == [1, 1, 2, 2]
+    assert draw(0.9, temperature=GREEDY_TEMPERATURE) == 1  # greedy: the top token whatever the draw
+
+
+GREEDY_TEMPERATURE = generation.GREEDY_BELOW / 2
+
+
+def test_progress_counts_every_sequence_once_and_keys_must_match_the_prompts(loaded):
+    model, tokenizer = loaded.model, loaded.tokenizer
+    prompts = _digit_strings(5, seed=3)
+    finished: list[int] = []
+    generate(model, tokenizer, [reversal_prompt(p) for p in prompts], Sampling(4, temperature=1.0),
+             num_return_sequences=3, batch_size=4, on_batch=finished.append)
+    assert finished == [4, 4, 4, 3]  # 15 sequences in micro-batches of 4
+    with pytest.raises(ValueError, match="2 keys for 5 prompts"):
+        generate(model, tokenizer, prompts, Sampling(4), keys=[0, 1])

@@ -204,3 +204,17 @@ def test_progress_counts_every_sequence_once_and_keys_must_match_the_prompts(loa
     assert finished == [4, 4, 4, 3]  # 15 sequences in micro-batches of 4
     with pytest.raises(ValueError, match="2 keys for 5 prompts"):
         generate(model, tokenizer, prompts, Sampling(4), keys=[0, 1])
+
+
+def test_a_row_ends_at_any_eos_the_model_or_the_tokenizer_declares():
+    """Chat models often list several end tokens in their generation config (a list or one id);
+    the tokenizer's own EOS counts too, and a model without a generation config has only it."""
+    from types import SimpleNamespace
+
+    tokenizer = SimpleNamespace(eos_token_id=2)
+    model = lambda eos: SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=eos))
+    assert generation._eos_ids(model([5, 7]), tokenizer) == {2, 5, 7}
+    assert generation._eos_ids(model(5), tokenizer) == {2, 5}
+    assert generation._eos_ids(model(None), tokenizer) == {2}
+    assert generation._eos_ids(SimpleNamespace(), tokenizer) == {2}
+    assert generation._eos_ids(model(5), SimpleNamespace(eos_token_id=None)) == {5}

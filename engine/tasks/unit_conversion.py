@@ -27,7 +27,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 from engine import datasets, scoring
 from engine.core.dataset_files import data_dir
@@ -286,25 +286,39 @@ def _pick(
             return source, target, value, answer
 
 
-def generate_questions(n: int, seed: int) -> list[Example]:
-    """`n` distinct questions, the same ones for the same seed, families equally likely."""
-    rng = random.Random(seed)
-    families = list(FAMILIES.values())
-    seen: set[str] = set()
+def _distinct_examples(
+    n: int, draw: Callable[[], tuple[str, float] | None], seen: Iterable[str] = ()
+) -> list[Example]:
+    """`n` examples with distinct questions, none of them in `seen`, each from `draw` (which
+    returns None for a draw it rejects). Every generator shares this loop, so a split is the
+    same for the same seed and a draw that keeps failing ends in an error, not a hang."""
+    seen = set(seen)
     examples: list[Example] = []
     attempts = 0
     while len(examples) < n:
         attempts += 1
         if attempts > 100 * n + 1000:
             raise ValueError(f"could not generate {n} distinct questions; ask for fewer")
+        drawn = draw()
+        if drawn is not None and drawn[0] not in seen:
+            seen.add(drawn[0])
+            examples.append(Example(*drawn))
+    return examples
+
+
+def generate_questions(n: int, seed: int) -> list[Example]:
+    """`n` distinct questions, the same ones for the same seed, families equally likely."""
+    rng = random.Random(seed)
+    families = list(FAMILIES.values())
+
+    def draw() -> tuple[str, float]:
         source, target, value, answer = _pick(rng, families[rng.randrange(len(families))])
         question = rng.choice(TEMPLATES).format(
             v=format_number(value), a=_spell(source, rng, value != 1), b=_spell(target, rng, True)
         )
-        if question not in seen:
-            seen.add(question)
-            examples.append(Example(question, answer))
-    return examples
+        return question, answer
+
+    return _distinct_examples(n, draw)
 
 
 def _shifted_value(rng: random.Random) -> float:
@@ -370,21 +384,19 @@ def generate_shifted(n: int, seed: int) -> list[Example]:
     rng = random.Random(f"shifted:{seed}")
     families = list(FAMILIES.values())
     excluded = _worked_combos()
-    seen: set[str] = set()
-    examples: list[Example] = []
-    while len(examples) < n:
+
+    def draw() -> tuple[str, float] | None:
         source, target, value, answer = _pick(
             rng, families[rng.randrange(len(families))], _shifted_value, SHIFTED_MIN_ANSWER
         )
         if (source.key, target.key, value) in excluded:
-            continue
+            return None
         question = rng.choice(SHIFTED_TEMPLATES).format(
             v=_value_text(value, rng), a=_spell_shifted(source, rng, value != 1), b=_spell_shifted(target, rng, True)
         )
-        if question not in seen:
-            seen.add(question)
-            examples.append(Example(question, answer))
-    return examples
+        return question, answer
+
+    return _distinct_examples(n, draw)
 
 
 def _broad_value(rng: random.Random) -> float:
@@ -408,22 +420,19 @@ def generate_broad(n: int, seed: int, excluded_questions: set[str] = frozenset()
     families = list(FAMILIES.values())
     excluded = _worked_combos() | {_combo(e.question) for e in generate_shifted(SHIFTED_SIZE, seed)}
     cores = TEMPLATES + BROAD_CORES
-    seen: set[str] = set(excluded_questions)
-    examples: list[Example] = []
-    while len(examples) < n:
+
+    def draw() -> tuple[str, float] | None:
         source, target, value, answer = _pick(
             rng, families[rng.randrange(len(families))], _broad_value, SHIFTED_MIN_ANSWER
         )
         if (source.key, target.key, value) in excluded:
-            continue
+            return None
         core = rng.choice(cores).format(
             v=_value_text(value, rng), a=_spell(source, rng, value != 1), b=_spell(target, rng, True)
         )
-        question = rng.choice(BROAD_PREFIXES) + core + rng.choice(BROAD_SUFFIXES)
-        if question not in seen:
-            seen.add(question)
-            examples.append(Example(question, answer))
-    return examples
+        return rng.choice(BROAD_PREFIXES) + core + rng.choice(BROAD_SUFFIXES), answer
+
+    return _distinct_examples(n, draw, excluded_questions)
 
 
 def write_data(directory: str | os.PathLike, seed: int = 0) -> tuple[Path, Path, Path, Path]:

@@ -735,11 +735,8 @@ class RunStore:
         return [r["name"] for r in rows]
 
     def metric_series(self, run_id: int, name: str, after_step: int = -1) -> list[tuple[int, float]]:
-        rows = self.db.execute(
-            "select step, value from metrics where run_id = ? and name = ? and step > ? order by step",
-            [run_id, name, after_step],
-        ).fetchall()
-        return [(s, v) for s, v in rows]
+        """(step, value) of one metric after `after_step`, by step."""
+        return [(s, v) for s, v, _ in self.metric_series_timed(run_id, name, after_step)]
 
     # -- timed series, for charts against wall time --------------------------------------
 

@@ -34,12 +34,17 @@ class TrainingState:
     scheduler: dict
 
 
+def save_adapter(model, folder: Path) -> None:
+    """The trained adapter only (GRPO also holds its frozen KL reference as a second one), in
+    safetensors: a checkpoint's and a finished run's adapter load on the base model alone."""
+    model.save_pretrained(folder, safe_serialization=True, selected_adapters=[model.active_adapter])
+
+
 def save_checkpoint(folder: Path, model, optimizer, scheduler, step: int) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        # The trained adapter only (GRPO also holds its frozen KL reference as a second one).
-        model.save_pretrained(staging / ADAPTER, safe_serialization=True, selected_adapters=[model.active_adapter])
+        save_adapter(model, staging / ADAPTER)
         tensors, optimizer_state = _split_optimizer(optimizer.state_dict())
         tensors["rng.torch"] = torch.get_rng_state()
         save_file(tensors, staging / TENSORS)

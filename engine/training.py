@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from engine.checkpoint import ADAPTER, has_checkpoint, load_state, save_checkpoint
+from engine.checkpoint import ADAPTER, has_checkpoint, load_state, save_adapter, save_checkpoint
 from engine.context import refuse_long_prompts, refuse_long_rows
 from engine.core.errors import DataError, ReasonlabError, RunCancelled
 from engine.core.ids import is_run_id, parse_run_id
@@ -380,8 +380,7 @@ def finish_training(ctx, loaded, step: int, results: dict[str, float]) -> None:
     if not ctx.ranks.is_main:
         return
     adapter_dir = ctx.run_dir / "adapter"
-    # The trained adapter only (GRPO also holds its frozen KL reference as a second one).
-    loaded.model.save_pretrained(adapter_dir, safe_serialization=True, selected_adapters=[loaded.model.active_adapter])
+    save_adapter(loaded.model, adapter_dir)
     ctx.add_artifact("adapter", adapter_dir)
     size = {
         "adapter_mb": sum(p.stat().st_size for p in adapter_dir.rglob("*") if p.is_file()) / 1e6,

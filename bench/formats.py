@@ -55,8 +55,12 @@ def main() -> None:
     if set(args.arms) - set(ARMS) or not args.arms:
         parser.error(f"--arms: letters from {''.join(ARMS)}, got {args.arms!r}")
     db = args.db or Path(tempfile.mkdtemp(prefix="reasonlab-formats-")) / "runs.db"
-    store = RunStore(db)
     console = Console(stderr=True)
+    try:
+        store = RunStore(db)
+    except ReasonlabError as error:
+        console.print(f"error: {error}", highlight=False, markup=False)
+        raise SystemExit(1) from None
     console.print(f"runs in {db}", highlight=False)
 
     table = Table(

@@ -43,6 +43,7 @@ from engine.training import (
     Encoded,
     completion_logits,
     evaluate_valid,
+    final_evaluation,
     finish_training,
     load_trainable,
     make_optimizer,
@@ -105,8 +106,7 @@ def run_grpo(ctx) -> None:
                     metrics, evaluated_at = evaluate_valid(ctx, loaded, task, valid, MODE, step), step
                 if spec.checkpoint_interval and step % spec.checkpoint_interval == 0:
                     save()
-            if evaluated_at != step:
-                metrics = evaluate_valid(ctx, loaded, task, valid, MODE, step)
+            metrics = final_evaluation(ctx, loaded, task, valid, MODE, step, metrics if evaluated_at == step else None)
         results = metrics | window.last | {"steps": step, "train_examples": len(questions)}
         finish_training(ctx, loaded, step, results)
     except (RunCancelled, KeyboardInterrupt):

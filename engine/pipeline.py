@@ -11,6 +11,9 @@ on the correct ones:
 
 Rollouts cover the first `rollout_limit` train questions (1000 by default): with k=10 they
 are the slowest stage on a CPU, and after the reference round most of their chains repeat.
+With `rollout_dataset` (e.g. 'broad') the rollouts and GRPO sample other questions than SFT and
+rft0 train on: values and phrasings the reference reasoning never showed, so expert iteration
+earns data beyond it.
 
 Teacher and student: with `rollout_model` set to another model, the rollouts sample from that
 model (the teacher) and the SFT and RFT stages train `model` (the student) on its correct
@@ -72,6 +75,8 @@ def stages(spec: RunSpec) -> list[Stage]:
 
 def run_pipeline(ctx) -> None:
     spec, store = ctx.spec, ctx.store
+    if spec.rollout_dataset:  # refused now, not hours later when the first rollout starts
+        training_questions(get_task(spec.task, spec.reasoning), spec.rollout_dataset, 1)
     plan = stages(spec)
     tag = f"pipeline:{ctx.run.id}"
     children = sorted(store.list_runs(tag=tag), key=lambda run: run.id)
@@ -106,7 +111,7 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpe
     common = {"kind": stage.kind, "name": f"{ctx.run.label} {stage.label}", "adapter": adapter_run}
     if stage.kind == "rollout":
         limits = [n for n in (spec.limit, spec.rollout_limit) if n]
-        rollout = spec.replace(**common, mode="cot", limit=min(limits, default=0))
+        rollout = spec.replace(**common, mode="cot", limit=min(limits, default=0), dataset=sampled_dataset(spec))
         if has_teacher(spec):
             rollout = rollout.replace(model=spec.rollout_model, adapter="", seed=spec.seed + stage.round - 1)
         return rollout
@@ -116,8 +121,13 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpe
     if stage.kind == "grpo":
         # The pipeline's learning rate and sampling suit SFT and rollouts, not online RL.
         own = {name: RunSpec.default_for("grpo", name) for name in ("learning_rate", "temperature", "top_p")}
-        return spec.replace(**common, **own, steps=spec.grpo_steps)
+        return spec.replace(**common, **own, steps=spec.grpo_steps, dataset=sampled_dataset(spec))
     return spec.replace(**common)
+
+
+def sampled_dataset(spec: RunSpec) -> str:
+    """The questions the pipeline's sampling stages (rollouts, GRPO) draw on."""
+    return spec.rollout_dataset or spec.dataset
 
 
 def has_teacher(spec: RunSpec) -> bool:

@@ -307,6 +307,19 @@ def evaluate_held_out(ctx, loaded, task: Task, mode: str, step: int) -> dict[str
     return metrics
 
 
+def final_evaluation(
+    ctx, loaded, task: Task, valid: list[Example], mode: str, step: int, valid_metrics: dict[str, float] | None
+) -> dict[str, float]:
+    """The scores a finished training run reports: valid (`valid_metrics` when it was just scored
+    at this step) and every other held-out split, with their accuracy by category, logged at the
+    last step so that each training kind shows valid and shifted side by side."""
+    if valid_metrics is None:
+        valid_metrics = evaluate_valid(ctx, loaded, task, valid, mode, step)
+    held_out = evaluate_held_out(ctx, loaded, task, mode, step)
+    ctx.tracker.log(step, **{k: v for k, v in (valid_metrics | held_out).items() if "/" in k or k in held_out})
+    return valid_metrics | held_out
+
+
 def train(ctx, task: Task, examples: list[Example], describe: Callable[[int], str]) -> None:
     """Fine-tune on `examples`; `describe(i)` names example i in errors (file and row)."""
     spec, log = ctx.spec, ctx.log
@@ -362,11 +375,7 @@ def train(ctx, task: Task, examples: list[Example], describe: Callable[[int], st
                     metrics, evaluated_at = evaluate_valid(ctx, loaded, task, valid, mode, step), step
                 if spec.checkpoint_interval and step % spec.checkpoint_interval == 0:
                     save()
-            if evaluated_at != step:
-                metrics = evaluate_valid(ctx, loaded, task, valid, mode, step)
-            held_out = evaluate_held_out(ctx, loaded, task, mode, step)
-            ctx.tracker.log(step, **{k: v for k, v in (metrics | held_out).items() if "/" in k or k in held_out})
-            metrics |= held_out
+            metrics = final_evaluation(ctx, loaded, task, valid, mode, step, metrics if evaluated_at == step else None)
         finish_training(ctx, loaded, step, metrics | {"steps": step, "train_examples": len(examples)} | meter.totals())
     except (RunCancelled, KeyboardInterrupt):
         save()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engine import rollout, training
-from engine.core.errors import RunCancelled
+from engine.core.errors import ReasonlabError, RunCancelled
 from engine.generation import Completion
 from engine.model import load_tokenizer
 from engine.runner import execute
@@ -22,9 +22,13 @@ SOLVED = range(0, 8, 2)  # the questions the fake rollouts answer right
 def solving_rollouts(tiny_model_dir, monkeypatch):
     """Rollouts that answer every other question with its reference reasoning and the rest
     wrongly: the tiny model solves nothing."""
+    _solve_every_other(tiny_model_dir, monkeypatch, "train")
+
+
+def _solve_every_other(tiny_model_dir, monkeypatch, dataset: str) -> None:
     task = get_task("unit_conversion")
     tokenizer = load_tokenizer(tiny_model_dir)
-    questions = task.load("train")[:8]
+    questions = task.load(dataset)[:8]
     answers = {
         task.prompt(ex.question, "cot", tokenizer): task.completion(ex, "cot") if i in SOLVED else "<answer>-1</answer>"
         for i, ex in enumerate(questions)
@@ -147,3 +151,31 @@ def test_grpo_steps_add_a_last_stage_from_the_last_adapter(tiny_model_dir, db_pa
     assert (grpo.spec.temperature, grpo.spec.learning_rate) == (1.0, RunSpec.default_for("grpo", "learning_rate"))
     assert [s for s, _ in store.metric_series(grpo.id, "reward_mean")] == [2]  # log_interval 5: the last step
     assert store.get_run(pipeline.id).summary["accuracy"] == grpo.summary["accuracy"]
+
+
+def test_rollouts_and_grpo_sample_the_rollout_dataset_while_sft_and_rft0_train_on_dataset(
+    tiny_model_dir, db_path, monkeypatch
+):
+    _solve_every_other(tiny_model_dir, monkeypatch, "broad")
+    store = RunStore(db_path)
+    spec = _pipeline(tiny_model_dir).replace(rollout_dataset="broad", grpo_steps=1)
+    pipeline = execute(store, store.create_run(spec).id)
+    assert pipeline.status == "completed", pipeline.error
+    sft, rft0, rollout1, rft1, grpo = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    assert (sft.spec.dataset, rollout1.spec.dataset, grpo.spec.dataset) == ("train", "broad", "broad")
+    broad = get_task("unit_conversion").load("broad")[:8]
+    assert {s["question"] for s in store.samples(rollout1.id)} == {e.question for e in broad}
+    assert rft1.summary["train_examples"] == len(SOLVED)
+    assert rft0.summary["train_examples"] == 8  # the train questions' reference reasoning, as without it
+
+
+@pytest.mark.parametrize("held_out", ["valid", "shifted"])
+def test_a_held_out_rollout_dataset_is_refused_before_any_stage(tiny_model_dir, db_path, held_out):
+    store = RunStore(db_path)
+    run_id = store.create_run(_pipeline(tiny_model_dir).replace(rollout_dataset=held_out)).id
+    with pytest.raises(ReasonlabError, match="held out for evaluation"):
+        execute(store, run_id)
+    pipeline = store.get_run(run_id)
+    assert pipeline.status == "failed"
+    assert "held out for evaluation" in pipeline.error and "\n" not in pipeline.error
+    assert store.list_runs(tag=f"pipeline:{pipeline.id}") == []

@@ -259,9 +259,16 @@ def test_eval_on_shifted_reports_accuracy_by_category(tiny_model_dir, db_path):
     assert expected["accuracy/phrasing=held-out"] == run.summary["accuracy"]
 
 
-def test_training_scores_shifted_at_the_end_without_storing_its_samples(tiny_model_dir, db_path, task):
+@pytest.mark.parametrize(
+    "kind, settings",
+    [
+        ("sft", dict(limit=4, batch_size=4, epochs=1)),
+        ("grpo", dict(steps=1, questions_per_step=2, group_size=2, max_new_tokens=3, eval_interval=0)),
+    ],
+)
+def test_training_scores_shifted_at_the_end_without_storing_its_samples(kind, settings, tiny_model_dir, db_path, task):
     store = RunStore(db_path)
-    spec = RunSpec(kind="sft", model=tiny_model_dir, limit=4, batch_size=4, epochs=1, eval_limit=3, checkpoint_interval=0)
+    spec = RunSpec(kind=kind, model=tiny_model_dir, eval_limit=3, checkpoint_interval=0, **settings)
     run = execute(store, store.create_run(spec).id)
     assert run.status == "completed"
     summary = run.summary

@@ -172,6 +172,12 @@ class RunSpec:
         ("pipeline",), minimum=0, maximum=10_000_000,
     )
     rollout_model: str = setting("", "Pipeline: model that samples the rollouts, a teacher (empty: the trained model).", ("pipeline",))
+    rollout_dataset: str = setting(
+        "",
+        "Pipeline: questions the rollouts and GRPO sample, e.g. 'broad', where the reference reasoning "
+        "never reached (empty: --dataset, which SFT and rft0 train on).",
+        ("pipeline",),
+    )
     bootstrap: str = setting(
         "reference",
         "Pipeline: 'reference' first trains on the task's reference reasoning for the train "

@@ -73,6 +73,8 @@ class TestLaunchScreen:
         await until(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen) and any(
             f.candidate_ids for f in pilot.app.screen.query("#setting-adapter").results(SettingField)
         ))
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False  # a blinking cursor would make the snapshot depend on timing
 
     def test_eval_form(self, snap_compare, seeded_db):
         assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=self.open_form)
@@ -258,8 +260,6 @@ class TestSweepForm:
             pilot.app.screen.query_one(f"#input-{name}", Input).focus()
             await pilot.press("end", *typed)
         await until(pilot, lambda: pilot.app.screen.query_one("#launch-sweep").display)
-        for field in pilot.app.screen.query(Input):
-            field.cursor_blink = False  # a blinking cursor would make the snapshot depend on timing
 
     def test_sweep_values(self, snap_compare, seeded_db):
         assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=self.fill_sweep)

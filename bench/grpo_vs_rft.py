@@ -1,0 +1,149 @@
+"""GRPO against one expert-iteration round, from the same adapter and at the same wall-clock budget (issue 16).
+
+Expert iteration (EI): `rollout` samples --samples chains for each of the first --questions
+questions of --dataset from the starting adapter, then `rft` fine-tunes that adapter on the correct
+ones for --epochs. EI's wall time, process start and model loading included, is the budget. GRPO
+then trains from the same adapter, on the same questions, for as long: the bench cancels it once the
+budget is spent, and the adapter of the checkpoint it saves on stopping is its result. Every run
+is started the way the app starts one (`python -m engine start`), so both arms pay the same
+process and loading costs, and it inherits this process's CPU affinity and thread settings.
+
+Then each adapter (the start, EI's, GRPO's) is scored with greedy cot on the first --limit
+questions of valid and of shifted (eval runs that already exist for the same adapter, split and
+limit are reused). It prints accuracy against wall time for both arms, and GRPO's training reward
+against wall time. From bench/formats.py's reference arm, on one core:
+
+    taskset -c 1 env OMP_NUM_THREADS=1 .venv/bin/python bench/grpo_vs_rft.py --db runs.db --start 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from engine.core.errors import ReasonlabError
+from engine.core.processes import cancel_run, start_detached
+from engine.core.spec import RunSpec
+from engine.core.store import Run, RunStore
+
+POLL_S = 2.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", type=Path, required=True, help="the run database holding the starting run")
+    parser.add_argument("--start", type=int, required=True, help="the completed run whose adapter both arms start from")
+    parser.add_argument("--dataset", default="broad", help="the training questions both arms sample on")
+    parser.add_argument("--questions", type=int, default=96, help="the first N questions of --dataset, for both arms")
+    parser.add_argument("--samples", type=int, default=8, help="EI: chains sampled per question (k)")
+    parser.add_argument("--epochs", type=int, default=2, help="EI: rft epochs on the correct chains")
+    parser.add_argument("--group-size", type=int, default=8, help="GRPO: completions per question (G)")
+    parser.add_argument("--questions-per-step", type=int, default=4, help="GRPO: questions per step (B)")
+    parser.add_argument("--grpo-lr", type=float, default=5e-4, help="GRPO: constant learning rate (untuned)")
+    parser.add_argument("--limit", type=int, default=200, help="valid and shifted questions scored, each")
+    parser.add_argument("--eval-batch-size", type=int, default=32)
+    args = parser.parse_args()
+    console = Console(stderr=True)
+    try:
+        _compare(args, RunStore(args.db), console)
+    except ReasonlabError as error:
+        console.print(f"error: {error}", highlight=False, markup=False)
+        sys.exit(1)
+
+
+def _compare(args, store: RunStore, console: Console) -> None:
+    start = store.get_run(args.start)
+    if start.status != "completed" or store.artifact(start.id, "adapter") is None:
+        raise ReasonlabError(f"--start: run {start.id} is {start.status} without an adapter; pick a completed training run.")
+    common = {"model": start.spec.model, "reasoning": start.spec.reasoning, "adapter": str(start.id)}
+    sampled = {"dataset": args.dataset, "limit": args.questions, "temperature": 1.0}
+
+    began = time.perf_counter()
+    rollout = _run(store, console, RunSpec(
+        kind="rollout", num_samples=args.samples, batch_size=args.eval_batch_size, name="ei rollout",
+        **common, **sampled,
+    ))
+    rollout_s = time.perf_counter() - began
+    rft = _run(store, console, RunSpec(
+        kind="rft", data=str(rollout.id), epochs=args.epochs, batch_size=8, eval_interval=0, eval_limit=1,
+        checkpoint_interval=0, name="ei rft", **common,
+    ))
+    budget = time.perf_counter() - began
+    console.print(f"expert iteration took {budget:.0f} s; GRPO gets as long", highlight=False)
+
+    began = time.perf_counter()
+    grpo = _run(store, console, RunSpec(
+        kind="grpo", steps=100_000, questions_per_step=args.questions_per_step, group_size=args.group_size,
+        learning_rate=args.grpo_lr, lr_schedule="constant", warmup_ratio=0.0, eval_interval=0, eval_limit=1,
+        checkpoint_interval=0, log_interval=1, name="grpo", **common, **sampled,
+    ), budget=budget)
+    grpo_s = time.perf_counter() - began
+    grpo_adapter = store.run_folder(grpo) / "checkpoint" / "adapter"
+
+    arms = {"start": (str(start.id), 0.0), "EI (rollout + rft)": (str(rft.id), budget), "GRPO": (str(grpo_adapter), grpo_s)}
+    table = Table(
+        title=f"from run {start.id} ({start.kind}); {args.dataset} questions 1-{args.questions}; greedy cot on the "
+        f"first {args.limit} of valid and shifted",
+        title_justify="left",
+    )
+    for column in ("model", "wall s", "valid", "shifted", "runs"):
+        table.add_column(column, justify="left" if column in ("model", "runs") else "right")
+    for name, (adapter, seconds) in arms.items():
+        scores = {split: _scored(store, console, common | {"adapter": adapter}, split, args) for split in ("valid", "shifted")}
+        table.add_row(
+            name, f"{seconds:.0f}", *(f"{s.summary['accuracy']:.3f}" for s in scores.values()),
+            ",".join(str(s.id) for s in scores.values()),
+        )
+    out = Console() if Console().is_terminal else Console(width=160)
+    out.print(table)
+    out.print(
+        f"EI: rollout {rollout_s:.0f} s ({rollout.summary['success_rate']:.2f} of questions solved, "
+        f"{rollout.summary['correct_rate']:.2f} of chains correct, {rollout.summary['rft_rows']:.0f} rft rows); "
+        f"rft {budget - rollout_s:.0f} s.",
+        highlight=False,
+    )
+    out.print(f"GRPO: {len(store.metric_series(grpo.id, 'reward_mean'))} steps in {grpo_s:.0f} s; reward against wall time:")
+    for step, seconds, value in _reward_curve(store, grpo):
+        out.print(f"  step {step:3d}  {seconds:6.0f} s  reward {value:.3f}", highlight=False)
+
+
+def _run(store: RunStore, console: Console, spec: RunSpec, *, budget: float | None = None) -> Run:
+    """Start `spec` as the app would and wait for it; with `budget`, cancel it after that many
+    seconds (it saves a checkpoint and ends cancelled)."""
+    run = store.create_run(spec)
+    console.print(f"run {run.id}: {spec.kind} {spec.name}", highlight=False, markup=False)
+    began = time.perf_counter()
+    process = start_detached(run.id, store.path, store.run_folder(run) / "log.txt")
+    cancelled = False
+    while process.poll() is None:
+        if budget is not None and not cancelled and time.perf_counter() - began >= budget:
+            console.print(cancel_run(store, run.id), highlight=False, markup=False)
+            cancelled = True
+        time.sleep(POLL_S)
+    run = store.get_run(run.id)
+    if run.status != ("cancelled" if budget is not None else "completed"):
+        raise ReasonlabError(f"run {run.id} ({spec.kind}) ended {run.status}: {run.error}")
+    return run
+
+
+def _scored(store: RunStore, console: Console, settings: dict, split: str, args) -> Run:
+    """The completed eval run of these settings, split and limit; started when there is none."""
+    spec = RunSpec(kind="eval", mode="cot", dataset=split, limit=args.limit, batch_size=args.eval_batch_size, **settings)
+    for run in store.list_runs(kind="eval", status="completed"):
+        if isinstance(run, Run) and run.spec == spec:
+            return run
+    return _run(store, console, spec)
+
+
+def _reward_curve(store: RunStore, run: Run) -> list[tuple[int, float, float]]:
+    """(step, seconds since the run started, reward mean) for each logged step."""
+    return [(step, at - run.started_at, value) for step, value, at in store.metric_series_timed(run.id, "reward_mean")]
+
+
+if __name__ == "__main__":
+    main()

@@ -10,10 +10,16 @@ from engine.core.dataset_files import count_rows
 from engine.core.errors import DataError
 
 
-def test_named_splits_are_read_from_the_data_folder(tmp_path, monkeypatch):
+@pytest.mark.parametrize("split", ["train", "broad", "valid", "shifted"])
+def test_every_named_split_is_read_from_the_data_folder(tmp_path, monkeypatch, split):
+    """The launch form checks a typed dataset with this: each split the engine names must pass."""
     monkeypatch.setenv("REASONLAB_DATA_DIR", str(tmp_path))
-    (tmp_path / "valid.json").write_text(json.dumps([["q1", 1.0], ["q2", 2.0], ["q3", 3.0]]))
-    assert count_rows("valid") == 3
+    (tmp_path / f"{split}.json").write_text(json.dumps([["q1", 1.0], ["q2", 2.0], ["q3", 3.0]]))
+    assert count_rows(split) == 3
+
+
+def test_a_missing_named_split_says_how_to_write_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("REASONLAB_DATA_DIR", str(tmp_path))
     with pytest.raises(DataError, match=r"^no train split at .*train\.json; `python -m engine data` writes it$"):
         count_rows("train")
 
@@ -34,7 +40,9 @@ def test_files_that_are_not_a_list_of_rows_are_refused(tmp_path, content, reason
 
 
 def test_missing_file_and_folder_are_refused(tmp_path):
-    with pytest.raises(DataError, match=r"^no file .*nope\.json; give 'train', 'valid' or an existing JSON file$"):
+    with pytest.raises(
+        DataError, match=r"^no file .*nope\.json; give 'train', 'broad', 'valid', 'shifted' or an existing JSON file$"
+    ):
         count_rows(str(tmp_path / "nope.json"))
     with pytest.raises(DataError, match=r"is a folder; give a JSON file$"):
         count_rows(str(tmp_path))

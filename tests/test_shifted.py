@@ -14,6 +14,7 @@ from engine.core.store import RunStore
 from engine.evaluation import category_accuracy
 from engine.runner import execute
 from engine.tasks.base import Example
+from engine.core.dataset_files import data_dir
 from engine.tasks.unit_conversion import (
     _DECIMAL_VALUES,
     _PATTERNS,
@@ -29,7 +30,6 @@ from engine.tasks.unit_conversion import (
     WORKED_EXAMPLES,
     UnitConversionTask,
     category,
-    data_dir,
     generate_broad,
     generate_shifted,
     parse_question,

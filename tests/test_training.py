@@ -290,7 +290,7 @@ def test_an_optimizer_step_takes_the_mean_token_gradient_of_all_its_micro_batche
 @pytest.mark.parametrize("kind", ["sft", "rollout"])
 @pytest.mark.parametrize("by_path", [False, True])
 def test_valid_questions_never_enter_training_or_rollouts(tiny_model_dir, db_path, kind, by_path):
-    from engine.tasks.unit_conversion import data_dir
+    from engine.core.dataset_files import data_dir
 
     store = RunStore(db_path)
     dataset = str(data_dir() / "valid.json") if by_path else "valid"

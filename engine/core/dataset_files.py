@@ -15,11 +15,15 @@ import engine
 from engine.core.errors import DataError
 
 DATA_DIR_ENV = "REASONLAB_DATA_DIR"
-NAMED_DATASETS = ("train", "valid")
+TRAINING_SPLITS = ("train", "broad")
+HELD_OUT_SPLITS = ("valid", "shifted")
+"""The splits that only ever score a model: never trained on, rolled out or shown as examples."""
+NAMED_DATASETS = (*TRAINING_SPLITS, *HELD_OUT_SPLITS)
+"""The splits `python -m engine data` writes to the data folder, named without their path."""
 
 
 def data_dir() -> Path:
-    """Where 'train' and 'valid' live: $REASONLAB_DATA_DIR, else the repository's data folder."""
+    """Where the named splits live: $REASONLAB_DATA_DIR, else the repository's data folder."""
     override = os.environ.get(DATA_DIR_ENV)
     return Path(override) if override else Path(engine.__file__).resolve().parent.parent / "data"
 
@@ -38,7 +42,8 @@ def count_rows(dataset: str) -> int:
     except FileNotFoundError:
         if dataset in NAMED_DATASETS:
             raise DataError(f"no {dataset} split at {path}; `python -m engine data` writes it") from None
-        raise DataError(f"no file {path}; give 'train', 'valid' or an existing JSON file") from None
+        named = ", ".join(f"'{name}'" for name in NAMED_DATASETS)
+        raise DataError(f"no file {path}; give {named} or an existing JSON file") from None
     except IsADirectoryError:
         raise DataError(f"{path} is a folder; give a JSON file") from None
     except UnicodeDecodeError:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
 from engine import datasets, scoring
-from engine.core.dataset_files import data_dir
+from engine.core.dataset_files import HELD_OUT_SPLITS, dataset_path
 from engine.core.errors import DataError, SpecError
 from engine.tasks.base import ChatTokenizer, Example
 from engine.tasks.scratchpad import plain, scratchpad
@@ -41,9 +41,6 @@ MODES = ("direct", "cot")
 TRAIN_SIZE, VALID_SIZE = 5000, 200
 SHIFTED_SIZE = 200
 BROAD_SIZE = 5000
-# The splits that only ever score a model: never trained on, rolled out or shown as examples.
-HELD_OUT_SPLITS = ("valid", "shifted")
-TRAINING_SPLITS = ("train", "broad")
 # Valid is questions 1000-1199 of the generated stream and train all the others, so the
 # valid split stayed the same when the train split grew from 1000 questions.
 VALID_START = 1000
@@ -617,7 +614,7 @@ class UnitConversionTask:
         self.worked_examples = worked_examples(reasoning)
 
     def dataset_path(self, dataset: str) -> Path:
-        return data_dir() / f"{dataset}.json" if dataset in (*TRAINING_SPLITS, *HELD_OUT_SPLITS) else Path(dataset)
+        return dataset_path(dataset)
 
     def load(self, dataset: str) -> list[Example]:
         return datasets.load_examples(self.dataset_path(dataset))

@@ -204,13 +204,18 @@ async def test_dataset_is_checked_inline(make_app, db_path, tmp_path):
         field = screen.query_one("#setting-dataset", SettingField)
         dataset.value = str(tmp_path / "missing.json")
         await pilot.pause()
-        assert field.error == f"no file {tmp_path / 'missing.json'}; give 'train', 'valid' or an existing JSON file"
+        assert field.error == (
+            f"no file {tmp_path / 'missing.json'}; give 'train', 'broad', 'valid', 'shifted' or an existing JSON file"
+        )
         await pilot.press("ctrl+s")
         await pilot.pause(0.3)
         assert app.screen is screen and screen.focused is dataset
         dataset.value = str(not_a_list)
         await pilot.pause()
         assert field.error == f"{not_a_list} holds a JSON dict; a dataset is a list of rows"
+        dataset.value = "shifted"  # every named split, not only train and valid
+        await pilot.pause()
+        assert field.error is None
         dataset.value = str(rows)
         await pilot.pause()
         assert field.error is None

@@ -23,6 +23,7 @@ At full scale, on a GPU:
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from engine.core.errors import ReasonlabError
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore
 from engine.runner import execute
+from engine.tasks.unit_conversion import parse_question
 
 ARMS = {"a": ("reference", "train"), "b": ("reference", "broad"), "c": ("scratchpad", "broad")}
 VALUE_RANGES = ("1-10", "11-99", "100-9999", "10000+", "decimal", "below-0.1")
@@ -69,7 +71,8 @@ def main() -> None:
         title_justify="left",
     )
     columns = ("arm", "format", "data", "runs", "train samples", "train s", "tokens/chain", "generated",
-               "valid", "shifted", *(f"shifted {r}" for r in VALUE_RANGES))
+               "valid", "shifted", "factor right", "correct | factor right",
+               *(f"shifted {r}" for r in VALUE_RANGES))
     for column in columns:
         table.add_column(column, justify="left" if column in ("arm", "format", "data", "runs") else "right")
     for letter in args.arms:
@@ -110,6 +113,8 @@ def _arm(store: RunStore, console: Console, args, reasoning: str, data: str) -> 
         f"{_chain_tokens(args.model, task, data, args.questions):.1f}",
         f"{_generated_tokens(store, args.model, scores['shifted'].id):.1f}",
         _score(scores["valid"].summary.get("accuracy")), _score(shifted.get("accuracy")),
+        *("/".join(_score(factor_scores(store.samples(scores[split].id))[i]) for split in ("valid", "shifted"))
+          for i in (0, 1)),
         *(_score(shifted.get(f"accuracy/values={r}")) for r in VALUE_RANGES),
     )
 
@@ -136,6 +141,37 @@ def _generated_tokens(store: RunStore, model: str, run_id: int) -> float:
     outputs = [s["output"] for s in store.samples(run_id)]
     ids = load_tokenizer(model)(outputs, add_special_tokens=False)["input_ids"]
     return sum(map(len, ids)) / max(1, len(ids))
+
+
+_NUMBER = r"(-?[\d.]+(?:e-?\d+)?)"
+_REFERENCE_FACTOR = re.compile(rf"^1 .+? = {_NUMBER} .+?\. \S+ ([*/]) ")  # '1 qt = 946.353 mL. 9 * 946.353'
+_SCRATCHPAD_FACTOR = re.compile(r"^1 .+? [~=] (\d+)e\(?(-?\d+)\)? ")  # '1 yd ~ 914e0 mm.'
+
+
+def stated_multiplier(output: str) -> float | None:
+    """What a chain multiplies the value by, from the factor it states first (either format)."""
+    if match := _SCRATCHPAD_FACTOR.match(output):
+        return int(match.group(1)) * 10.0 ** int(match.group(2))
+    if match := _REFERENCE_FACTOR.match(output):
+        factor = float(match.group(1))
+        return factor if match.group(2) == "*" else 1 / factor if factor else None
+    return None
+
+
+def factor_scores(samples: list[dict]) -> tuple[float | None, float | None]:
+    """Where the chains fail: the share that state the right conversion factor (within 2%, the
+    scratchpad rounds it to 3 digits), and the accuracy of those. A low first number is factors
+    not recalled; a low second one is arithmetic (or the power-of-ten shift) gone wrong."""
+    right = correct = 0
+    for sample in samples:
+        conversion = parse_question(sample["question"])
+        multiplier = stated_multiplier(sample["output"])
+        if conversion is None or multiplier is None:
+            continue
+        if abs(multiplier * conversion.target.size / conversion.source.size - 1) < 0.02:
+            right += 1
+            correct += bool(sample["correct"])
+    return (right / len(samples) if samples else None), (correct / right if right else None)
 
 
 def _score(value: float | None) -> str:

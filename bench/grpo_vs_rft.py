@@ -44,7 +44,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="EI: rft epochs on the correct chains")
     parser.add_argument("--group-size", type=int, default=8, help="GRPO: completions per question (G)")
     parser.add_argument("--questions-per-step", type=int, default=4, help="GRPO: questions per step (B)")
-    parser.add_argument("--grpo-lr", type=float, default=5e-4, help="GRPO: constant learning rate (untuned)")
+    parser.add_argument("--grpo-lr", type=float, default=RunSpec.default_for("grpo", "learning_rate"),
+                        help="GRPO: constant learning rate")
+    parser.add_argument("--ei-lr", type=float, default=RunSpec.default_for("rft", "learning_rate"),
+                        help="EI: rft learning rate")
+    parser.add_argument("--rollout", type=int, default=None,
+                        help="EI: reuse this completed rollout run (its duration counts) instead of sampling again")
     parser.add_argument("--limit", type=int, default=200, help="valid and shifted questions scored, each")
     parser.add_argument("--eval-batch-size", type=int, default=32)
     args = parser.parse_args()
@@ -64,16 +69,23 @@ def _compare(args, store: RunStore, console: Console) -> None:
     sampled = {"dataset": args.dataset, "limit": args.questions, "temperature": 1.0}
 
     began = time.perf_counter()
-    rollout = _run(store, console, RunSpec(
-        kind="rollout", num_samples=args.samples, batch_size=args.eval_batch_size, name="ei rollout",
-        **common, **sampled,
-    ))
-    rollout_s = time.perf_counter() - began
+    if args.rollout is None:
+        rollout = _run(store, console, RunSpec(
+            kind="rollout", num_samples=args.samples, batch_size=args.eval_batch_size, name="ei rollout",
+            **common, **sampled,
+        ))
+        rollout_s = time.perf_counter() - began
+    else:
+        rollout = store.get_run(args.rollout)
+        if rollout.kind != "rollout" or rollout.status != "completed" or rollout.spec.adapter != str(start.id):
+            raise ReasonlabError(f"--rollout: run {rollout.id} is not a completed rollout from run {start.id}'s adapter.")
+        rollout_s = rollout.duration
+    began = time.perf_counter()
     rft = _run(store, console, RunSpec(
-        kind="rft", data=str(rollout.id), epochs=args.epochs, batch_size=8, eval_interval=0, eval_limit=1,
-        checkpoint_interval=0, name="ei rft", **common,
+        kind="rft", data=str(rollout.id), epochs=args.epochs, learning_rate=args.ei_lr, batch_size=8,
+        eval_interval=0, eval_limit=1, checkpoint_interval=0, name="ei rft", **common,
     ))
-    budget = time.perf_counter() - began
+    budget = rollout_s + time.perf_counter() - began
     console.print(f"expert iteration took {budget:.0f} s; GRPO gets as long", highlight=False)
 
     began = time.perf_counter()
@@ -87,8 +99,9 @@ def _compare(args, store: RunStore, console: Console) -> None:
 
     arms = {"start": (str(start.id), 0.0), "EI (rollout + rft)": (str(rft.id), budget), "GRPO": (str(grpo_adapter), grpo_s)}
     table = Table(
-        title=f"from run {start.id} ({start.kind}); {args.dataset} questions 1-{args.questions}; greedy cot on the "
-        f"first {args.limit} of valid and shifted",
+        title=f"from run {start.id} ({start.kind}); {args.dataset} questions 1-{args.questions}; EI: k={args.samples}, "
+        f"{args.epochs} epochs at lr {args.ei_lr:g}; GRPO: B={args.questions_per_step}, G={args.group_size}, "
+        f"lr {args.grpo_lr:g}; greedy cot on the first {args.limit} of valid and shifted",
         title_justify="left",
     )
     for column in ("model", "wall s", "valid", "shifted", "runs"):

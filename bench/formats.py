@@ -12,10 +12,12 @@ then scores each adapter with greedy cot on the first --limit questions of valid
 as `python -m engine eval --mode cot --adapter RUN --dataset shifted --limit N --reasoning R`
 does. The format is chosen by shifted accuracy, never by valid alone. It prints one row per arm:
 training samples and wall time, mean tokens per reference chain (the real tokenizer) and per
-generated chain, valid and shifted accuracy, then shifted accuracy by value range.
+generated chain, valid and shifted accuracy, the share of chains that state the right factor and
+the accuracy of those (recall against arithmetic), then shifted accuracy by value range.
 
-On 2 shared CPU cores a reduced run took 50 min (0.4-1.3 training samples/s under load):
-    .venv/bin/python bench/formats.py --questions 240 --epochs 2 --limit 60
+On this CPU, one arm per core side by side (31 min of training for a reference arm, 68 for the
+scratchpad, about 5 min of scoring each; the README's table):
+    taskset -c 0 env OMP_NUM_THREADS=1 .venv/bin/python bench/formats.py --arms c --questions 1000 --epochs 2 --limit 200
 At full scale, on a GPU:
     .venv/bin/python bench/formats.py --questions 5000 --epochs 3 --limit 200 --device cuda
 """

@@ -130,12 +130,16 @@ def test_a_foreground_run_waits_for_a_slot_and_ctrl_c_cancels_it(tmp_path, engin
         [sys.executable, "-m", "engine", "eval", "--model", "never-loaded", "--db", str(store.path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    _wait_until(lambda: store.list_runs() and store.get_run(1).owner == Owner.of_pid(process.pid), what="a waiter")
-    assert store.get_run(1).status == "queued"
+    said = []
+    while not any("waits for a slot" in line for line in said):  # told why, then Ctrl-C (a signal sent
+        said.append(process.stderr.readline())  # before it would race the message)
+        assert said[-1], f"the engine exited while it should wait: {''.join(said)}"
+    assert store.get_run(1).status == "queued" and store.get_run(1).owner == Owner.of_pid(process.pid)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
+    err = "".join(said) + err
     assert process.returncode == 130, err
-    assert "waits for a slot" in err and "did not start: it is cancelled" in err and "Traceback" not in err
+    assert "did not start: it is cancelled" in err and "Traceback" not in err
     assert store.get_run(1).status == "cancelled" and store.get_run(1).started_at is None
     held.release()
 

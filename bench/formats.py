@@ -1,4 +1,5 @@
-"""Which reasoning format to train: today's reference chain against the scratchpad (issue 11).
+"""Which reasoning format to train: today's reference chain against the scratchpad (issue 11),
+and, apart from the pure reasoning formats, the calculator.
 
 Each arm fine-tunes a fresh LoRA adapter on the base model with `rft` on rows without
 reasoning, so the targets are the task's reference chains in the arm's format (what the
@@ -7,6 +8,8 @@ pipeline's rft0 stage trains on), with the same number of questions, epochs and 
     a  reference   on train  (today's format and data)
     b  reference   on broad  (today's format, values and phrasings that cannot be memorised)
     c  scratchpad  on broad
+    d  calculator  on broad  (the engine computes the product: not pure reasoning, a bound on
+                              what getting the arithmetic right would give)
 
 then scores each adapter with greedy cot on the first --limit questions of valid and of shifted,
 as `python -m engine eval --mode cot --adapter RUN --dataset shifted --limit N --reasoning R`
@@ -39,14 +42,16 @@ from engine.core.store import RunStore
 from engine.runner import execute
 from engine.tasks.unit_conversion import parse_question
 
-ARMS = {"a": ("reference", "train"), "b": ("reference", "broad"), "c": ("scratchpad", "broad")}
+ARMS = {
+    "a": ("reference", "train"), "b": ("reference", "broad"), "c": ("scratchpad", "broad"), "d": ("calculator", "broad"),
+}
 VALUE_RANGES = ("1-10", "11-99", "100-9999", "10000+", "decimal", "below-0.1")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--arms", default="cab", help="arms to run, in this order (letters a, b, c)")
+    parser.add_argument("--arms", default="cab", help="arms to run, in this order (letters a, b, c, d)")
     parser.add_argument("--questions", type=int, default=240, help="training questions per arm (the first N)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=60, help="valid and shifted questions scored, each")

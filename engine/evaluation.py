@@ -22,6 +22,7 @@ from engine.generation import Completion, Sampling, generate
 from engine.scoring import accuracy_summary
 from engine.tasks import get_task
 from engine.tasks.base import Example, Task
+from engine.tool_generation import generation_for
 
 
 @dataclass
@@ -58,7 +59,7 @@ def evaluate(
         part = [examples[p] for p in mine]
         prompts = [task.prompt(ex.question, mode, loaded.tokenizer) for ex in part]
         began = time.perf_counter()
-        completions = generate(
+        completions = generation_for(task, generate)(
             loaded.model, loaded.tokenizer, prompts, sampling, batch_size=batch_size, keys=[indices[p] for p in mine]
         ) if part else []
         result.seconds += time.perf_counter() - began

@@ -22,7 +22,7 @@ from transformers import DynamicCache
 
 STOP = "</answer>"
 MIN_SHARED_PREFIX = 16  # a shorter common start is not worth its own forward pass
-_STOP_WINDOW = 8  # tokens decoded to look for the stop string; it is 3 tokens long
+_STOP_WINDOW = 8  # tokens decoded to look for a stop string; '</answer>' is 3 tokens long
 # Temperatures below this sample as greedy decoding: at 1e-4 a logit gap of 0.01 already makes
 # the top token e^100 times likelier than the next, and far smaller ones (1e-300) overflow the
 # logits to inf, so softmax gives NaN and sampling fails.
@@ -53,7 +53,7 @@ def generate(
     *,
     num_return_sequences: int = 1,
     batch_size: int = 16,
-    stop: str | None = STOP,
+    stop: str | tuple[str, ...] | None = STOP,
     on_batch: Callable[[int], None] | None = None,
     keys: list[int] | None = None,
 ) -> list[list[Completion]]:
@@ -64,7 +64,9 @@ def generate(
     prompts share its batch, so a resumed run samples what an uninterrupted one would have.
     `keys` (default: the prompts' positions) should be the questions' indices in their dataset.
     `on_batch(n)` is called after each micro-batch with the number of sequences it finished.
+    `stop`: a string, or several, that ends a row (kept in its text); the first one written counts.
     """
+    stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
     keys = list(range(len(prompts))) if keys is None else keys
     if len(keys) != len(prompts):
         raise ValueError(f"{len(keys)} keys for {len(prompts)} prompts")
@@ -138,7 +140,8 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, seeds, device) ->
                 ended[row] = (token,)
                 continue
             generated[row].append(token)
-            if stop and stop in tokenizer.decode(generated[row][-_STOP_WINDOW:]):
+            window = tokenizer.decode(generated[row][-_STOP_WINDOW:])
+            if any(s in window for s in stop):
                 ended[row] = ()
                 continue
             keep.append(live)
@@ -188,10 +191,11 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def _finish(tokenizer, tokens: list[int], stop: str | None, end: tuple[int, ...] | None) -> Completion:
-    """`end`: the EOS token that ended the row, () for the stop string, None when cut short."""
+def _finish(tokenizer, tokens: list[int], stop: tuple[str, ...], end: tuple[int, ...] | None) -> Completion:
+    """`end`: the EOS token that ended the row, () for a stop string, None when cut short."""
     text = tokenizer.decode(tokens, skip_special_tokens=True)
-    if stop and stop in text:
-        text = text[: text.index(stop) + len(stop)]
+    ends = [text.index(s) + len(s) for s in stop if s in text]
+    if ends:
+        text = text[: min(ends)]
     ids = tuple(tokens) + (end or ())
     return Completion(text=text, tokens=len(tokens), ids=ids, truncated=end is None)

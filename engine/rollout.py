@@ -18,6 +18,7 @@ from engine.evaluation import scored_sample
 from engine.generation import Sampling, generate
 from engine.tasks import get_task
 from engine.tasks.base import Example
+from engine.tool_generation import generation_for
 from engine.training import training_questions
 
 STEP = 0  # rollout samples all live at step 0; idx = question index, sample = j
@@ -46,7 +47,7 @@ def run_rollout(ctx) -> None:
             prompts = [task.prompt(questions[i].question, spec.mode, loaded.tokenizer) for i in batch]
             began = time.perf_counter()
             # Keyed by question index: a resumed run samples what an uninterrupted one would have.
-            completions = generate(
+            completions = generation_for(task, generate)(
                 loaded.model, loaded.tokenizer, prompts, sampling, num_return_sequences=k,
                 batch_size=spec.batch_size, keys=batch,
             ) if batch else []

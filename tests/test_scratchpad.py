@@ -145,7 +145,7 @@ def test_cot_prompt_shows_worked_examples_in_the_chosen_format():
     assert "digit by digit" in scratch and "digit by digit" not in reference
 
 
-@pytest.mark.parametrize("reasoning", ["reference", "scratchpad"])
+@pytest.mark.parametrize("reasoning", ["reference", "scratchpad", "calculator"])
 def test_rft_trains_on_the_chosen_reasoning(tiny_model_dir, db_path, monkeypatch, reasoning):
     """RFT on rows without reasoning trains on the task's reference chains, in the format the
     run's `reasoning` setting names, and its cot prompt shows that format."""

@@ -185,15 +185,17 @@ class ResultFigure:
 
 
 def result_figures(
-    kind: str, summary: Mapping[str, float], samples: int, correct: int, finished: bool
+    kind: str, summary: Mapping[str, float], samples: int, correct: int, finished: bool, reasoning: str = "reference"
 ) -> list[ResultFigure]:
     """The headline numbers of an eval (accuracy, answer rate, tokens/s) or a rollout (success
     rate, correct rate, tokens/s). `samples` and `correct` count the stored samples, so an
-    eval still running shows its accuracy so far; empty for other kinds."""
+    eval still running shows its accuracy so far; empty for other kinds. An eval whose chains
+    call the calculator says so, so its accuracy is not read as pure reasoning's."""
     if kind == "eval":
         accuracy = summary.get("accuracy")
         if accuracy is not None:
-            first = ResultFigure("Accuracy", _rate(accuracy), f"{correct} of {samples} correct")
+            tool = ", with the calculator" if reasoning == "calculator" else ""
+            first = ResultFigure("Accuracy", _rate(accuracy), f"{correct} of {samples} correct{tool}")
         elif samples:
             first = ResultFigure("Accuracy so far", _rate(correct / samples), f"{correct} of {samples} correct")
         else:

@@ -187,9 +187,10 @@ class RunSpec:
     reasoning: str = setting(
         "reference",
         "Format of the task's reasoning in cot prompts and training targets: 'reference' (one "
-        "multiplication by the full factor) or 'scratchpad' (the factor and value to 3 digits, "
-        "digit-by-digit partial products, sums, then the power of ten).",
-        ("eval", "rollout", "rft", "pipeline", "grpo"), choices=("reference", "scratchpad"),
+        "multiplication by the full factor), 'scratchpad' (the factor and value to 3 digits, "
+        "digit-by-digit partial products, sums, then the power of ten) or 'calculator' (the "
+        "calculation written for a calculator the engine runs; not pure reasoning, so report it apart).",
+        ("eval", "rollout", "rft", "pipeline", "grpo"), choices=("reference", "scratchpad", "calculator"),
     )
     # -- grpo: online RL on the task's reward (engine/grpo.py) --
     grpo_steps: int = setting(
@@ -265,6 +266,12 @@ class RunSpec:
         for f in sorted(unset, key=lambda f: callable(default_rule(f, self.kind))):
             rule = default_rule(f, self.kind)
             object.__setattr__(self, f.name, rule(self) if callable(rule) else rule)
+        if self.reasoning == "calculator" and (self.kind == "grpo" or (self.kind == "pipeline" and self.grpo_steps)):
+            raise SpecError(
+                "reasoning",
+                "GRPO trains on the tokens the model wrote, and the calculator's results are not "
+                "the model's; use --reasoning reference or scratchpad for GRPO.",
+            )
 
     # -- views used by the CLI, the store and the app -------------------------------------
 

@@ -53,6 +53,9 @@ class Task(Protocol):
     # A Protocol cannot mark a method optional, so it is described here and looked up with
     # getattr.
 
+    # Optional: `calculator: bool`, true when the task's cot chains call the calculator
+    # (engine.tasks.calculator); generation then evaluates each call (engine.tool_generation).
+
     # Optional: `reward(example, output) -> float`, what online RL (the grpo kind) maximises for a
     # cot completion. A task without it is rewarded by its checker; see `task_reward`.
 

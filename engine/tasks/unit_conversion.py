@@ -13,9 +13,10 @@ decimals with 1-3 digits, values below 0.1) and unit spellings train never uses.
 0.001-1e6 and phrasings composed from frames, yet nothing of shifted's (its phrasings,
 spellings or conversions).
 
-Two reasoning formats for cot: 'reference', one multiplication by the full factor ("1 qt =
-946.353 mL. 9 * 946.353 = 8517.18."), and 'scratchpad', the same product in digit-sized steps
-(engine.tasks.scratchpad).
+Three reasoning formats for cot: 'reference', one multiplication by the full factor ("1 qt =
+946.353 mL. 9 * 946.353 = 8517.18."), 'scratchpad', the same product in digit-sized steps
+(engine.tasks.scratchpad), and 'calculator', the same product handed to a calculator
+(engine.tasks.calculator), whose accuracy is reported apart from the pure reasoning formats'.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from engine import datasets, scoring
 from engine.core.dataset_files import HELD_OUT_SPLITS, dataset_path
 from engine.core.errors import DataError, SpecError
 from engine.tasks.base import ChatTokenizer, Example
+from engine.tasks.calculator import CALL_END, CALL_START, calculate
+from engine.tasks.numbers import format_number
 from engine.tasks.scratchpad import plain, scratchpad
 
 MODES = ("direct", "cot")
@@ -232,6 +235,10 @@ INSTRUCTIONS = {
         "multiply digit by digit, add the partial products, shift by the powers of ten, "
         "then put the final number in <answer></answer>."
     ),
+    "calculator": (
+        "You convert units. Be concise: give the conversion factor, write the calculation "
+        "between << and >> for the calculator, then put its result in <answer></answer>."
+    ),
 }
 
 _DECIMAL_VALUES = (0.25, 0.5, 0.75, 1.5, 2.5, 3.5, 4.5, 7.5)
@@ -239,20 +246,6 @@ _FAMILY_OF = {unit.key: family for family, units in FAMILIES.items() for unit in
 _UNIT_BY_SPELLING = {
     spelling: unit for units in FAMILIES.values() for unit in units for spelling in unit.all_spellings()
 }
-
-
-def format_number(x: float) -> str:
-    """Up to 6 significant digits (all integer digits are kept), no exponent, no trailing zeros:
-    6000.0 -> '6000', 0.0254 -> '0.0254', 2.2046226 -> '2.20462'."""
-    if not math.isfinite(x):
-        return str(x)
-    if x == 0:
-        return "0"
-    decimals = max(0, 5 - math.floor(math.log10(abs(x))))
-    text = f"{x:.{decimals}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
 
 
 def _value(rng: random.Random) -> float:
@@ -546,17 +539,33 @@ def reference_reasoning(example: Example) -> str:
     """The formulaic reasoning the worked examples show, e.g. for "How many grams are in
     12 kg?": '1 kg = 1000 g. 12 * 1000 = 12000. <answer>12000</answer>'. Converting to a
     bigger unit by a round factor divides instead: '1 min = 60 s. 90 / 60 = 1.5. ...'."""
+    factor, expression = _one_calculation(example)
+    answer = format_number(example.answer)
+    return f"{factor} {expression} = {answer}. <answer>{answer}</answer>"
+
+
+def calculator_reasoning(example: Example) -> str:
+    """The reference chain with its calculation handed to the calculator
+    (engine.tasks.calculator), e.g. '1 kg = 1000 g. <<12 * 1000>> = 12000. <answer>12000</answer>';
+    the result and the answer are the calculator's."""
+    factor, expression = _one_calculation(example)
+    call = f"{CALL_START}{expression}{CALL_END}"
+    result = calculate(call)
+    return f"{factor} {call}{result}. <answer>{result.removeprefix(' = ')}</answer>"
+
+
+def _one_calculation(example: Example) -> tuple[str, str]:
+    """The reference chain's two steps, the factor ('1 kg = 1000 g.') and the calculation
+    ('12 * 1000')."""
     conversion = _checked_conversion(example)
     value, source, target = conversion.value, conversion.source, conversion.target
     ratio = source.size / target.size
-    v, answer = format_number(value), format_number(example.answer)
+    v = format_number(value)
     if ratio < 1 and _is_round(1 / ratio):
         factor = format_number(1 / ratio)
-        step = f"1 {target.label(False)} = {factor} {source.label(True)}. {v} / {factor}"
-    else:
-        factor = format_number(ratio)
-        step = f"1 {source.label(False)} = {factor} {target.label(ratio != 1)}. {v} * {factor}"
-    return f"{step} = {answer}. <answer>{answer}</answer>"
+        return f"1 {target.label(False)} = {factor} {source.label(True)}.", f"{v} / {factor}"
+    factor = format_number(ratio)
+    return f"1 {source.label(False)} = {factor} {target.label(ratio != 1)}.", f"{v} * {factor}"
 
 
 def scratchpad_reasoning(example: Example) -> str:
@@ -585,7 +594,9 @@ def _is_round(x: float) -> bool:
 
 
 # The task's reasoning formats by the name the `reasoning` setting gives (engine.core.spec).
-REASONING = {"reference": reference_reasoning, "scratchpad": scratchpad_reasoning}
+REASONING = {
+    "reference": reference_reasoning, "scratchpad": scratchpad_reasoning, "calculator": calculator_reasoning,
+}
 
 
 def worked_examples(reasoning: str) -> tuple[tuple[str, str], ...]:
@@ -612,6 +623,7 @@ class UnitConversionTask:
             raise SpecError("reasoning", f"unknown reasoning {reasoning!r}; choose one of {', '.join(REASONING)}")
         self.reasoning = reasoning
         self.worked_examples = worked_examples(reasoning)
+        self.calculator = reasoning == "calculator"
 
     def dataset_path(self, dataset: str) -> Path:
         return dataset_path(dataset)

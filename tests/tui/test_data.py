@@ -118,3 +118,10 @@ def test_result_figures_of_a_rollout_and_of_training_runs():
     assert [(f.title, f.value) for f in figures] == [("Success rate", "0.625"), ("Correct rate", "-"), ("Tokens / s", "-")]
     assert figures[0].caption == "of 8 questions solved" and figures[1].caption == "not logged"
     assert result_figures("sft", {"accuracy": 0.5}, 8, 4, finished=True) == []
+
+
+def test_an_eval_with_the_calculator_says_so_under_its_accuracy():
+    pure = result_figures("eval", {"accuracy": 0.5}, 8, 4, finished=True)
+    tool = result_figures("eval", {"accuracy": 0.5}, 8, 4, finished=True, reasoning="calculator")
+    assert pure[0].caption == "4 of 8 correct"
+    assert tool[0].caption == "4 of 8 correct, with the calculator" and tool[0].value == pure[0].value

@@ -72,7 +72,7 @@ class ResultPanel(Vertical):
         yield Static(id="result-categories", markup=False)
 
     def show(self, run: Run, samples: int, correct: int) -> None:
-        figures = result_figures(run.kind, run.summary, samples, correct, run.status != "running")
+        figures = result_figures(run.kind, run.summary, samples, correct, run.status != "running", run.spec.reasoning)
         for card, figure in zip(self.query(ResultCard), figures):
             card.show(figure)
         count = progress_count(run.progress_done, run.progress_total)

@@ -19,6 +19,7 @@ from engine.tasks.calculator import CALL_END, CalculatorError, calculate, evalua
 from engine.tasks.unit_conversion import calculator_reasoning
 from engine.tasks.base import Example
 from engine.tool_generation import MAX_CALLS, generate_with_calculator
+from tests.steering import steer
 
 
 @pytest.mark.parametrize(
@@ -135,24 +136,13 @@ def test_on_a_real_model_the_continuation_starts_from_the_calculators_result(tin
     generation writes for the prompt followed by the call and its result."""
     loaded = load_model(tiny_model_dir)
     tok = loaded.tokenizer
-    forced = tok("<<2*3>>", add_special_tokens=False)["input_ids"]
-    calls = {"n": 0}
-    original = loaded.model.forward
-
-    def steered(*args, **kwargs):
-        out = original(*args, **kwargs)
-        if calls["n"] < len(forced):
-            out.logits[:, -1, forced[calls["n"]]] = 1e4
-        calls["n"] += 1
-        return out
-
-    monkeypatch.setattr(loaded.model, "forward", steered)
+    forced = steer(loaded, monkeypatch, "<<2*3>>")["tokens"]
     prompt = "4321"  # without the "=" of a reversal prompt, the tiny model writes on after the result
     (completion,), = generate_with_calculator(loaded.model, tok, [prompt], Sampling(20))
-    (plain,), = generate(loaded.model, tok, [prompt + "<<2*3>> = 6"], Sampling(20 - len(forced)))
+    (plain,), = generate(loaded.model, tok, [prompt + "<<2*3>> = 6"], Sampling(20 - forced))
     assert plain.tokens > 0
     assert completion.text == "<<2*3>> = 6" + plain.text
-    assert completion.tokens == len(forced) + plain.tokens
+    assert completion.tokens == forced + plain.tokens
 
 
 def test_eval_with_the_calculator_stores_its_prompt_format(tiny_model_dir, db_path):

@@ -14,6 +14,7 @@ from engine import generation
 from engine.generation import Sampling, generate
 from engine.model import load_model
 from engine.tiny import MAX_DIGITS, reversal_prompt
+from tests.steering import steer
 
 MAX_NEW = MAX_DIGITS + 2  # every answer (reversed digits, then EOS) fits
 
@@ -114,24 +115,11 @@ def test_sampling_is_keyed_by_question_not_by_position(loaded):
 
 def test_stops_at_answer_tag_and_drops_finished_rows(loaded, monkeypatch):
     """Force the stop string by making the model's output head prefer it token by token."""
-    tok = loaded.tokenizer
-    stop_ids = tok("</answer>", add_special_tokens=False)["input_ids"]
-    calls = {"n": 0}
-    original = loaded.model.forward
-
-    def steered(*args, **kwargs):
-        out = original(*args, **kwargs)
-        step = calls["n"]
-        calls["n"] += 1
-        if step < len(stop_ids):
-            out.logits[:, -1, stop_ids[step]] = 1e4
-        return out
-
-    monkeypatch.setattr(loaded.model, "forward", steered)
+    calls = steer(loaded, monkeypatch, "</answer>")
     prompts = [reversal_prompt("123456789"), reversal_prompt("98765")]
-    result = generate(loaded.model, tok, prompts, Sampling(max_new_tokens=20), batch_size=2)
+    result = generate(loaded.model, loaded.tokenizer, prompts, Sampling(max_new_tokens=20), batch_size=2)
     assert [c[0].text for c in result] == ["</answer>", "</answer>"]
-    assert calls["n"] == len(stop_ids)  # no forward pass after every row finished
+    assert calls["n"] == calls["tokens"]  # no forward pass after every row finished
 
 
 @pytest.mark.slow

@@ -8,7 +8,9 @@ RFT >= 0.7; issue 11's goal: the final model >= 0.7 on shifted. Every setting le
 the pipeline's default (RunSpec).
 
 The full run (5000 train questions, 200 valid, k=10 on 1000 of them) takes about 3 h on 2 CPU
-cores; a reduced one:
+cores. The README's table is a reduced one, 1 h 50 min here, whose rollouts sample broad.json:
+    .venv/bin/python bench/quality.py --train-limit 2000 --samples 4 --rollout-limit 400 --rollout-dataset broad
+A quick check:
     nice .venv/bin/python bench/quality.py --train-limit 400 --valid-limit 50 --samples 4
 """
 

@@ -140,7 +140,7 @@ def _generate_batch(model, tokenizer, prompts, sampling, stop, seeds, device) ->
                 ended[row] = (token,)
                 continue
             generated[row].append(token)
-            window = tokenizer.decode(generated[row][-_STOP_WINDOW:])
+            window = tokenizer.decode(generated[row][-_STOP_WINDOW:]) if stop else ""
             if any(s in window for s in stop):
                 ended[row] = ()
                 continue

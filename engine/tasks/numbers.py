@@ -17,4 +17,3 @@ def format_number(x: float) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
-

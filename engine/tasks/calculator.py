@@ -57,13 +57,19 @@ def _value(node: ast.AST) -> float:
     raise CalculatorError(f"not arithmetic: {ast.unparse(node)!r}")
 
 
+def result_text(expression: str) -> str:
+    """The calculator's answer to `expression` as the chain shows it: '8517.18', or 'error'
+    when the calculator does not take it."""
+    try:
+        return format_number(evaluate_expression(expression))
+    except CalculatorError:
+        return "error"
+
+
 def calculate(text: str) -> str:
     """What the engine appends after a generated `text` that ends with a call: ' = <result>'
-    for its last `<<expression>>`, ' = error' when the calculator does not take it."""
+    for its last `<<expression>>` (see result_text)."""
     start = text.rfind(CALL_START)
-    try:
-        if start < 0 or not text.endswith(CALL_END):
-            raise CalculatorError("no call to evaluate")
-        return f" = {format_number(evaluate_expression(text[start + len(CALL_START): -len(CALL_END)]))}"
-    except CalculatorError:
+    if start < 0 or not text.endswith(CALL_END):
         return " = error"
+    return f" = {result_text(text[start + len(CALL_START): -len(CALL_END)])}"

@@ -34,7 +34,7 @@ from engine import datasets, scoring
 from engine.core.dataset_files import HELD_OUT_SPLITS, dataset_path
 from engine.core.errors import DataError, SpecError
 from engine.tasks.base import ChatTokenizer, Example
-from engine.tasks.calculator import CALL_END, CALL_START, calculate
+from engine.tasks.calculator import CALL_END, CALL_START, result_text
 from engine.tasks.numbers import format_number
 from engine.tasks.scratchpad import plain, scratchpad
 
@@ -549,9 +549,8 @@ def calculator_reasoning(example: Example) -> str:
     (engine.tasks.calculator), e.g. '1 kg = 1000 g. <<12 * 1000>> = 12000. <answer>12000</answer>';
     the result and the answer are the calculator's."""
     factor, expression = _one_calculation(example)
-    call = f"{CALL_START}{expression}{CALL_END}"
-    result = calculate(call)
-    return f"{factor} {call}{result}. <answer>{result.removeprefix(' = ')}</answer>"
+    result = result_text(expression)
+    return f"{factor} {CALL_START}{expression}{CALL_END} = {result}. <answer>{result}</answer>"
 
 
 def _one_calculation(example: Example) -> tuple[str, str]:

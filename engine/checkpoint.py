@@ -36,8 +36,12 @@ class TrainingState:
 
 def save_adapter(model, folder: Path) -> None:
     """The trained adapter only (GRPO also holds its frozen KL reference as a second one), in
-    safetensors: a checkpoint's and a finished run's adapter load on the base model alone."""
-    model.save_pretrained(folder, safe_serialization=True, selected_adapters=[model.active_adapter])
+    safetensors: a checkpoint's and a finished run's adapter load on the base model alone.
+    Embeddings are never adapted (LoRA on linear layers), so peft is told not to save them;
+    left to guess, it looks the model's name up on the Hugging Face Hub at every save."""
+    model.save_pretrained(
+        folder, safe_serialization=True, selected_adapters=[model.active_adapter], save_embedding_layers=False
+    )
 
 
 def save_checkpoint(folder: Path, model, optimizer, scheduler, step: int) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import ADAPTER, STATE, has_checkpoint, load_state, save_checkpoint
+from engine.checkpoint import ADAPTER, STATE, has_checkpoint, load_state, save_adapter, save_checkpoint
 from engine.core.errors import ReasonlabError
 
 
@@ -24,8 +24,8 @@ class Adapter(torch.nn.Linear):
         self.saved_to: list[Path] = []
         self.fail = False
 
-    def save_pretrained(self, folder, safe_serialization=False, selected_adapters=None):  # older peft: a pickle
-        assert safe_serialization, "a checkpoint's adapter must be safetensors, never a pickle"
+    def save_pretrained(self, folder, safe_serialization=False, selected_adapters=None, save_embedding_layers="auto"):
+        assert safe_serialization, "a checkpoint's adapter must be safetensors, never a pickle"  # older peft pickled
         # GRPO also holds a frozen KL reference adapter: only the trained one belongs in a checkpoint
         assert selected_adapters == [self.active_adapter]
         self.saved_to.append(Path(folder))
@@ -134,3 +134,26 @@ def test_an_old_copy_left_by_a_save_killed_mid_swap_does_not_block_the_next(tmp_
     save_checkpoint(folder, model, optimizer, scheduler, step=4)
     assert load_state(folder).step == 4
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+
+
+def test_saving_a_real_adapter_looks_nothing_up_on_the_hub(tiny_model_dir, tmp_path, monkeypatch):
+    """The pipeline names its model 'smollm2-135m', which is no local folder: peft's default
+    would ask the Hub whether that name has a config.json at every save (a warning offline, a
+    request online)."""
+    import peft.utils.save_and_load as save_and_load
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from engine.model import quiet_peft_checkpointing_warning
+
+    def no_lookup(*args, **kwargs):
+        raise AssertionError("saving an adapter looked the model up on the Hub")
+
+    monkeypatch.setattr(save_and_load, "check_file_exists_on_hf_hub", no_lookup)
+    with quiet_peft_checkpointing_warning():
+        model = get_peft_model(
+            AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=2, target_modules="all-linear")
+        )
+    model.peft_config["default"].base_model_name_or_path = "smollm2-135m"
+    save_adapter(model, tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()

@@ -85,7 +85,7 @@ def test_checkpoint_round_trip_restores_optimiser_scheduler_and_rng(tmp_path):
     class Adapter(torch.nn.Linear):
         active_adapter = "default"
 
-        def save_pretrained(self, folder, safe_serialization=True, selected_adapters=None):
+        def save_pretrained(self, folder, safe_serialization=True, selected_adapters=None, save_embedding_layers="auto"):
             assert selected_adapters == [self.active_adapter]
             Path(folder).mkdir(parents=True)
             (Path(folder) / "adapter_config.json").write_text("{}")

@@ -84,7 +84,9 @@ async def test_a_database_fault_in_a_worker_is_a_notification_not_an_exit(make_a
         monkeypatch.setattr(RunStore, "run_page", broken)
         app.screen.reload()
         await wait_for(pilot, lambda: any("malformed" in str(n.message) for n in app._notifications))
-        assert app.is_running and app.screen._loading is False
+        # Not stuck loading: the screen's timer may have started the next (failing) read already.
+        await wait_for(pilot, lambda: app.screen._loading is False)
+        assert app.is_running
         monkeypatch.undo()
         app.screen.reload()
         await wait_for(pilot, lambda: len(app.screen.query_one(RunsTable)._rows) == 1)

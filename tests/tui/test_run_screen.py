@@ -160,3 +160,25 @@ def sample_row(idx: int, correct: bool) -> dict:
         "step": 0, "idx": idx, "question": f"q{idx}", "target": 1.0, "output": "<answer>1</answer>",
         "answer": 1.0 if correct else 2.0, "correct": correct,
     }
+
+
+async def test_a_poll_that_lands_while_the_screen_closes_is_dropped(make_app, seeded_db, monkeypatch):
+    """Escape pressed while a poll is being read: the reply reaches a screen whose charts are
+    already removed. It must be dropped, not crash the app looking for them."""
+    app = make_app()
+    replies = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.open_run(1)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
+        screen = app.screen
+        screen._timer.pause()
+        real = RunScreen.on_run_screen_polled
+        monkeypatch.setattr(RunScreen, "on_run_screen_polled", lambda self, message: replies.append(message))
+        screen._poll(screen.state, screen.metrics, False)  # a fresh reply, kept for later
+        await wait_for(pilot, lambda: replies)
+        assert replies[0].result.points["loss"] is not None
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not screen.is_attached)
+        real(screen, replies[0])  # as if it had landed during the removal
+        await pilot.pause(0.2)
+        assert app.is_running

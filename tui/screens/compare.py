@@ -138,10 +138,14 @@ class CompareScreen(ChartKeys, ReportsWorkerErrors):
         self.post_message(self.Read(comparison))
 
     def on_compare_screen_failed(self, message: Failed) -> None:
+        if self.closed:
+            return
         self.notify(message.reason, severity="error", markup=False)
         self.dismiss()
 
     async def on_compare_screen_read(self, message: Read) -> None:
+        if self.closed:
+            return
         c = message.comparison
         self._show_diff(c)  # the tables first: mounting the charts takes longest
         self._show_summary(c)
@@ -163,6 +167,8 @@ class CompareScreen(ChartKeys, ReportsWorkerErrors):
         self.post_message(self.QuestionRead(question, runs))
 
     def on_compare_screen_question_read(self, message: QuestionRead) -> None:
+        if self.closed:
+            return
         self.app.push_screen(SideBySideDialog(message.question, message.runs))
 
     async def _show_curves(self, c: Comparison) -> None:

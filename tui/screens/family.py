@@ -126,6 +126,8 @@ class FamilyScreen(ReportsWorkerErrors):
         self._loading = False
 
     def on_family_screen_loaded(self, message: Loaded) -> None:
+        if self.closed:
+            return
         self._loading = False
         if message.family == self.family and not any(m.status == "running" for m in message.family.members):
             return  # unchanged (a running member's time still moves)

@@ -175,6 +175,8 @@ class ParamMetricScreen(ReportsWorkerErrors):
         self.post_message(self.Choices(varying_settings(rows), metrics))
 
     def on_param_metric_screen_choices(self, message: Choices) -> None:
+        if self.closed:
+            return
         varying = message.varying
         x_names = varying + [name for name in SETTING_NAMES if name not in varying]
         x_select = self.query_one("#pm-x", Select)
@@ -199,6 +201,8 @@ class ParamMetricScreen(ReportsWorkerErrors):
         self.post_message(self.Points(x, y, rows))
 
     def on_param_metric_screen_points(self, message: Points) -> None:
+        if self.closed:
+            return
         x_name, y_name = column_for(message.x).header, column_for(message.y).header
         rows = sorted(message.rows, key=lambda r: (r[2] is None, str(type(r[2])), r[2] if r[2] is not None else 0))
         table = self.query_one("#pm-points", DataTable)

@@ -250,6 +250,8 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
         self.post_message(self.Polled(state, result))
 
     def on_run_screen_polled(self, message: Polled) -> None:
+        if self.closed:
+            return
         self._polling = False
         if message.state != self.state:
             return  # the sample filter changed while reading; the next poll reads again
@@ -326,6 +328,8 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
         line.update(plain(text))
 
     def on_run_screen_gone(self) -> None:
+        if self.closed:
+            return
         self.notify(f"Run #{self.run_id} no longer exists.", severity="warning", markup=False)
         self.dismiss()
 
@@ -404,5 +408,7 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
         self.post_message(self.Cancelled(note))
 
     def on_run_screen_cancelled(self, message: Cancelled) -> None:
+        if self.closed:
+            return
         self.notify(message.note, markup=False)
         self._timer.resume()

@@ -1,5 +1,5 @@
-"""Which reasoning format to train: today's reference chain against the scratchpad (issue 11),
-and, apart from the pure reasoning formats, the calculator.
+"""Which reasoning format to train: today's reference chain against the units-labelled chain and
+the scratchpad (issue 11), and, apart from the pure reasoning formats, the calculator.
 
 Each arm fine-tunes a fresh LoRA adapter on the base model with `rft` on rows without
 reasoning, so the targets are the task's reference chains in the arm's format (what the
@@ -10,6 +10,7 @@ pipeline's rft0 stage trains on), with the same number of questions, epochs and 
     c  scratchpad  on broad
     d  calculator  on broad  (the engine computes the product: not pure reasoning, a bound on
                               what getting the arithmetic right would give)
+    e  units       on broad  (the reference chain with each number's unit beside it)
 
 then scores each adapter with greedy cot on the first --limit questions of valid and of shifted,
 as `python -m engine eval --mode cot --adapter RUN --dataset shifted --limit N --reasoning R`
@@ -44,6 +45,7 @@ from engine.tasks.unit_conversion import parse_question
 
 ARMS = {
     "a": ("reference", "train"), "b": ("reference", "broad"), "c": ("scratchpad", "broad"), "d": ("calculator", "broad"),
+    "e": ("units", "broad"),
 }
 VALUE_RANGES = ("1-10", "11-99", "100-9999", "10000+", "decimal", "below-0.1")
 
@@ -51,7 +53,7 @@ VALUE_RANGES = ("1-10", "11-99", "100-9999", "10000+", "decimal", "below-0.1")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--arms", default="cab", help="arms to run, in this order (letters a, b, c, d)")
+    parser.add_argument("--arms", default="cab", help="arms to run, in this order (letters a to e)")
     parser.add_argument("--questions", type=int, default=240, help="training questions per arm (the first N)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=60, help="valid and shifted questions scored, each")
@@ -151,12 +153,13 @@ def _generated_tokens(store: RunStore, model: str, run_id: int) -> float:
 
 
 _NUMBER = r"(-?[\d.]+(?:e-?\d+)?)"
-_REFERENCE_FACTOR = re.compile(rf"^1 .+? = {_NUMBER} .+?\. \S+ ([*/]) ")  # '1 qt = 946.353 mL. 9 * 946.353'
+# '1 qt = 946.353 mL. 9 * 946.353', or with units '1 qt = 946.353 mL. 9 qt = 9 * 946.353 mL'
+_REFERENCE_FACTOR = re.compile(rf"^1 .+? = {_NUMBER} .+?\. \S+ (?:[^=]+? = \S+ )?([*/]) ")
 _SCRATCHPAD_FACTOR = re.compile(r"^1 .+? [~=] (\d+)e\(?(-?\d+)\)? ")  # '1 yd ~ 914e0 mm.'
 
 
 def stated_multiplier(output: str) -> float | None:
-    """What a chain multiplies the value by, from the factor it states first (either format)."""
+    """What a chain multiplies the value by, from the factor it states first (any format)."""
     if match := _SCRATCHPAD_FACTOR.match(output):
         return int(match.group(1)) * 10.0 ** int(match.group(2))
     if match := _REFERENCE_FACTOR.match(output):

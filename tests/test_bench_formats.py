@@ -16,7 +16,7 @@ formats = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(formats)
 
 
-@pytest.mark.parametrize("reasoning", ["reference", "scratchpad", "calculator"])
+@pytest.mark.parametrize("reasoning", ["reference", "units", "scratchpad", "calculator"])
 def test_the_factor_of_every_reference_chain_is_read_and_right(reasoning):
     task = get_task("unit_conversion", reasoning)
     examples = task.load("broad")[:300]
@@ -38,3 +38,5 @@ def test_a_wrong_factor_and_a_wrong_product_are_told_apart():
     assert formats.factor_scores(samples) == (0.5, 0.5)
     assert formats.stated_multiplier("1 h = 60 min. 90 / 60 = 1.5.") == pytest.approx(1 / 60)
     assert formats.stated_multiplier("1 s ~ 167e-4 min. 90 = 9e1.") == pytest.approx(0.0167)
+    assert formats.stated_multiplier("1 h = 60 min. 90 min = 90 / 60 h = 1.5 h.") == pytest.approx(1 / 60)
+    assert formats.stated_multiplier("1 h = 60 min. 90 min = 90 * 60 h = 5400 h.") == pytest.approx(60)

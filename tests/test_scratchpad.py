@@ -128,7 +128,7 @@ def test_mantissa(x, expected):
 def test_reasoning_setting_matches_the_tasks_formats():
     choices = {f.name: f for f in dataclasses.fields(RunSpec)}["reasoning"].metadata["choices"]
     assert set(choices) == set(REASONING)
-    assert RunSpec(kind="rft").reasoning == "reference"
+    assert RunSpec(kind="rft").reasoning == get_task("unit_conversion").reasoning == "units"
     assert get_task("unit_conversion", "scratchpad").reasoning == "scratchpad"
 
 
@@ -137,15 +137,17 @@ def test_cot_prompt_shows_worked_examples_in_the_chosen_format():
         def apply_chat_template(self, messages, **kwargs):
             return "\n".join(m["content"] for m in messages)
 
-    reference = UnitConversionTask("reference").prompt("Convert 5 mile to meter.", "cot", JoiningTokenizer())
-    scratch = UnitConversionTask("scratchpad").prompt("Convert 5 mile to meter.", "cot", JoiningTokenizer())
-    assert all(reasoning in reference for _, reasoning in WORKED_EXAMPLES)
-    assert "12*1=12. 12e(3+0) = 12000. <answer>12000</answer>" in scratch
-    assert not any(reasoning in scratch for _, reasoning in WORKED_EXAMPLES)
-    assert "digit by digit" in scratch and "digit by digit" not in reference
+    prompt = {r: UnitConversionTask(r).prompt("Convert 5 mile to meter.", "cot", JoiningTokenizer()) for r in REASONING}
+    assert all(reasoning in prompt["units"] for _, reasoning in WORKED_EXAMPLES)
+    assert "1 kg = 1000 g. 12 * 1000 = 12000. <answer>12000</answer>" in prompt["reference"]
+    assert "12*1=12. 12e(3+0) = 12000. <answer>12000</answer>" in prompt["scratchpad"]
+    for other in ("reference", "scratchpad", "calculator"):
+        assert not any(reasoning in prompt[other] for _, reasoning in WORKED_EXAMPLES)
+    assert "digit by digit" in prompt["scratchpad"] and "digit by digit" not in prompt["reference"]
+    assert "with its unit" in prompt["units"] and "with its unit" not in prompt["reference"]
 
 
-@pytest.mark.parametrize("reasoning", ["reference", "scratchpad", "calculator"])
+@pytest.mark.parametrize("reasoning", ["reference", "units", "scratchpad", "calculator"])
 def test_rft_trains_on_the_chosen_reasoning(tiny_model_dir, db_path, monkeypatch, reasoning):
     """RFT on rows without reasoning trains on the task's reference chains, in the format the
     run's `reasoning` setting names, and its cot prompt shows that format."""

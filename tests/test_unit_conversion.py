@@ -18,6 +18,7 @@ from engine.tasks.unit_conversion import (
     generate_questions,
     parse_question,
     reference_reasoning,
+    units_reasoning,
     write_data,
 )
 
@@ -143,12 +144,12 @@ def test_cot_prompt_has_worked_examples_and_no_valid_question(task, splits):
     assert not any(q in prompt for q in others)
 
 
-def test_worked_examples_are_in_neither_split_and_match_reference(splits):
+def test_worked_examples_are_in_neither_split_and_match_the_default_format(splits):
     questions = {e.question for split in splits for e in split}
     for worked_question, reasoning in WORKED_EXAMPLES:
         assert worked_question not in questions
         answer = float(reasoning.split("<answer>")[1].split("</answer>")[0])
-        assert reference_reasoning(Example(worked_question, answer)) == reasoning
+        assert units_reasoning(Example(worked_question, answer)) == reasoning
 
 
 def test_cot_completion_and_parse(task, splits):
@@ -172,6 +173,21 @@ def test_reference_reasoning_formats():
     assert reference_reasoning(Example("Convert 3 qt to gal.", 0.75)) == (
         "1 gal = 4 qt. 3 / 4 = 0.75. <answer>0.75</answer>"
     )
+
+
+def test_units_reasoning_writes_each_numbers_unit_beside_it():
+    """The value's unit stands just before the operator, and the plural agrees with the number."""
+    assert units_reasoning(Example("Convert 3 qt to gal.", 0.75)) == (
+        "1 gal = 4 qt. 3 qt = 3 / 4 gal = 0.75 gal. <answer>0.75</answer>"
+    )
+    assert units_reasoning(Example("Convert 20 inches to centimeters.", 50.8)) == (
+        "1 inch = 2.54 cm. 20 inches = 20 * 2.54 cm = 50.8 cm. <answer>50.8</answer>"
+    )
+    assert units_reasoning(Example("How many feet are in 1 inch?", 1 / 12)) == (
+        "1 ft = 12 inches. 1 inch = 1 / 12 ft = 0.0833333 ft. <answer>0.0833333</answer>"
+    )
+    with pytest.raises(DataError, match="gives 8046.72"):
+        units_reasoning(Example("Convert 5 mile to meter.", 8000.0))
 
 
 def test_reference_reasoning_errors():

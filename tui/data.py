@@ -16,6 +16,7 @@ import numpy as np
 from rich.text import Text
 
 from engine.core.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER, base_name
+from engine.core.spec import DEFAULT_REASONING
 from engine.core.text import visible
 
 STATUS_THEME_COLOURS = {
@@ -185,7 +186,8 @@ class ResultFigure:
 
 
 def result_figures(
-    kind: str, summary: Mapping[str, float], samples: int, correct: int, finished: bool, reasoning: str = "reference"
+    kind: str, summary: Mapping[str, float], samples: int, correct: int, finished: bool,
+    reasoning: str = DEFAULT_REASONING,
 ) -> list[ResultFigure]:
     """The headline numbers of an eval (accuracy, answer rate, tokens/s) or a rollout (success
     rate, correct rate, tokens/s). `samples` and `correct` count the stored samples, so an

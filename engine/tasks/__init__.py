@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from engine.core.errors import SpecError
+from engine.core.spec import DEFAULT_REASONING
 from engine.tasks.base import Task
 from engine.tasks.unit_conversion import UnitConversionTask
 
 TASKS: dict[str, type] = {"unit_conversion": UnitConversionTask}
 
 
-def get_task(name: str, reasoning: str = "reference") -> Task:
+def get_task(name: str, reasoning: str = DEFAULT_REASONING) -> Task:
     """The task `name`, writing its reference reasoning (cot training targets, worked examples)
     in the format `reasoning` (the spec's setting of that name)."""
     if name not in TASKS:

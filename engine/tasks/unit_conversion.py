@@ -13,8 +13,9 @@ decimals with 1-3 digits, values below 0.1) and unit spellings train never uses.
 0.001-1e6 and phrasings composed from frames, yet nothing of shifted's (its phrasings,
 spellings or conversions).
 
-Three reasoning formats for cot: 'reference', one multiplication by the full factor ("1 qt =
-946.353 mL. 9 * 946.353 = 8517.18."), 'scratchpad', the same product in digit-sized steps
+Four reasoning formats for cot: 'reference', one multiplication by the full factor ("1 qt =
+946.353 mL. 9 * 946.353 = 8517.18."), 'units' (the default), the same with each number's unit
+written beside it ("9 qt = 9 * 946.353 mL = 8517.18 mL."), 'scratchpad', the same product in digit-sized steps
 (engine.tasks.scratchpad), and 'calculator', the same product handed to a calculator
 (engine.tasks.calculator), whose accuracy is reported apart from the pure reasoning formats'.
 """
@@ -33,6 +34,7 @@ from typing import Callable, Iterable, NamedTuple
 from engine import datasets, scoring
 from engine.core.dataset_files import HELD_OUT_SPLITS, dataset_path
 from engine.core.errors import DataError, SpecError
+from engine.core.spec import DEFAULT_REASONING
 from engine.tasks.base import ChatTokenizer, Example
 from engine.tasks.calculator import CALL_END, CALL_START, result_text
 from engine.tasks.numbers import format_number
@@ -229,6 +231,10 @@ INSTRUCTIONS = {
     "reference": (
         "You convert units. Be concise: give the conversion factor, do one calculation, "
         "then put the final number in <answer></answer>."
+    ),
+    "units": (
+        "You convert units. Be concise: give the conversion factor, write the value with its unit, "
+        "do one calculation, then put the final number in <answer></answer>."
     ),
     "scratchpad": (
         "You convert units. Write the factor and the value as 3 digits times a power of ten, "
@@ -536,12 +542,27 @@ def _checked_conversion(example: Example) -> Conversion:
 
 
 def reference_reasoning(example: Example) -> str:
-    """The formulaic reasoning the worked examples show, e.g. for "How many grams are in
-    12 kg?": '1 kg = 1000 g. 12 * 1000 = 12000. <answer>12000</answer>'. Converting to a
-    bigger unit by a round factor divides instead: '1 min = 60 s. 90 / 60 = 1.5. ...'."""
+    """The one-step chain, e.g. for "How many grams are in 12 kg?": '1 kg = 1000 g. 12 * 1000 =
+    12000. <answer>12000</answer>'. Converting to a bigger unit by a round factor divides
+    instead: '1 min = 60 s. 90 / 60 = 1.5. ...'."""
     factor, expression = _one_calculation(example)
     answer = format_number(example.answer)
     return f"{factor} {expression} = {answer}. <answer>{answer}</answer>"
+
+
+def units_reasoning(example: Example) -> str:
+    """The default chain: the reference chain with each number's unit beside it, e.g. '1 min =
+    60 s. 90 s = 90 / 60 min = 1.5 min. <answer>1.5</answer>'. Why: a fifth of the reference
+    chains that state the right factor on shifted then multiply where they should divide or the
+    reverse; here the value's unit is written just before the operator is chosen, and the factor
+    line holds the same unit on one side. Trained alike, it scored as the reference chain on
+    valid and 0.335 against 0.235 on shifted (README)."""
+    conversion = _checked_conversion(example)
+    factor, expression = _one_calculation(example)
+    answer = format_number(example.answer)
+    source, target = conversion.source.label(conversion.value != 1), conversion.target.label(example.answer != 1)
+    value = format_number(conversion.value)
+    return f"{factor} {value} {source} = {expression} {target} = {answer} {target}. <answer>{answer}</answer>"
 
 
 def calculator_reasoning(example: Example) -> str:
@@ -594,7 +615,8 @@ def _is_round(x: float) -> bool:
 
 # The task's reasoning formats by the name the `reasoning` setting gives (engine.core.spec).
 REASONING = {
-    "reference": reference_reasoning, "scratchpad": scratchpad_reasoning, "calculator": calculator_reasoning,
+    "reference": reference_reasoning, "units": units_reasoning, "scratchpad": scratchpad_reasoning,
+    "calculator": calculator_reasoning,
 }
 
 
@@ -603,7 +625,7 @@ def worked_examples(reasoning: str) -> tuple[tuple[str, str], ...]:
     return tuple((q, REASONING[reasoning](Example(q, answer))) for q, answer in WORKED_QUESTIONS)
 
 
-WORKED_EXAMPLES = worked_examples("reference")
+WORKED_EXAMPLES = worked_examples(DEFAULT_REASONING)
 
 
 def _check_mode(mode: str) -> None:
@@ -617,7 +639,7 @@ class UnitConversionTask:
     write_data = staticmethod(write_data)
     category = staticmethod(category)
 
-    def __init__(self, reasoning: str = "reference") -> None:
+    def __init__(self, reasoning: str = DEFAULT_REASONING) -> None:
         if reasoning not in REASONING:
             raise SpecError("reasoning", f"unknown reasoning {reasoning!r}; choose one of {', '.join(REASONING)}")
         self.reasoning = reasoning

@@ -5,7 +5,9 @@ answer, so rollouts from it (or from the direct-answer SFT model) yield next to 
 The first RFT round therefore trains, on top of the SFT adapter, on the task's reference
 reasoning for the train questions ('bootstrap: reference'; train data only). Each round then
 rolls out k samples per train question from the latest adapter and fine-tunes that adapter
-on the correct ones:
+on the correct ones, at `round_learning_rate` (a quarter of the learning rate unless given): a
+round goes on from a trained adapter, often on a few hundred rows, and at the full rate it
+undid what rft0 had learnt (README, "Valid and shifted"):
 
     sft -> rft (reference reasoning) -> [rollout -> rft] x rounds -> grpo (if grpo_steps)
 
@@ -115,9 +117,10 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpe
         if has_teacher(spec):
             rollout = rollout.replace(model=spec.rollout_model, adapter="", seed=spec.seed + stage.round - 1)
         return rollout
+    if stage.kind == "rft" and stage.round:
+        return spec.replace(**common, data=str(previous_id), limit=0, learning_rate=spec.round_learning_rate)
     if stage.kind == "rft":
-        data = str(previous_id) if stage.label != "rft0" else str(_write_reference_data(ctx))
-        return spec.replace(**common, data=data, limit=0)
+        return spec.replace(**common, data=str(_write_reference_data(ctx)), limit=0)
     if stage.kind == "grpo":
         # The pipeline's learning rate and sampling suit SFT and rollouts, not online RL.
         own = {name: RunSpec.default_for("grpo", name) for name in ("learning_rate", "temperature", "top_p")}

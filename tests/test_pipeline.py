@@ -64,6 +64,18 @@ def test_pipeline_links_stages_and_chains_adapters(tiny_model_dir, db_path, solv
     assert store.get_run(pipeline.id).summary["accuracy"] == rft1.summary["accuracy"]
 
 
+@pytest.mark.parametrize("given, round_rate", [({}, 5e-4), ({"round_learning_rate": 3e-4}, 3e-4)])
+def test_rounds_train_at_the_round_learning_rate(tiny_model_dir, db_path, solving_rollouts, given, round_rate):
+    """rft0 starts its adapter's training at the pipeline's learning rate; a round goes on from
+    a trained adapter, at a quarter of it unless told otherwise."""
+    store = RunStore(db_path)
+    spec = _pipeline(tiny_model_dir).replace(learning_rate=2e-3, **given)
+    pipeline = execute(store, store.create_run(spec).id)
+    sft, rft0, _, rft1 = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    assert (sft.spec.learning_rate, rft0.spec.learning_rate, rft1.spec.learning_rate) == (2e-3, 2e-3, round_rate)
+    assert store.metric_series(rft1.id, "lr")[0][1] <= round_rate
+
+
 def test_resumed_pipeline_skips_completed_stages(tiny_model_dir, db_path, solving_rollouts, monkeypatch):
     """Stopped in its second stage (rft0): resuming runs rft0 and the rest, never sft again."""
     from engine import pipeline as pipeline_module

@@ -168,6 +168,14 @@ class RunSpec:
     rounds: int = setting(
         1, "Expert-iteration rounds (rollout then RFT) after SFT.", ("pipeline",), minimum=1, maximum=100
     )
+    # A round goes on from a trained adapter, often on a few hundred rows; at the full rate a
+    # fresh AdamW state undoes what rft0 learnt (README, "Valid and shifted").
+    round_learning_rate: float = setting(
+        lambda spec: spec.learning_rate / 4,
+        "Pipeline: peak learning rate of each round's RFT, which goes on from a trained adapter "
+        "(default: a quarter of --learning-rate).",
+        ("pipeline",), minimum=0.0, maximum=1.0,
+    )
     rollout_limit: int = setting(
         1000,
         "Pipeline: train questions rolled out each round (0: all); rollouts are the slowest "

@@ -10,7 +10,8 @@ pipeline's rft0 stage trains on), with the same number of questions, epochs and 
     c  scratchpad  on broad
     d  calculator  on broad  (the engine computes the product: not pure reasoning, a bound on
                               what getting the arithmetic right would give)
-    e  units       on broad  (the reference chain with each number's unit beside it)
+    e  units       on broad  (the reference chain with each number's unit beside it; the default)
+    f  units       on train  (the default format on the default data: valid as arm a?)
 
 then scores each adapter with greedy cot on the first --limit questions of valid and of shifted,
 as `python -m engine eval --mode cot --adapter RUN --dataset shifted --limit N --reasoning R`
@@ -45,7 +46,7 @@ from engine.tasks.unit_conversion import parse_question
 
 ARMS = {
     "a": ("reference", "train"), "b": ("reference", "broad"), "c": ("scratchpad", "broad"), "d": ("calculator", "broad"),
-    "e": ("units", "broad"),
+    "e": ("units", "broad"), "f": ("units", "train"),
 }
 VALUE_RANGES = ("1-10", "11-99", "100-9999", "10000+", "decimal", "below-0.1")
 
@@ -53,7 +54,7 @@ VALUE_RANGES = ("1-10", "11-99", "100-9999", "10000+", "decimal", "below-0.1")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--arms", default="cab", help="arms to run, in this order (letters a to e)")
+    parser.add_argument("--arms", default="cab", help="arms to run, in this order (letters a to f)")
     parser.add_argument("--questions", type=int, default=240, help="training questions per arm (the first N)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=60, help="valid and shifted questions scored, each")

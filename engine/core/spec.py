@@ -20,7 +20,8 @@ KINDS = ("eval", "sft", "rollout", "rft", "pipeline", "grpo")
 TRAINING_KINDS = ("sft", "rft", "pipeline", "grpo")
 GENERATING_KINDS = ("eval", "rollout", "pipeline", "grpo")
 # The reasoning format whose chains train and prompt unless a run names another: it scored as
-# the one-step reference chain on valid and higher on shifted (README, "Reasoning formats").
+# the one-step reference chain on valid and higher on shifted (README, "Training data that
+# cannot be memorised, and reasoning formats").
 DEFAULT_REASONING = "units"
 DEFAULT_MODEL = "smollm2-135m"
 

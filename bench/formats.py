@@ -11,7 +11,7 @@ pipeline's rft0 stage trains on), with the same number of questions, epochs and 
     d  calculator  on broad  (the engine computes the product: not pure reasoning, a bound on
                               what getting the arithmetic right would give)
     e  units       on broad  (the reference chain with each number's unit beside it; the default)
-    f  units       on train  (the default format on the default data: valid as arm a?)
+    f  units       on train  (the default format on the default data, against arm a)
 
 then scores each adapter with greedy cot on the first --limit questions of valid and of shifted,
 as `python -m engine eval --mode cot --adapter RUN --dataset shifted --limit N --reasoning R`

@@ -15,8 +15,8 @@ spellings or conversions).
 
 Four reasoning formats for cot: 'reference', one multiplication by the full factor ("1 qt =
 946.353 mL. 9 * 946.353 = 8517.18."), 'units' (the default), the same with each number's unit
-written beside it ("9 qt = 9 * 946.353 mL = 8517.18 mL."), 'scratchpad', the same product in digit-sized steps
-(engine.tasks.scratchpad), and 'calculator', the same product handed to a calculator
+written beside it ("9 qt = 9 * 946.353 mL = 8517.18 mL."), 'scratchpad', the same product in
+digit-sized steps (engine.tasks.scratchpad), and 'calculator', the same product handed to a calculator
 (engine.tasks.calculator), whose accuracy is reported apart from the pure reasoning formats'.
 """
 
@@ -545,7 +545,7 @@ def reference_reasoning(example: Example) -> str:
     """The one-step chain, e.g. for "How many grams are in 12 kg?": '1 kg = 1000 g. 12 * 1000 =
     12000. <answer>12000</answer>'. Converting to a bigger unit by a round factor divides
     instead: '1 min = 60 s. 90 / 60 = 1.5. ...'."""
-    factor, expression = _one_calculation(example)
+    factor, expression = _one_calculation(_checked_conversion(example))
     answer = format_number(example.answer)
     return f"{factor} {expression} = {answer}. <answer>{answer}</answer>"
 
@@ -558,7 +558,7 @@ def units_reasoning(example: Example) -> str:
     line holds the same unit on one side. Trained alike, it scored as the reference chain on
     valid and 0.335 against 0.235 on shifted (README)."""
     conversion = _checked_conversion(example)
-    factor, expression = _one_calculation(example)
+    factor, expression = _one_calculation(conversion)
     answer = format_number(example.answer)
     source, target = conversion.source.label(conversion.value != 1), conversion.target.label(example.answer != 1)
     value = format_number(conversion.value)
@@ -569,15 +569,14 @@ def calculator_reasoning(example: Example) -> str:
     """The reference chain with its calculation handed to the calculator
     (engine.tasks.calculator), e.g. '1 kg = 1000 g. <<12 * 1000>> = 12000. <answer>12000</answer>';
     the result and the answer are the calculator's."""
-    factor, expression = _one_calculation(example)
+    factor, expression = _one_calculation(_checked_conversion(example))
     result = result_text(expression)
     return f"{factor} {CALL_START}{expression}{CALL_END} = {result}. <answer>{result}</answer>"
 
 
-def _one_calculation(example: Example) -> tuple[str, str]:
-    """The reference chain's two steps, the factor ('1 kg = 1000 g.') and the calculation
-    ('12 * 1000')."""
-    conversion = _checked_conversion(example)
+def _one_calculation(conversion: Conversion) -> tuple[str, str]:
+    """The reference chain's two steps for a checked conversion, the factor ('1 kg = 1000 g.')
+    and the calculation ('12 * 1000')."""
     value, source, target = conversion.value, conversion.source, conversion.target
     ratio = source.size / target.size
     v = format_number(value)

@@ -12,6 +12,8 @@ pipeline's rft0 stage trains on), with the same number of questions, epochs and 
                               what getting the arithmetic right would give)
     e  units       on broad  (the reference chain with each number's unit beside it; the default)
     f  units       on train  (the default format on the default data, against arm a)
+    g  units       on train+broad  (the two interleaved, half of the questions from each: does
+                              the generator's data buy valid back without costing shifted?)
 
 then scores each adapter with greedy cot on the first --limit questions of valid and of shifted,
 as `python -m engine eval --mode cot --adapter RUN --dataset shifted --limit N --reasoning R`
@@ -30,6 +32,7 @@ At full scale, on a GPU:
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import tempfile
 import time
@@ -46,7 +49,7 @@ from engine.tasks.unit_conversion import parse_question
 
 ARMS = {
     "a": ("reference", "train"), "b": ("reference", "broad"), "c": ("scratchpad", "broad"), "d": ("calculator", "broad"),
-    "e": ("units", "broad"), "f": ("units", "train"),
+    "e": ("units", "broad"), "f": ("units", "train"), "g": ("units", "train+broad"),
 }
 VALUE_RANGES = ("1-10", "11-99", "100-9999", "10000+", "decimal", "below-0.1")
 
@@ -54,7 +57,7 @@ VALUE_RANGES = ("1-10", "11-99", "100-9999", "10000+", "decimal", "below-0.1")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--arms", default="cab", help="arms to run, in this order (letters a to f)")
+    parser.add_argument("--arms", default="cab", help="arms to run, in this order (letters a to g)")
     parser.add_argument("--questions", type=int, default=240, help="training questions per arm (the first N)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=60, help="valid and shifted questions scored, each")
@@ -101,8 +104,9 @@ def _arm(store: RunStore, console: Console, args, reasoning: str, data: str) -> 
 
     task = get_task("unit_conversion", reasoning)
     common = {"model": args.model, "device": args.device, "reasoning": reasoning}
+    questions = _training_file(task, data, args.questions, Path(store.path).parent)
     train = RunSpec(
-        kind="rft", data=str(task.dataset_path(data)), limit=args.questions, epochs=args.epochs,
+        kind="rft", data=str(questions), limit=args.questions, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, eval_interval=0, eval_limit=1,
         checkpoint_interval=0, name=f"formats {reasoning} on {data}", **common,
     )
@@ -120,13 +124,26 @@ def _arm(store: RunStore, console: Console, args, reasoning: str, data: str) -> 
     shifted = scores["shifted"].summary
     return (
         f"{trained.id},{scores['valid'].id},{scores['shifted'].id}", f"{samples:.0f}", f"{train_seconds:.0f}",
-        f"{_chain_tokens(args.model, task, data, args.questions):.1f}",
+        f"{_chain_tokens(args.model, task, str(questions), args.questions):.1f}",
         f"{_generated_tokens(store, args.model, scores['shifted'].id):.1f}",
         _score(scores["valid"].summary.get("accuracy")), _score(shifted.get("accuracy")),
         *("/".join(_score(factor_scores(store.samples(scores[split].id))[i]) for split in ("valid", "shifted"))
           for i in (0, 1)),
         *(_score(shifted.get(f"accuracy/values={r}")) for r in VALUE_RANGES),
     )
+
+
+def _training_file(task, data: str, questions: int, folder: Path) -> Path:
+    """The questions an arm trains on: a named split's file, or for 'train+broad' a file beside
+    the run database that interleaves the first questions of each split, so any first N of it
+    hold half of each."""
+    if "+" not in data:
+        return task.dataset_path(data)
+    splits = [task.load(name) for name in data.split("+")]
+    rows = [[e.question, e.answer] for group in zip(*splits) for e in group][:questions]
+    path = folder / f"formats-{data}-{questions}.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    return path
 
 
 def _completed(run):

@@ -40,3 +40,14 @@ def test_a_wrong_factor_and_a_wrong_product_are_told_apart():
     assert formats.stated_multiplier("1 s ~ 167e-4 min. 90 = 9e1.") == pytest.approx(0.0167)
     assert formats.stated_multiplier("1 h = 60 min. 90 min = 90 / 60 h = 1.5 h.") == pytest.approx(1 / 60)
     assert formats.stated_multiplier("1 h = 60 min. 90 min = 90 * 60 h = 5400 h.") == pytest.approx(60)
+
+
+def test_the_mixed_arm_interleaves_the_splits_so_its_first_questions_hold_half_of_each(tmp_path):
+    task = get_task("unit_conversion", "units")
+    path = formats._training_file(task, "train+broad", 6, tmp_path)
+    assert path.parent == tmp_path
+    train, broad = task.load("train"), task.load("broad")
+    assert [e.question for e in task.load(str(path))] == [
+        train[0].question, broad[0].question, train[1].question, broad[1].question, train[2].question, broad[2].question,
+    ]
+    assert formats._training_file(task, "broad", 6, tmp_path) == task.dataset_path("broad")

@@ -32,7 +32,6 @@ At full scale, on a GPU:
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import tempfile
 import time
@@ -41,9 +40,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from engine.core.dataset_files import dataset_parts
 from engine.core.errors import ReasonlabError
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore
+from engine.datasets import save_examples
 from engine.runner import execute
 from engine.tasks.unit_conversion import parse_question
 
@@ -134,15 +135,12 @@ def _arm(store: RunStore, console: Console, args, reasoning: str, data: str) -> 
 
 
 def _training_file(task, data: str, questions: int, folder: Path) -> Path:
-    """The questions an arm trains on: a named split's file, or for 'train+broad' a file beside
-    the run database that interleaves the first questions of each split, so any first N of it
-    hold half of each."""
-    if "+" not in data:
+    """The questions an arm trains on: a named split's file, or for a joined dataset
+    ('train+broad', interleaved) a file of its first questions beside the run database."""
+    if len(dataset_parts(data)) == 1:
         return task.dataset_path(data)
-    splits = [task.load(name) for name in data.split("+")]
-    rows = [[e.question, e.answer] for group in zip(*splits) for e in group][:questions]
     path = folder / f"formats-{data}-{questions}.json"
-    path.write_text(json.dumps(rows), encoding="utf-8")
+    save_examples(path, task.load(data)[:questions])
     return path
 
 

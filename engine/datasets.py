@@ -71,6 +71,15 @@ def load_examples(path: str | os.PathLike) -> list[Example]:
     return [_example(path, i, row) for i, row in enumerate(rows)]
 
 
+def interleave(groups: list[list[Example]]) -> list[Example]:
+    """One row of each group in turn, then the rest of the longer groups, so every prefix
+    mixes the groups as evenly as their lengths allow."""
+    rows = []
+    for i in range(max(map(len, groups), default=0)):
+        rows += [group[i] for group in groups if i < len(group)]
+    return rows
+
+
 def row_name(path: str | os.PathLike, index: int) -> str:
     """How errors name a row: by file and 0-based position in its list."""
     return f"Dataset file {path}, row {index}"

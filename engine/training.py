@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from engine.checkpoint import ADAPTER, has_checkpoint, load_state, save_adapter, save_checkpoint
 from engine.context import refuse_long_prompts, refuse_long_rows
+from engine.core.dataset_files import dataset_parts
 from engine.core.errors import DataError, ReasonlabError, RunCancelled
 from engine.core.ids import is_run_id, parse_run_id
 from engine.datasets import row_name
@@ -59,10 +60,9 @@ def run_rft(ctx) -> None:
 
 def training_questions(task: Task, dataset: str, limit: int) -> list[Example]:
     """Training (or rollout) questions; the held-out splits are refused, they are for scoring only."""
-    if dataset in task.held_out_splits:
-        raise ReasonlabError(
-            f"dataset: {dataset!r} is held out for evaluation; train and roll out on 'train' or a file."
-        )
+    if held_out := [part for part in dataset_parts(dataset) if part in task.held_out_splits]:
+        what = repr(dataset) if held_out == [dataset] else f"{dataset!r} joins {held_out[0]!r}, which"
+        raise ReasonlabError(f"dataset: {what} is held out for evaluation; train and roll out on 'train' or a file.")
     examples = task.load(dataset)
     examples = examples[:limit] if limit else examples
     refuse_held_out_questions(task, examples)

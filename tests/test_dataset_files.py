@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.core.dataset_files import count_rows
+from engine.core.dataset_files import count_rows, dataset_parts
 from engine.core.errors import DataError
 
 
@@ -41,8 +41,16 @@ def test_files_that_are_not_a_list_of_rows_are_refused(tmp_path, content, reason
 
 def test_missing_file_and_folder_are_refused(tmp_path):
     with pytest.raises(
-        DataError, match=r"^no file .*nope\.json; give 'train', 'broad', 'valid', 'shifted' or an existing JSON file$"
+        DataError, match=r"^no file .*nope\.json; give 'train', 'broad', 'valid', 'shifted' \(or some joined by '\+', e.g. 'train\+broad'\) or an existing JSON file$"
     ):
         count_rows(str(tmp_path / "nope.json"))
     with pytest.raises(DataError, match=r"is a folder; give a JSON file$"):
         count_rows(str(tmp_path))
+
+
+def test_a_file_whose_name_holds_a_plus_is_a_file(tmp_path):
+    path = tmp_path / "train+broad"
+    path.write_text(json.dumps([["Convert 1 km to m.", 1000.0]]))
+    assert count_rows(str(path)) == 1
+    assert dataset_parts(str(path)) == [str(path)]
+    assert dataset_parts("train+nothing") == ["train+nothing"]

@@ -14,7 +14,7 @@ from engine.core.store import RunStore
 from engine.evaluation import category_accuracy
 from engine.runner import execute
 from engine.tasks.base import Example
-from engine.core.dataset_files import data_dir
+from engine.core.dataset_files import count_rows, data_dir
 from engine.tasks.unit_conversion import (
     _DECIMAL_VALUES,
     _PATTERNS,
@@ -281,3 +281,14 @@ def test_training_scores_shifted_at_the_end_without_storing_its_samples(kind, se
     assert "accuracy/phrasing=train" in summary and "shifted_accuracy/phrasing=held-out" in summary
     valid = {e.question for e in task.load("valid")[:3]}
     assert {s["question"] for s in store.samples(run.id)} == valid
+
+
+def test_a_joined_dataset_interleaves_its_splits_and_refuses_a_held_out_one(task):
+    train, broad = task.load("train"), task.load("broad")
+    joined = training_questions(task, "train+broad", 0)
+    assert len(joined) == len(train) + len(broad) == count_rows("train+broad")
+    assert [e.question for e in joined[:4]] == [train[0].question, broad[0].question, train[1].question, broad[1].question]
+    with pytest.raises(ReasonlabError, match=r"^dataset: 'train\+shifted' joins 'shifted', which is held out"):
+        training_questions(task, "train+shifted", 0)
+    assert [e.question for e in task.load("valid+shifted")][:2] == [task.load("valid")[0].question, task.load("shifted")[0].question]
+

@@ -22,6 +22,18 @@ NAMED_DATASETS = (*TRAINING_SPLITS, *HELD_OUT_SPLITS)
 """The splits `python -m engine data` writes to the data folder, named without their path."""
 
 
+JOIN = "+"
+"""Joins named splits into one dataset: 'train+broad' interleaves them row by row, so its first N
+rows hold about N/2 of each (the generator's values with values it never makes)."""
+
+
+def dataset_parts(dataset: str) -> list[str]:
+    """The named splits a joined dataset interleaves; any other dataset (a file path may hold a
+    '+') is its only part."""
+    parts = dataset.split(JOIN)
+    return parts if len(parts) > 1 and all(part in NAMED_DATASETS for part in parts) else [dataset]
+
+
 def data_dir() -> Path:
     """Where the named splits live: $REASONLAB_DATA_DIR, else the repository's data folder."""
     override = os.environ.get(DATA_DIR_ENV)
@@ -29,13 +41,16 @@ def data_dir() -> Path:
 
 
 def dataset_path(dataset: str) -> Path:
-    """The file a dataset setting names: a named split's file, or the path itself."""
+    """The file a dataset setting names: a named split's file, or the path itself (a joined
+    dataset has no file of its own: its name stands for it in messages)."""
     return data_dir() / f"{dataset}.json" if dataset in NAMED_DATASETS else Path(dataset)
 
 
 def count_rows(dataset: str) -> int:
     """The number of rows in a dataset file; a DataError (one line: what is wrong, what to do)
     when it is missing, unreadable, not JSON, not a list or empty."""
+    if len(parts := dataset_parts(dataset)) > 1:
+        return sum(map(count_rows, parts))
     path = dataset_path(dataset)
     try:
         text = path.read_text(encoding="utf-8")
@@ -43,7 +58,9 @@ def count_rows(dataset: str) -> int:
         if dataset in NAMED_DATASETS:
             raise DataError(f"no {dataset} split at {path}; `python -m engine data` writes it") from None
         named = ", ".join(f"'{name}'" for name in NAMED_DATASETS)
-        raise DataError(f"no file {path}; give {named} or an existing JSON file") from None
+        raise DataError(
+            f"no file {path}; give {named} (or some joined by '+', e.g. 'train+broad') or an existing JSON file"
+        ) from None
     except IsADirectoryError:
         raise DataError(f"{path} is a folder; give a JSON file") from None
     except UnicodeDecodeError:

@@ -75,7 +75,8 @@ class RunSpec:
     task: str = setting("unit_conversion", "Task: dataset, prompts, parser and checker.")
     dataset: str = setting(
         "train",
-        "Questions: 'train', 'broad', 'valid', 'shifted' or a JSON file path.",
+        "Questions: 'train', 'broad', 'valid', 'shifted', named splits joined by '+' (interleaved, "
+        "e.g. 'train+broad') or a JSON file path.",
         ("eval", "sft", "rollout", "pipeline", "grpo"),
         by_kind={"eval": "valid"},
     )

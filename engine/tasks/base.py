@@ -33,7 +33,8 @@ class Task(Protocol):
         """The file behind a dataset setting ('train', 'valid' or a path), for error messages."""
 
     def load(self, dataset: str) -> list[Example]:
-        """'train', a held-out split or a path to a JSON list of [question, answer(, reasoning)]."""
+        """'train', a held-out split, named splits joined by '+' or a path to a JSON list of
+        [question, answer(, reasoning)]."""
 
     def prompt(self, question: str, mode: str, tokenizer: ChatTokenizer) -> str:
         """The text the model continues. 'direct': the question then ' <answer>', no chat

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
 from engine import datasets, scoring
-from engine.core.dataset_files import HELD_OUT_SPLITS, dataset_path
+from engine.core.dataset_files import HELD_OUT_SPLITS, dataset_parts, dataset_path
 from engine.core.errors import DataError, SpecError
 from engine.core.spec import DEFAULT_REASONING
 from engine.tasks.base import ChatTokenizer, Example
@@ -649,6 +649,8 @@ class UnitConversionTask:
         return dataset_path(dataset)
 
     def load(self, dataset: str) -> list[Example]:
+        if len(parts := dataset_parts(dataset)) > 1:
+            return datasets.interleave([self.load(part) for part in parts])
         return datasets.load_examples(self.dataset_path(dataset))
 
     def prompt(self, question: str, mode: str, tokenizer: ChatTokenizer) -> str:

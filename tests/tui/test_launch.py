@@ -205,7 +205,8 @@ async def test_dataset_is_checked_inline(make_app, db_path, tmp_path):
         dataset.value = str(tmp_path / "missing.json")
         await pilot.pause()
         assert field.error == (
-            f"no file {tmp_path / 'missing.json'}; give 'train', 'broad', 'valid', 'shifted' or an existing JSON file"
+            f"no file {tmp_path / 'missing.json'}; give 'train', 'broad', 'valid', 'shifted' "
+            "(or some joined by '+', e.g. 'train+broad') or an existing JSON file"
         )
         await pilot.press("ctrl+s")
         await pilot.pause(0.3)
@@ -214,6 +215,9 @@ async def test_dataset_is_checked_inline(make_app, db_path, tmp_path):
         await pilot.pause()
         assert field.error == f"{not_a_list} holds a JSON dict; a dataset is a list of rows"
         dataset.value = "shifted"  # every named split, not only train and valid
+        await pilot.pause()
+        assert field.error is None
+        dataset.value = "valid+shifted"  # and named splits joined
         await pilot.pause()
         assert field.error is None
         dataset.value = str(rows)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from engine.datasets import load_examples, save_examples
+from engine.datasets import interleave, load_examples, save_examples
 from engine.core.errors import DataError
 from engine.tasks.base import Example
 
@@ -101,3 +101,9 @@ def test_round_trip_with_reasoning(tmp_path):
 def test_integer_answers_load_as_float(tmp_path):
     [example] = load_examples(_write(tmp_path, '[["q", 3]]'))
     assert example == Example("q", 3.0) and isinstance(example.answer, float)
+
+
+def test_interleave_takes_one_row_of_each_group_in_turn_then_the_rest():
+    a, b = [Example(f"a{i}", i) for i in range(3)], [Example("b0", 0)]
+    assert [e.question for e in interleave([a, b])] == ["a0", "b0", "a1", "a2"]
+    assert interleave([]) == []

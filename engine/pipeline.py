@@ -3,7 +3,10 @@
 The default path, and why: the base 135M model almost never reasons its way to a correct
 answer, so rollouts from it (or from the direct-answer SFT model) yield next to no RFT data.
 The first RFT round therefore trains, on top of the SFT adapter, on the task's reference
-reasoning for the train questions ('bootstrap: reference'; train data only). Each round then
+reasoning ('bootstrap: reference'), for `reference_dataset`'s questions: by default the train
+questions interleaved with broad's, whose values and phrasings the generator never makes. On the
+train questions alone rft0 recalled the generator's answers and scored a third as well on the
+shifted split (README, "Training data that cannot be memorised"). Each round then
 rolls out k samples per train question from the latest adapter and fine-tunes that adapter
 on the correct ones, at `round_learning_rate` (a quarter of the learning rate unless given): a
 round goes on from a trained adapter, often on a few hundred rows, and at the full rate it
@@ -13,9 +16,8 @@ undid what rft0 had learnt (README, "Valid and shifted"):
 
 Rollouts cover the first `rollout_limit` train questions (1000 by default): with k=10 they
 are the slowest stage on a CPU, and after the reference round most of their chains repeat.
-With `rollout_dataset` (e.g. 'broad') the rollouts and GRPO sample other questions than SFT and
-rft0 train on: values and phrasings the reference reasoning never showed, so expert iteration
-earns data beyond it.
+With `rollout_dataset` (e.g. 'broad') the rollouts and GRPO sample other questions than SFT
+trains on (the default: SFT's), so expert iteration earns data beyond the reference reasoning.
 
 Teacher and student: with `rollout_model` set to another model, the rollouts sample from that
 model (the teacher) and the SFT and RFT stages train `model` (the student) on its correct
@@ -77,8 +79,9 @@ def stages(spec: RunSpec) -> list[Stage]:
 
 def run_pipeline(ctx) -> None:
     spec, store = ctx.spec, ctx.store
-    if spec.rollout_dataset:  # refused now, not hours later when the first rollout starts
-        training_questions(get_task(spec.task, spec.reasoning), spec.rollout_dataset, 1)
+    for dataset in (spec.reference_dataset, spec.rollout_dataset):  # refused now, not hours later
+        if dataset:
+            training_questions(get_task(spec.task, spec.reasoning), dataset, 1)
     plan = stages(spec)
     tag = f"pipeline:{ctx.run.id}"
     children = sorted(store.list_runs(tag=tag), key=lambda run: run.id)
@@ -139,9 +142,9 @@ def has_teacher(spec: RunSpec) -> bool:
 
 
 def _write_reference_data(ctx):
-    """RFT rows for the train questions with the task's reference reasoning (train only)."""
+    """RFT rows for the reference dataset's questions with the task's reference reasoning."""
     task = get_task(ctx.spec.task, ctx.spec.reasoning)
-    questions = training_questions(task, ctx.spec.dataset, ctx.spec.limit)
+    questions = training_questions(task, ctx.spec.reference_dataset or ctx.spec.dataset, ctx.spec.limit)
     path = ctx.run_dir / "reference_rft.json"
     save_examples(path, [Example(ex.question, ex.answer, task.completion(ex, "cot")) for ex in questions])
     return path

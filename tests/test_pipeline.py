@@ -7,6 +7,7 @@ import pytest
 
 from engine import rollout, training
 from engine.core.errors import ReasonlabError, RunCancelled
+from engine.datasets import load_examples
 from engine.generation import Completion
 from engine.model import load_tokenizer
 from engine.runner import execute
@@ -165,7 +166,7 @@ def test_grpo_steps_add_a_last_stage_from_the_last_adapter(tiny_model_dir, db_pa
     assert store.get_run(pipeline.id).summary["accuracy"] == grpo.summary["accuracy"]
 
 
-def test_rollouts_and_grpo_sample_the_rollout_dataset_while_sft_and_rft0_train_on_dataset(
+def test_rollouts_and_grpo_sample_the_rollout_dataset_sft_trains_on_dataset_and_rft0_on_the_reference_dataset(
     tiny_model_dir, db_path, monkeypatch
 ):
     _solve_every_other(tiny_model_dir, monkeypatch, "broad")
@@ -178,13 +179,19 @@ def test_rollouts_and_grpo_sample_the_rollout_dataset_while_sft_and_rft0_train_o
     broad = get_task("unit_conversion").load("broad")[:8]
     assert {s["question"] for s in store.samples(rollout1.id)} == {e.question for e in broad}
     assert rft1.summary["train_examples"] == len(SOLVED)
-    assert rft0.summary["train_examples"] == 8  # the train questions' reference reasoning, as without it
+    # By default the train questions interleaved with broad's, with their reference reasoning.
+    assert rft0.summary["train_examples"] == 8
+    train_and_broad = get_task("unit_conversion").load("train+broad")[:8]
+    assert [(e.question, e.reasoning) for e in load_examples(rft0.spec.data)] == [
+        (e.question, get_task("unit_conversion").completion(e, "cot")) for e in train_and_broad
+    ]
 
 
-@pytest.mark.parametrize("held_out", ["valid", "shifted"])
-def test_a_held_out_rollout_dataset_is_refused_before_any_stage(tiny_model_dir, db_path, held_out):
+@pytest.mark.parametrize("setting", ["rollout_dataset", "reference_dataset"])
+@pytest.mark.parametrize("held_out", ["valid", "shifted", "train+shifted"])
+def test_a_held_out_sampled_or_reference_dataset_is_refused_before_any_stage(tiny_model_dir, db_path, setting, held_out):
     store = RunStore(db_path)
-    run_id = store.create_run(_pipeline(tiny_model_dir).replace(rollout_dataset=held_out)).id
+    run_id = store.create_run(_pipeline(tiny_model_dir).replace(**{setting: held_out})).id
     with pytest.raises(ReasonlabError, match="held out for evaluation"):
         execute(store, run_id)
     pipeline = store.get_run(run_id)

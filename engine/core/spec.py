@@ -188,13 +188,22 @@ class RunSpec:
     rollout_dataset: str = setting(
         "",
         "Pipeline: questions the rollouts and GRPO sample, e.g. 'broad', where the reference reasoning "
-        "never reached (empty: --dataset, which SFT and rft0 train on).",
+        "never reached (empty: --dataset, which SFT trains on).",
+        ("pipeline",),
+    )
+    # rft0 on the generator's questions alone learnt its values, not the arithmetic (valid 0.63,
+    # shifted 0.105); with broad's in the mix shifted rose several-fold (README, "Training data
+    # that cannot be memorised").
+    reference_dataset: str = setting(
+        "train+broad",
+        "Pipeline: questions whose reference reasoning rft0 trains on (empty: --dataset, which SFT "
+        "trains on).",
         ("pipeline",),
     )
     bootstrap: str = setting(
         "reference",
-        "Pipeline: 'reference' first trains on the task's reference reasoning for the train "
-        "questions, then rolls out; 'rollout' rolls out straight from the SFT model.",
+        "Pipeline: 'reference' first trains on the task's reference reasoning for "
+        "--reference-dataset's questions, then rolls out; 'rollout' rolls out straight from the SFT model.",
         ("pipeline",), choices=("reference", "rollout"),
     )
     reasoning: str = setting(

@@ -20,7 +20,7 @@ from engine.core.sweep import setting_values
 PLACEHOLDERS = {"data": "run id or JSON file", "adapter": "run id or adapter folder"}
 PARENT_NOUNS = {"adapter": "run with an adapter", "rollout": "rollout run"}
 """What a parent setting's run must be, in words, by what it provides (see PARENT_SETTINGS)."""
-FILE_SETTINGS = ("dataset", "data", "rollout_dataset")
+FILE_SETTINGS = ("dataset", "data", "reference_dataset", "rollout_dataset")
 """Settings that may name a JSON file: checked as they are typed, so a missing or broken file is
 refused before the run starts rather than a second after."""
 

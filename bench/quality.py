@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=_default("rounds"), help="rollout + RFT rounds")
     parser.add_argument("--rollout-model", default="", help="teacher that samples the rollouts (empty: the trained model)")
     parser.add_argument("--reference-dataset", default=_default("reference_dataset"),
-                        help="questions whose reference reasoning rft0 trains on (empty: train)")
+                        help="questions whose reference reasoning rft0 trains on")
     parser.add_argument("--rollout-dataset", default="", help="questions the rollouts sample, e.g. broad (empty: train)")
     parser.add_argument("--batch-size", type=int, default=_default("batch_size"))
     parser.add_argument("--bootstrap", default=_default("bootstrap"), choices=_choices("bootstrap"))
@@ -63,7 +63,7 @@ def main() -> None:
     console.print(f"runs in {db}; torch threads: {torch.get_num_threads()}")
 
     teacher = f", rollouts from {args.rollout_model}" if args.rollout_model else ""
-    teacher += f", rft0 on {args.reference_dataset or 'train'}"
+    teacher += f", rft0 on {args.reference_dataset}"
     teacher += f", rollouts on {args.rollout_dataset}" if args.rollout_dataset else ""
     table = Table(title=f"quality: train {args.train_limit or 'all'}, valid and shifted {args.valid_limit or 'all'}, "
                   f"k={args.samples} on {args.rollout_limit or 'all'}, epochs {args.epochs or 'sft 6 / rft 3'}, lr {args.learning_rate:g}, "

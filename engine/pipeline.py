@@ -6,7 +6,7 @@ The first RFT round therefore trains, on top of the SFT adapter, on the task's r
 reasoning ('bootstrap: reference'), for `reference_dataset`'s questions: by default the train
 questions interleaved with broad's, whose values and phrasings the generator never makes. On the
 train questions alone rft0 recalled the generator's answers and scored a third as well on the
-shifted split (README, "Training data that cannot be memorised"). Each round then
+shifted split (README, "More broad questions"). Each round then
 rolls out k samples per train question from the latest adapter and fine-tunes that adapter
 on the correct ones, at `round_learning_rate` (a quarter of the learning rate unless given): a
 round goes on from a trained adapter, often on a few hundred rows, and at the full rate it
@@ -16,8 +16,8 @@ undid what rft0 had learnt (README, "Valid and shifted"):
 
 Rollouts cover the first `rollout_limit` train questions (1000 by default): with k=10 they
 are the slowest stage on a CPU, and after the reference round most of their chains repeat.
-With `rollout_dataset` (e.g. 'broad') the rollouts and GRPO sample other questions than SFT
-trains on (the default: SFT's), so expert iteration earns data beyond the reference reasoning.
+With `rollout_dataset` (e.g. 'broad') the rollouts and GRPO sample other questions than SFT's
+(they sample SFT's by default), so expert iteration earns data beyond the reference reasoning.
 
 Teacher and student: with `rollout_model` set to another model, the rollouts sample from that
 model (the teacher) and the SFT and RFT stages train `model` (the student) on its correct

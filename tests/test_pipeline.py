@@ -198,3 +198,10 @@ def test_a_held_out_sampled_or_reference_dataset_is_refused_before_any_stage(tin
     assert pipeline.status == "failed"
     assert "held out for evaluation" in pipeline.error and "\n" not in pipeline.error
     assert store.list_runs(tag=f"pipeline:{pipeline.id}") == []
+
+
+def test_the_reference_dataset_mixes_broad_into_train_only():
+    """A dataset of the user's own is what rft0 trains on unless they mix it themselves."""
+    assert RunSpec(kind="pipeline").reference_dataset == "train+broad"
+    assert RunSpec(kind="pipeline", dataset="/data/mine.json").reference_dataset == "/data/mine.json"
+    assert RunSpec(kind="pipeline", dataset="broad", reference_dataset="train").reference_dataset == "train"

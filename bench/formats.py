@@ -105,7 +105,7 @@ def _arm(store: RunStore, console: Console, args, reasoning: str, data: str) -> 
 
     task = get_task("unit_conversion", reasoning)
     common = {"model": args.model, "device": args.device, "reasoning": reasoning}
-    questions = _training_file(task, data, args.questions, Path(store.path).parent)
+    questions = _training_file(task, data, args.questions, store.runs_root)
     train = RunSpec(
         kind="rft", data=str(questions), limit=args.questions, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, eval_interval=0, eval_limit=1,
@@ -136,9 +136,11 @@ def _arm(store: RunStore, console: Console, args, reasoning: str, data: str) -> 
 
 def _training_file(task, data: str, questions: int, folder: Path) -> Path:
     """The questions an arm trains on: a named split's file, or for a joined dataset
-    ('train+broad', interleaved) a file of its first questions beside the run database."""
+    ('train+broad', interleaved) a file of its first questions in `folder`, the database's own
+    runs folder (nothing is written outside it)."""
     if len(dataset_parts(data)) == 1:
         return task.dataset_path(data)
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"formats-{data}-{questions}.json"
     save_examples(path, task.load(data)[:questions])
     return path

@@ -44,8 +44,8 @@ def test_a_wrong_factor_and_a_wrong_product_are_told_apart():
 
 def test_the_mixed_arm_interleaves_the_splits_so_its_first_questions_hold_half_of_each(tmp_path):
     task = get_task("unit_conversion", "units")
-    path = formats._training_file(task, "train+broad", 6, tmp_path)
-    assert path.parent == tmp_path
+    path = formats._training_file(task, "train+broad", 6, tmp_path / "runs.db.runs")
+    assert path.parent == tmp_path / "runs.db.runs"
     train, broad = task.load("train"), task.load("broad")
     assert [e.question for e in task.load(str(path))] == [
         train[0].question, broad[0].question, train[1].question, broad[1].question, train[2].question, broad[2].question,

@@ -270,7 +270,7 @@ def score(ctx, loaded, task: Task, examples: list[Example], mode: str, on_rows=N
     """Greedy answers to `examples`, scored; leaves the model training."""
     loaded.model.eval()
     result = evaluate(
-        loaded, task, examples, mode=mode, sampling=Sampling(default_max_new_tokens(mode)),
+        loaded, task, examples, mode=mode, sampling=Sampling(default_max_new_tokens(mode, ctx.spec.reasoning)),
         batch_size=ctx.spec.batch_size, on_rows=on_rows, ranks=ctx.ranks,
     )
     loaded.model.train()
@@ -341,7 +341,7 @@ def train(ctx, task: Task, examples: list[Example], describe: Callable[[int], st
     valid = scored_subset(task, "valid", spec.eval_limit)
     valid_path = task.dataset_path("valid")
     refuse_long_prompts(
-        loaded, task, [ex.question for ex in valid], mode, default_max_new_tokens(mode),
+        loaded, task, [ex.question for ex in valid], mode, default_max_new_tokens(mode, spec.reasoning),
         lambda i: row_name(valid_path, i), spec.model,
     )
     log.info(

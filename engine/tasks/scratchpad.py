@@ -22,7 +22,7 @@ written without spaces: the tokenizer gives each digit a token, and a space cost
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 SIGNIFICANT_DIGITS = 3
 
@@ -69,3 +69,55 @@ def scratchpad(value: Decimal, factor: Decimal, source: str, target: str) -> tup
     answer = Decimal(total).scaleb(f_exp + v_exp)
     steps.append(f"{total}e({shift}) = {plain(answer)}.")
     return " ".join(steps), answer
+
+
+def leading_digits(x: Decimal) -> tuple[int, int]:
+    """(m, e) with m * 10**e the first 3 significant digits of x, cut rather than rounded and
+    without trailing zeros: 914.4 -> (914, 0), 0.0166667 -> (166, -4), 1000 -> (1, 3),
+    9996 -> (999, 1). Cutting only copies digits, which a small model does reliably; it moves
+    the number by under 1%."""
+    if x <= 0:
+        raise ValueError(f"partial products take positive numbers, not {x}")
+    exponent = x.adjusted() - (SIGNIFICANT_DIGITS - 1)
+    digits = int(x.scaleb(-exponent).to_integral_value(rounding=ROUND_DOWN))
+    while digits % 10 == 0:
+        digits //= 10
+        exponent += 1
+    return digits, exponent
+
+
+def one_digit(x: Decimal) -> Decimal:
+    """x rounded to one significant digit, for the estimate: 38.1 -> 40, 914.4 -> 900,
+    0.0166 -> 0.02, 9.6 -> 10."""
+    return x.quantize(Decimal(1).scaleb(x.adjusted()), rounding=ROUND_HALF_UP)
+
+
+def partial_products(value: Decimal, factor: Decimal) -> tuple[str, Decimal]:
+    """The steps of `value * factor` written as a person multiplies by hand, and the product
+    they reach: one partial product per digit of the factor's first 3 digits (3 digits by
+    1), running sums, then an estimate from one digit of each number that places the decimal
+    point:
+
+        381*9=3429. 381*1=381. 381*4=1524. 34290+381=34671. 346710+1524=348234.
+        About 40 * 900 = 36000, so 34823.4
+
+    Why the estimate: the scratchpad's shift by a sum of powers of ten ('348234e(0-1)') was
+    where its chains went wrong; a product of two one-digit numbers is a step a small model
+    already knows, and the digits fit the estimate in only one place (each rounding moves it by
+    at most 1.5 times, the places are 10 times apart)."""
+    v_digits, v_exp = leading_digits(value)
+    f_digits, f_exp = leading_digits(factor)
+    steps, partials = [], []
+    for digit in str(f_digits):
+        partials.append(v_digits * int(digit))
+        steps.append(f"{v_digits}*{digit}={partials[-1]}.")
+    total = partials[0]
+    for partial in partials[1:]:
+        steps.append(f"{total * 10}+{partial}={total * 10 + partial}.")
+        total = total * 10 + partial
+    v_estimate, f_estimate = one_digit(value), one_digit(factor)
+    product = Decimal(total).scaleb(v_exp + f_exp)
+    steps.append(
+        f"About {plain(v_estimate)} * {plain(f_estimate)} = {plain(v_estimate * f_estimate)}, so {plain(product)}"
+    )
+    return " ".join(steps), product

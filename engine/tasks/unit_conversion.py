@@ -38,7 +38,7 @@ from engine.core.spec import DEFAULT_REASONING
 from engine.tasks.base import ChatTokenizer, Example
 from engine.tasks.calculator import CALL_END, CALL_START, result_text
 from engine.tasks.numbers import format_number
-from engine.tasks.scratchpad import plain, scratchpad
+from engine.tasks.scratchpad import leading_digits, partial_products, plain, scratchpad
 
 MODES = ("direct", "cot")
 # 5000 train questions: a 135M model answering directly (SFT) needs that many to learn the
@@ -240,6 +240,11 @@ INSTRUCTIONS = {
         "You convert units. Write the factor and the value as 3 digits times a power of ten, "
         "multiply digit by digit, add the partial products, shift by the powers of ten, "
         "then put the final number in <answer></answer>."
+    ),
+    "partials": (
+        "You convert units. Give the conversion factor, write the value with its unit and the "
+        "calculation, multiply digit by digit, add the partial products, place the decimal point "
+        "by an estimate, then put the final number in <answer></answer>."
     ),
     "calculator": (
         "You convert units. Be concise: give the conversion factor, write the calculation "
@@ -606,6 +611,41 @@ def scratchpad_reasoning(example: Example) -> str:
     return f"{chain} <answer>{plain(answer)}</answer>"
 
 
+def partials_reasoning(example: Example) -> str:
+    """The units chain with its product worked by hand (engine.tasks.scratchpad.partial_products),
+    e.g. for "Convert 38.1 yd to mm.": '1 yd = 914.4 mm. 38.1 yd = 38.1 * 914.4 mm. 381*9=3429.
+    381*1=381. 381*4=1524. 34290+381=34671. 346710+1524=348234. About 40 * 900 = 36000, so
+    34823.4 mm. <answer>34823.4</answer>'. A division by a round factor becomes a product by its
+    inverse's first 3 digits ('90 s = 90 / 60 min = 90 * 0.0166 min.'). Why: with the right
+    conversion on 0.84 of shifted questions, the units chain's one-step products (right 0.6 of
+    the time) were the cap; the scratchpad did its digit products right but lost the factor and
+    the power of ten, so this one keeps the units chain's factor line and places the decimal
+    point by an estimate. Its answer is within 2% of the exact one."""
+    conversion = _checked_conversion(example)
+    if conversion.value == 0:
+        raise DataError(
+            f"No partial products for {example.question!r}: it converts 0; give the row a reasoning "
+            "column or use --reasoning units."
+        )
+    factor_line, expression = _one_calculation(conversion)
+    ratio = conversion.source.size / conversion.target.size
+    value = Decimal(format_number(conversion.value))
+    if "/" in expression:
+        digits, exponent = leading_digits(Decimal(f"{ratio:.12g}"))
+        multiplier = Decimal(digits).scaleb(exponent)
+        expression = f"{expression} {{target}} = {plain(value)} * {plain(multiplier)}"
+    else:
+        multiplier = Decimal(format_number(ratio))
+    steps, product = partial_products(value, multiplier)
+    source = conversion.source.label(conversion.value != 1)
+    target = conversion.target.label(product != 1)
+    expression = expression.replace("{target}", target)
+    return (
+        f"{factor_line} {plain(value)} {source} = {expression} {target}. {steps} {target}. "
+        f"<answer>{plain(product)}</answer>"
+    )
+
+
 def _is_round(x: float) -> bool:
     """Whether `x` is exact in 4 significant digits (60, 3.6, 5280): dividing by such a
     factor reads naturally, while dividing by 2.20462 is harder than multiplying by 0.453592."""
@@ -615,7 +655,7 @@ def _is_round(x: float) -> bool:
 # The task's reasoning formats by the name the `reasoning` setting gives (engine.core.spec).
 REASONING = {
     "reference": reference_reasoning, "units": units_reasoning, "scratchpad": scratchpad_reasoning,
-    "calculator": calculator_reasoning,
+    "calculator": calculator_reasoning, "partials": partials_reasoning,
 }
 
 

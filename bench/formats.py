@@ -1,5 +1,5 @@
-"""Which reasoning format to train: today's reference chain against the units-labelled chain and
-the scratchpad (issue 11), and, apart from the pure reasoning formats, the calculator.
+"""Which reasoning format to train: today's reference chain against the units-labelled chain, the
+scratchpad and partial products (issue 11), and, apart from the pure reasoning formats, the calculator.
 
 Each arm fine-tunes a fresh LoRA adapter on the base model with `rft` on rows without
 reasoning, so the targets are the task's reference chains in the arm's format (what the
@@ -14,6 +14,8 @@ pipeline's rft0 stage trains on), with the same number of questions, epochs and 
     f  units       on train  (the default format on the default data, against arm a)
     g  units       on train+broad  (the two interleaved, half of the questions from each: does
                               the generator's data buy valid back without costing shifted?)
+    k  partials    on broad  (the units chain with its product worked digit by digit and the
+                              decimal point placed by an estimate; the README's arm k)
 
 then scores each adapter with greedy cot on the first --limit questions of valid and of shifted,
 as `python -m engine eval --mode cot --adapter RUN --dataset shifted --limit N --reasoning R`
@@ -50,7 +52,7 @@ from engine.tasks.unit_conversion import parse_question
 
 ARMS = {
     "a": ("reference", "train"), "b": ("reference", "broad"), "c": ("scratchpad", "broad"), "d": ("calculator", "broad"),
-    "e": ("units", "broad"), "f": ("units", "train"), "g": ("units", "train+broad"),
+    "e": ("units", "broad"), "f": ("units", "train"), "g": ("units", "train+broad"), "k": ("partials", "broad"),
 }
 VALUE_RANGES = ("1-10", "11-99", "100-9999", "10000+", "decimal", "below-0.1")
 
@@ -58,7 +60,7 @@ VALUE_RANGES = ("1-10", "11-99", "100-9999", "10000+", "decimal", "below-0.1")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--arms", default="cab", help="arms to run, in this order (letters a to g)")
+    parser.add_argument("--arms", default="cab", help=f"arms to run, in this order (letters {''.join(ARMS)})")
     parser.add_argument("--questions", type=int, default=240, help="training questions per arm (the first N)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=60, help="valid and shifted questions scored, each")

@@ -16,7 +16,7 @@ formats = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(formats)
 
 
-@pytest.mark.parametrize("reasoning", ["reference", "units", "scratchpad", "calculator"])
+@pytest.mark.parametrize("reasoning", ["reference", "units", "partials", "scratchpad", "calculator"])
 def test_the_factor_of_every_reference_chain_is_read_and_right(reasoning):
     task = get_task("unit_conversion", reasoning)
     examples = task.load("broad")[:300]

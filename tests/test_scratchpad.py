@@ -19,7 +19,7 @@ from engine.runner import execute
 from engine.scoring import is_correct
 from engine.tasks import get_task
 from engine.tasks.base import Example
-from engine.tasks.scratchpad import mantissa, plain
+from engine.tasks.scratchpad import leading_digits, mantissa, one_digit, plain
 from engine.tasks.unit_conversion import (
     BROAD_EXPONENTS,
     FAMILIES,
@@ -29,6 +29,7 @@ from engine.tasks.unit_conversion import (
     WORKED_EXAMPLES,
     UnitConversionTask,
     format_number,
+    partials_reasoning,
     scratchpad_reasoning,
 )
 
@@ -147,7 +148,7 @@ def test_cot_prompt_shows_worked_examples_in_the_chosen_format():
     assert "with its unit" in prompt["units"] and "with its unit" not in prompt["reference"]
 
 
-@pytest.mark.parametrize("reasoning", ["reference", "units", "scratchpad", "calculator"])
+@pytest.mark.parametrize("reasoning", ["reference", "units", "partials", "scratchpad", "calculator"])
 def test_rft_trains_on_the_chosen_reasoning(tiny_model_dir, db_path, monkeypatch, reasoning):
     """RFT on rows without reasoning trains on the task's reference chains, in the format the
     run's `reasoning` setting names, and its cot prompt shows that format."""
@@ -168,3 +169,103 @@ def test_rft_trains_on_the_chosen_reasoning(tiny_model_dir, db_path, monkeypatch
     broad = get_task("unit_conversion").load("broad")[:3]
     assert [completion for _, completion in seen] == [REASONING[reasoning](e) for e in broad]
     assert all(get_task("unit_conversion", reasoning).worked_examples[0][1] in prompt for prompt, _ in seen)
+
+
+# -- partial products: the units chain with its product worked by hand --
+
+_PARTIALS = re.compile(
+    r"1 (?P<head>.+?)\. (?P<value>[\d.]+) .+? = (?P=value) (?P<op>[*/]) (?P<factor>[\d.]+) "
+    r"(?:.+? = (?P=value) \* (?P<inverse>[\d.]+) )?.+?\. (?P<steps>.*?)"
+    r"About (?P<a>[\d.]+) \* (?P<b>[\d.]+) = (?P<c>[\d.]+), so (?P<product>[\d.]+) .+?\. "
+    r"<answer>(?P<answer>[\d.]+)</answer>$"
+)
+
+
+def _significant(text: str) -> str:
+    """The digits of a number between its first and last non-zero one: '0.0150' -> '15'."""
+    return text.replace(".", "").strip("0")
+
+
+def _checked_partials(chain: str, value: float, ratio: float) -> float:
+    """Read a partials chain, asserting every step exact and the estimate placing the point in
+    the one place it fits; returns its answer."""
+    match = _PARTIALS.match(chain)
+    assert match, chain
+    multiplier = Decimal(match["inverse"] or match["factor"])
+    if match["op"] == "/":
+        assert match["inverse"] and float(match["factor"]) == pytest.approx(1 / ratio, rel=1e-5)
+        assert leading_digits(Decimal(f"{ratio:.12g}")) == leading_digits(multiplier)
+    else:
+        assert match["inverse"] is None and float(match["factor"]) == pytest.approx(ratio, rel=1e-5)
+    assert float(match["value"]) == value
+    v_digits, _ = leading_digits(Decimal(match["value"]))
+    f_digits, _ = leading_digits(multiplier)
+    products = [(int(a), d, int(p)) for a, d, p in _PRODUCT.findall(match["steps"])]
+    assert [(a, int(d)) for a, d, _ in products] == [(v_digits, int(d)) for d in str(f_digits)], chain
+    assert all(a * int(d) == p for a, d, p in products)
+    total = products[0][2]
+    sums = [tuple(map(int, s)) for s in _SUM.findall(match["steps"])]
+    assert len(sums) == len(products) - 1
+    for (shifted, partial, result), (_, _, expected) in zip(sums, products[1:]):
+        assert (shifted, partial, result) == (total * 10, expected, total * 10 + expected)
+        total = result
+    a, b, c = Decimal(match["a"]), Decimal(match["b"]), Decimal(match["c"])
+    assert (a, b) == (one_digit(Decimal(match["value"])), one_digit(multiplier)) and a * b == c
+    assert _significant(match["product"]) == str(total).rstrip("0")
+    assert 10**-0.5 < float(match["product"]) / float(c) < 10**0.5  # the point fits in one place only
+    assert match["product"] == match["answer"]
+    return float(match["answer"])
+
+
+@given(conversions())
+def test_partials_steps_are_exact_and_their_answer_passes_the_checker(conversion):
+    source, target, value = conversion
+    ratio = source.size / target.size
+    answer = float(f"{value * ratio:.12g}")
+    if not (value > 0 and SHIFTED_MIN_ANSWER <= answer <= MAX_ANSWER):
+        return  # outside the range broad and shifted draw from
+    question = f"Convert {format_number(value)} {source.names[0][value != 1]} to {target.names[0][1]}."
+    chain = partials_reasoning(Example(question, answer))
+    assert is_correct(_checked_partials(chain, value, ratio), answer), chain
+
+
+def test_partials_examples():
+    assert partials_reasoning(Example("Convert 38.1 yd to mm.", 34838.64)) == (
+        "1 yd = 914.4 mm. 38.1 yd = 38.1 * 914.4 mm. 381*9=3429. 381*1=381. 381*4=1524. 34290+381=34671. "
+        "346710+1524=348234. About 40 * 900 = 36000, so 34823.4 mm. <answer>34823.4</answer>"
+    )
+    assert partials_reasoning(Example("What is 90 seconds in minutes?", 1.5)) == (
+        "1 min = 60 s. 90 s = 90 / 60 min = 90 * 0.0166 min. 9*1=9. 9*6=54. 9*6=54. 90+54=144. 1440+54=1494. "
+        "About 90 * 0.02 = 1.8, so 1.494 min. <answer>1.494</answer>"
+    )
+    assert partials_reasoning(Example("How many grams are in 12 kg?", 12000.0)) == (
+        "1 kg = 1000 g. 12 kg = 12 * 1000 g. 12*1=12. About 10 * 1000 = 10000, so 12000 g. <answer>12000</answer>"
+    )
+
+
+def test_partials_refuse_a_zero_value_with_a_data_error():
+    with pytest.raises(DataError, match="it converts 0"):
+        partials_reasoning(Example("Convert 0 km to m.", 0.0))
+
+
+@pytest.mark.parametrize(
+    "x, expected",
+    [("914.4", (914, 0)), ("0.0166667", (166, -4)), ("1000", (1, 3)), ("9996", (999, 1)), ("0.0254", (254, -4)),
+     ("1.09728", (109, -2)), ("168000", (168, 3))],
+)
+def test_leading_digits_cut_instead_of_rounding(x, expected):
+    assert leading_digits(Decimal(x)) == expected
+
+
+@pytest.mark.parametrize("x, expected", [("38.1", "4E+1"), ("914.4", "9E+2"), ("0.0166", "0.02"), ("9.6", "1E+1"), ("1.5", "2")])
+def test_one_digit_rounds_half_up(x, expected):
+    assert one_digit(Decimal(x)) == Decimal(expected)
+
+
+def test_partial_chains_get_room_to_finish():
+    """Partial products are about twice as long as the other chains: generation's default cap
+    follows the format, or the longest chains would be cut before their answer."""
+    assert RunSpec(kind="eval", mode="cot", reasoning="partials").max_new_tokens == 224
+    assert RunSpec(kind="eval", mode="cot", reasoning="units").max_new_tokens == 160
+    assert RunSpec(kind="eval", mode="direct", reasoning="partials").max_new_tokens == 24
+    assert RunSpec(kind="rft", reasoning="partials", max_new_tokens=100).max_new_tokens == 100

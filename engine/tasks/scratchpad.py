@@ -18,6 +18,11 @@ Each rounding moves the result by at most 0.5%, so the answer is within about 1%
 one, inside the checker's 5% for every answer from 0.1 up (the checker rounds to 3 decimals,
 which costs another 0.5% at 0.1). Every step after the two roundings is exact. Operators are
 written without spaces: the tokenizer gives each digit a token, and a space costs one more.
+
+Trained, this scratchpad did its digit products right but lost the factor (its rounded '167e-4'
+is a number nobody writes) and the power of ten. `partial_products` is the second design, for
+the 'partials' format: the factor as people write it, digits cut rather than rounded, and the
+decimal point placed by a one-digit estimate instead of a sum of exponents.
 """
 
 from __future__ import annotations

@@ -13,11 +13,13 @@ decimals with 1-3 digits, values below 0.1) and unit spellings train never uses.
 0.001-1e6 and phrasings composed from frames, yet nothing of shifted's (its phrasings,
 spellings or conversions).
 
-Four reasoning formats for cot: 'reference', one multiplication by the full factor ("1 qt =
+Five reasoning formats for cot: 'reference', one multiplication by the full factor ("1 qt =
 946.353 mL. 9 * 946.353 = 8517.18."), 'units' (the default), the same with each number's unit
-written beside it ("9 qt = 9 * 946.353 mL = 8517.18 mL."), 'scratchpad', the same product in
-digit-sized steps (engine.tasks.scratchpad), and 'calculator', the same product handed to a calculator
-(engine.tasks.calculator), whose accuracy is reported apart from the pure reasoning formats'.
+written beside it ("9 qt = 9 * 946.353 mL = 8517.18 mL."), 'partials', the units chain with its
+product worked digit by digit and the decimal point placed by an estimate, 'scratchpad', the
+product in digit-sized steps with powers of ten (both engine.tasks.scratchpad), and
+'calculator', the same product handed to a calculator (engine.tasks.calculator), whose accuracy
+is reported apart from the pure reasoning formats'.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from tui.screens.review import ReviewDialog
 from tui.screens.runs import RunsScreen
 from tui.widgets.runs_table import RunsTable
 from tui.widgets.setting_field import SettingField
+from tui.widgets.spec_form import SpecForm
 
 
 def statuses(app) -> dict[int, str]:
@@ -100,7 +101,7 @@ async def open_form(pilot, kind: str = "eval") -> LaunchScreen:
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen))
     if kind != "eval":
         pilot.app.screen.query_one("#launch-kind", Select).value = kind
-        await wait_for(pilot, lambda: pilot.app.screen.form.kind == kind)
+    await wait_for(pilot, lambda: pilot.app.screen.form.kind == kind and pilot.app.screen.form.settled)
     return pilot.app.screen
 
 
@@ -118,7 +119,7 @@ async def test_after_switching_kind_typing_lands_in_the_new_forms_first_field(ma
 
 async def open_form_kind(pilot, kind: str) -> LaunchScreen:
     pilot.app.screen.query_one("#launch-kind", Select).value = kind
-    await wait_for(pilot, lambda: pilot.app.screen.form.kind == kind and pilot.app.screen.form.is_mounted)
+    await wait_for(pilot, lambda: pilot.app.screen.form.kind == kind and pilot.app.screen.form.settled)
     return pilot.app.screen
 
 
@@ -249,3 +250,19 @@ async def test_clone_prefills_the_form_with_the_runs_settings(make_app, seeded_d
     clone = RunStore(seeded_db).get_run(7)
     assert clone.spec.explicit_values() == {"adapter": "1", "num_samples": 4}
     assert clone.parent_id == 1
+
+
+async def test_switching_kind_before_the_form_has_settled_leaves_one_form_of_the_last_kind(make_app):
+    """Textual's Select fails if it is removed before its own mount handler has run: a kind
+    switched while the first form is still mounting (a loaded machine, a quick user) waits for it."""
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen))
+        kind = pilot.app.screen.query_one("#launch-kind", Select)
+        kind.value = "sft"
+        kind.value = "rft"
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: screen.form.kind == "rft" and screen.form.settled)
+        assert [form.kind for form in screen.query(SpecForm)] == ["rft"]
+        assert screen.focused is screen.form.query(Input).first()

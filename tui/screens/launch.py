@@ -155,14 +155,13 @@ class LaunchScreen(ReportsWorkerErrors):
     async def _kind_changed(self, event: Select.Changed) -> None:
         if event.value == self.kind:
             return
-        carried = self.form.edited()
-        self.kind = str(event.value)
-        self.query_one("#launch-kind-help", Static).update(KIND_HELP[self.kind])
-        # Textual's Select fails if it is removed before its own mount handler has run.
         old = self.form
         old.add_class("-replaced")
-        while not all(select.is_mounted for select in old.query(Select)):
+        while not old.settled:
             await asyncio.sleep(0.01)
+        carried = old.edited()
+        self.kind = str(event.value)
+        self.query_one("#launch-kind-help", Static).update(KIND_HELP[self.kind])
         await old.remove()
         await self.mount(SpecForm(self.kind, carried), after="#launch-sweep-error")
         self._offer_candidates()

@@ -7,7 +7,7 @@ import math
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Input
+from textual.widgets import Input, Select
 
 from engine.core.errors import SpecError
 from engine.core.ids import run_id_or_none
@@ -43,6 +43,18 @@ class SpecForm(VerticalScroll):
                 text = default_text(self.kind, setting.name)
             cross_check = self._adapter_mismatch if setting.name == "adapter" else None
             yield SettingField(self.kind, setting, text, cross_check)
+
+    @property
+    def settled(self) -> bool:
+        """Whether every field, and every picker in it, has finished mounting. Why: Textual's
+        Select fails if it is removed before its own mount handler has run, and a field not yet
+        composed has no text to carry, so a form is replaced (switching kind) only once settled."""
+        fields = self.fields
+        return (
+            len(fields) == len(RunSpec.settings(self.kind))
+            and all(field.is_mounted for field in fields)
+            and all(select.is_mounted for select in self.query(Select))
+        )
 
     @property
     def fields(self) -> list[SettingField]:

@@ -32,7 +32,7 @@ def test_setting_columns_show_effective_values(db_path):
     grpo = _run(store, RunSpec(kind="grpo", learning_rate=5e-5))
     assert _values(store, "setting:lora_alpha") == {sft: 64, direct: None, rollout: None, pipeline: 32, grpo: 32}
     assert _values(store, "setting:max_new_tokens") == {
-        sft: None, direct: 24, rollout: 160, pipeline: setting_text(None), grpo: 160,
+        sft: None, direct: 24, rollout: 224, pipeline: setting_text(None), grpo: 224,
     }
     assert _values(store, "setting:learning_rate") == {sft: 2e-3, direct: None, rollout: None, pipeline: 2e-3, grpo: 5e-5}
     assert _values(store, "setting:temperature")[rollout] == 0.8

@@ -129,7 +129,7 @@ def test_mantissa(x, expected):
 def test_reasoning_setting_matches_the_tasks_formats():
     choices = {f.name: f for f in dataclasses.fields(RunSpec)}["reasoning"].metadata["choices"]
     assert set(choices) == set(REASONING)
-    assert RunSpec(kind="rft").reasoning == get_task("unit_conversion").reasoning == "units"
+    assert RunSpec(kind="rft").reasoning == get_task("unit_conversion").reasoning == "partials"
     assert get_task("unit_conversion", "scratchpad").reasoning == "scratchpad"
 
 
@@ -139,10 +139,10 @@ def test_cot_prompt_shows_worked_examples_in_the_chosen_format():
             return "\n".join(m["content"] for m in messages)
 
     prompt = {r: UnitConversionTask(r).prompt("Convert 5 mile to meter.", "cot", JoiningTokenizer()) for r in REASONING}
-    assert all(reasoning in prompt["units"] for _, reasoning in WORKED_EXAMPLES)
+    assert all(reasoning in prompt["partials"] for _, reasoning in WORKED_EXAMPLES)
     assert "1 kg = 1000 g. 12 * 1000 = 12000. <answer>12000</answer>" in prompt["reference"]
     assert "12*1=12. 12e(3+0) = 12000. <answer>12000</answer>" in prompt["scratchpad"]
-    for other in ("reference", "scratchpad", "calculator"):
+    for other in ("reference", "units", "scratchpad", "calculator"):
         assert not any(reasoning in prompt[other] for _, reasoning in WORKED_EXAMPLES)
     assert "digit by digit" in prompt["scratchpad"] and "digit by digit" not in prompt["reference"]
     assert "with its unit" in prompt["units"] and "with its unit" not in prompt["reference"]

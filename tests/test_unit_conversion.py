@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from engine.core.errors import DataError, SpecError
+from engine.core.spec import DEFAULT_REASONING
 from engine.tasks import TASKS, get_task
 from engine.tasks.base import Example
 from engine.tasks.unit_conversion import (
@@ -12,7 +13,9 @@ from engine.tasks.unit_conversion import (
     TRAIN_SIZE,
     VALID_SIZE,
     VALID_START,
+    REASONING,
     WORKED_EXAMPLES,
+    WORKED_QUESTIONS,
     UnitConversionTask,
     format_number,
     generate_questions,
@@ -146,10 +149,10 @@ def test_cot_prompt_has_worked_examples_and_no_valid_question(task, splits):
 
 def test_worked_examples_are_in_neither_split_and_match_the_default_format(splits):
     questions = {e.question for split in splits for e in split}
-    for worked_question, reasoning in WORKED_EXAMPLES:
+    assert [q for q, _ in WORKED_EXAMPLES] == [q for q, _ in WORKED_QUESTIONS]
+    for (worked_question, reasoning), (_, answer) in zip(WORKED_EXAMPLES, WORKED_QUESTIONS):
         assert worked_question not in questions
-        answer = float(reasoning.split("<answer>")[1].split("</answer>")[0])
-        assert units_reasoning(Example(worked_question, answer)) == reasoning
+        assert REASONING[DEFAULT_REASONING](Example(worked_question, answer)) == reasoning
 
 
 def test_cot_completion_and_parse(task, splits):

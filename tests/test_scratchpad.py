@@ -90,18 +90,6 @@ def conversions(draw):
     return source, target, value
 
 
-@given(conversions())
-def test_scratchpad_steps_are_exact_and_its_answer_passes_the_checker(conversion):
-    source, target, value = conversion
-    ratio = source.size / target.size
-    answer = float(f"{value * ratio:.12g}")
-    if not (value > 0 and SHIFTED_MIN_ANSWER <= answer <= MAX_ANSWER):
-        return  # outside the range broad and shifted draw from
-    question = f"Convert {format_number(value)} {source.names[0][value != 1]} to {target.names[0][1]}."
-    chain = scratchpad_reasoning(Example(question, answer))
-    assert is_correct(_checked_steps(chain, value, ratio), answer), chain
-
-
 def test_scratchpad_examples():
     assert scratchpad_reasoning(Example("Convert 38.1 yd to mm.", 34838.64)) == (
         "1 yd ~ 914e0 mm. 38.1 = 381e-1. 381*9=3429. 381*1=381. 381*4=1524. 34290+381=34671. "
@@ -217,16 +205,20 @@ def _checked_partials(chain: str, value: float, ratio: float) -> float:
     return float(match["answer"])
 
 
-@given(conversions())
-def test_partials_steps_are_exact_and_their_answer_passes_the_checker(conversion):
+@pytest.mark.parametrize(
+    "reasoning, checked", [(scratchpad_reasoning, _checked_steps), (partials_reasoning, _checked_partials)],
+    ids=["scratchpad", "partials"],
+)
+@given(conversion=conversions())
+def test_every_step_is_exact_and_the_answer_passes_the_checker(reasoning, checked, conversion):
     source, target, value = conversion
     ratio = source.size / target.size
     answer = float(f"{value * ratio:.12g}")
     if not (value > 0 and SHIFTED_MIN_ANSWER <= answer <= MAX_ANSWER):
         return  # outside the range broad and shifted draw from
     question = f"Convert {format_number(value)} {source.names[0][value != 1]} to {target.names[0][1]}."
-    chain = partials_reasoning(Example(question, answer))
-    assert is_correct(_checked_partials(chain, value, ratio), answer), chain
+    chain = reasoning(Example(question, answer))
+    assert is_correct(checked(chain, value, ratio), answer), chain
 
 
 def test_partials_examples():

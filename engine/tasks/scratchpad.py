@@ -45,6 +45,21 @@ def mantissa(x: Decimal) -> tuple[int, int]:
     return digits, exponent
 
 
+def long_multiplication(multiplicand: int, multiplier: int) -> tuple[list[str], int]:
+    """`multiplicand * multiplier` as written by hand, and the product: one partial product per
+    digit of the multiplier ('381*9=3429.'), then running sums, each the previous sum shifted one
+    place plus the next partial product ('34290+381=34671.')."""
+    steps, partials = [], []
+    for digit in str(multiplier):
+        partials.append(multiplicand * int(digit))
+        steps.append(f"{multiplicand}*{digit}={partials[-1]}.")
+    total = partials[0]
+    for partial in partials[1:]:
+        steps.append(f"{total * 10}+{partial}={total * 10 + partial}.")
+        total = total * 10 + partial
+    return steps, total
+
+
 def plain(x: Decimal) -> str:
     """A decimal without exponent or trailing zeros: 348234e-1 -> '34823.4', 12e3 -> '12000'."""
     text = format(x, "f")
@@ -62,14 +77,8 @@ def scratchpad(value: Decimal, factor: Decimal, source: str, target: str) -> tup
         f"1 {source} {'=' if Decimal(f_digits).scaleb(f_exp) == factor else '~'} {f_digits}e{f_exp} {target}.",
         f"{plain(value)} {'=' if Decimal(v_digits).scaleb(v_exp) == value else '~'} {v_digits}e{v_exp}.",
     ]
-    partials = []
-    for digit in str(f_digits):
-        partials.append(v_digits * int(digit))
-        steps.append(f"{v_digits}*{digit}={partials[-1]}.")
-    total = partials[0]
-    for partial in partials[1:]:
-        steps.append(f"{total * 10}+{partial}={total * 10 + partial}.")
-        total = total * 10 + partial
+    products, total = long_multiplication(v_digits, f_digits)
+    steps += products
     shift = f"{f_exp}{'+' if v_exp >= 0 else '-'}{abs(v_exp)}"
     answer = Decimal(total).scaleb(f_exp + v_exp)
     steps.append(f"{total}e({shift}) = {plain(answer)}.")
@@ -112,14 +121,7 @@ def partial_products(value: Decimal, factor: Decimal) -> tuple[str, Decimal]:
     at most 1.5 times, the places are 10 times apart)."""
     v_digits, v_exp = leading_digits(value)
     f_digits, f_exp = leading_digits(factor)
-    steps, partials = [], []
-    for digit in str(f_digits):
-        partials.append(v_digits * int(digit))
-        steps.append(f"{v_digits}*{digit}={partials[-1]}.")
-    total = partials[0]
-    for partial in partials[1:]:
-        steps.append(f"{total * 10}+{partial}={total * 10 + partial}.")
-        total = total * 10 + partial
+    steps, total = long_multiplication(v_digits, f_digits)
     v_estimate, f_estimate = one_digit(value), one_digit(factor)
     product = Decimal(total).scaleb(v_exp + f_exp)
     steps.append(

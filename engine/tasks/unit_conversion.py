@@ -14,12 +14,12 @@ decimals with 1-3 digits, values below 0.1) and unit spellings train never uses.
 spellings or conversions).
 
 Five reasoning formats for cot: 'reference', one multiplication by the full factor ("1 qt =
-946.353 mL. 9 * 946.353 = 8517.18."), 'units' (the default), the same with each number's unit
-written beside it ("9 qt = 9 * 946.353 mL = 8517.18 mL."), 'partials', the units chain with its
-product worked digit by digit and the decimal point placed by an estimate, 'scratchpad', the
-product in digit-sized steps with powers of ten (both engine.tasks.scratchpad), and
-'calculator', the same product handed to a calculator (engine.tasks.calculator), whose accuracy
-is reported apart from the pure reasoning formats'.
+946.353 mL. 9 * 946.353 = 8517.18."), 'units', the same with each number's unit
+written beside it ("9 qt = 9 * 946.353 mL = 8517.18 mL."), 'partials' (the default), the units
+chain with its product worked digit by digit and the decimal point placed by an estimate,
+'scratchpad', the product in digit-sized steps with powers of ten (both
+engine.tasks.scratchpad), and 'calculator', the same product handed to a calculator
+(engine.tasks.calculator), whose accuracy is reported apart from the pure reasoning formats'.
 """
 
 from __future__ import annotations
@@ -632,20 +632,20 @@ def partials_reasoning(example: Example) -> str:
     factor_line, expression = _one_calculation(conversion)
     ratio = conversion.source.size / conversion.target.size
     value = Decimal(format_number(conversion.value))
-    if "/" in expression:
+    dividing = "/" in expression
+    if dividing:
         digits, exponent = leading_digits(Decimal(f"{ratio:.12g}"))
         multiplier = Decimal(digits).scaleb(exponent)
-        expression = f"{expression} {{target}} = {plain(value)} * {plain(multiplier)}"
     else:
         multiplier = Decimal(format_number(ratio))
     steps, product = partial_products(value, multiplier)
     source = conversion.source.label(conversion.value != 1)
     target = conversion.target.label(product != 1)
-    expression = expression.replace("{target}", target)
-    return (
-        f"{factor_line} {plain(value)} {source} = {expression} {target}. {steps} {target}. "
-        f"<answer>{plain(product)}</answer>"
-    )
+    calculation = f"{expression} {target}"
+    if dividing:
+        calculation += f" = {plain(value)} * {plain(multiplier)} {target}"
+    answer = plain(product)
+    return f"{factor_line} {plain(value)} {source} = {calculation}. {steps} {target}. <answer>{answer}</answer>"
 
 
 def _is_round(x: float) -> bool:

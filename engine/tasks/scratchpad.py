@@ -32,13 +32,13 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 SIGNIFICANT_DIGITS = 3
 
 
-def mantissa(x: Decimal) -> tuple[int, int]:
+def mantissa(x: Decimal, rounding: str = ROUND_HALF_EVEN) -> tuple[int, int]:
     """(m, e) with x ~ m * 10**e, m rounded to 3 significant digits, no trailing zeros:
     914.4 -> (914, 0), 0.0166667 -> (167, -4), 1000 -> (1, 3), 9996 -> (1, 4)."""
     if x <= 0:
-        raise ValueError(f"the scratchpad takes positive numbers, not {x}")
+        raise ValueError(f"3 significant digits are taken of positive numbers only, not {x}")
     exponent = x.adjusted() - (SIGNIFICANT_DIGITS - 1)
-    digits = int(x.scaleb(-exponent).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    digits = int(x.scaleb(-exponent).quantize(Decimal(1), rounding=rounding))
     while digits % 10 == 0:
         digits //= 10
         exponent += 1
@@ -90,14 +90,7 @@ def leading_digits(x: Decimal) -> tuple[int, int]:
     without trailing zeros: 914.4 -> (914, 0), 0.0166667 -> (166, -4), 1000 -> (1, 3),
     9996 -> (999, 1). Cutting only copies digits, which a small model does reliably; it moves
     the number by under 1%."""
-    if x <= 0:
-        raise ValueError(f"partial products take positive numbers, not {x}")
-    exponent = x.adjusted() - (SIGNIFICANT_DIGITS - 1)
-    digits = int(x.scaleb(-exponent).to_integral_value(rounding=ROUND_DOWN))
-    while digits % 10 == 0:
-        digits //= 10
-        exponent += 1
-    return digits, exponent
+    return mantissa(x, rounding=ROUND_DOWN)
 
 
 def one_digit(x: Decimal) -> Decimal:

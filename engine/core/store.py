@@ -391,9 +391,11 @@ class RunStore:
         """Switch to WAL and apply pending migrations, only when needed: an up-to-date database
         opens with reads alone. When several connections create the same new database at once
         (the app's workers, an engine process), SQLite refuses the journal switch without
-        waiting, and a migration can find its table or column made by a rival: all are retried
-        until the winner's work is visible. Only one connection can add a migration's first
-        table or column, so a loser fails before changing anything."""
+        waiting, and a migration can find its table or column made by a rival, or its record
+        written by one: all are retried until the winner's work is visible. Only one connection
+        can add a migration's first table or column, so a loser fails before changing anything;
+        a migration that adds neither runs in one transaction with its record, so a loser's
+        duplicate record rolls its changes back."""
         for attempt in range(attempts):
             try:
                 if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -401,8 +403,12 @@ class RunStore:
                 if migrations.pending(self.db):
                     migrations.apply(self.db)
                 return
-            except sqlite_utils.db.sqlite3.OperationalError as exc:
-                rival = any(text in str(exc) for text in ("locked", "already exists", "duplicate column name"))
+            except (sqlite_utils.db.sqlite3.OperationalError, sqlite_utils.db.sqlite3.IntegrityError) as exc:
+                rival = any(
+                    text in str(exc)
+                    for text in ("locked", "already exists", "duplicate column name",
+                                 f"UNIQUE constraint failed: {migrations.migrations_table}.")
+                )
                 if not rival or attempt == attempts - 1:
                     raise
                 time.sleep(0.1)

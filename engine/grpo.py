@@ -42,8 +42,7 @@ from engine.training import (
     MAX_GRAD_NORM,
     Encoded,
     completion_logits,
-    evaluate_valid,
-    final_evaluation,
+    evaluate_splits,
     finish_training,
     load_trainable,
     make_optimizer,
@@ -103,10 +102,11 @@ def run_grpo(ctx) -> None:
                     if step > logged_through:
                         ctx.tracker.log(step, **values)
                 if spec.eval_interval and step % spec.eval_interval == 0 and step > logged_through:
-                    metrics, evaluated_at = evaluate_valid(ctx, loaded, task, valid, MODE, step), step
+                    metrics, evaluated_at = evaluate_splits(ctx, loaded, task, valid, MODE, step), step
                 if spec.checkpoint_interval and step % spec.checkpoint_interval == 0:
                     save()
-            metrics = final_evaluation(ctx, loaded, task, valid, MODE, step, metrics if evaluated_at == step else None)
+            if evaluated_at != step:
+                metrics = evaluate_splits(ctx, loaded, task, valid, MODE, step)
         results = metrics | window.last | {"steps": step, "train_examples": len(questions)}
         finish_training(ctx, loaded, step, results)
     except (RunCancelled, KeyboardInterrupt):

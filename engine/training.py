@@ -279,7 +279,7 @@ def score(ctx, loaded, task: Task, examples: list[Example], mode: str, on_rows=N
 
 def evaluate_valid(ctx, loaded, task: Task, valid: list[Example], mode: str, step: int) -> dict[str, float]:
     """Accuracy on `valid`, logged at `step` with its samples; returns it with the accuracy by
-    category (logged by the caller at the end only)."""
+    category (logged by the caller)."""
     result = score(
         ctx, loaded, task, valid, mode,
         on_rows=lambda rows: ctx.store.add_samples(ctx.run.id, [r | {"step": step} for r in rows]),
@@ -307,14 +307,12 @@ def evaluate_held_out(ctx, loaded, task: Task, mode: str, step: int) -> dict[str
     return metrics
 
 
-def final_evaluation(
-    ctx, loaded, task: Task, valid: list[Example], mode: str, step: int, valid_metrics: dict[str, float] | None
-) -> dict[str, float]:
-    """The scores a finished training run reports: valid (`valid_metrics` when it was just scored
-    at this step) and every other held-out split, with their accuracy by category, logged at the
-    last step so that each training kind shows valid and shifted side by side."""
-    if valid_metrics is None:
-        valid_metrics = evaluate_valid(ctx, loaded, task, valid, mode, step)
+def evaluate_splits(ctx, loaded, task: Task, valid: list[Example], mode: str, step: int) -> dict[str, float]:
+    """The scores a training run reports, every --eval-interval steps and at its end: valid (with
+    its samples) and every other held-out split (shifted), with their accuracy by category, all
+    logged at `step`. Why shifted too: its curve beside valid's shows, while the run goes, whether
+    it learns to convert or to recall the generator (README, "Valid and shifted")."""
+    valid_metrics = evaluate_valid(ctx, loaded, task, valid, mode, step)
     held_out = evaluate_held_out(ctx, loaded, task, mode, step)
     ctx.tracker.log(step, **{k: v for k, v in (valid_metrics | held_out).items() if "/" in k or k in held_out})
     return valid_metrics | held_out
@@ -372,10 +370,11 @@ def train(ctx, task: Task, examples: list[Example], describe: Callable[[int], st
                 if step % spec.log_interval == 0 or step == len(plan):
                     ctx.tracker.log(step, **meter.read(ctx.ranks), lr=scheduler.get_last_lr()[0], grad_norm=grad_norm)
                 if spec.eval_interval and step % spec.eval_interval == 0:
-                    metrics, evaluated_at = evaluate_valid(ctx, loaded, task, valid, mode, step), step
+                    metrics, evaluated_at = evaluate_splits(ctx, loaded, task, valid, mode, step), step
                 if spec.checkpoint_interval and step % spec.checkpoint_interval == 0:
                     save()
-            metrics = final_evaluation(ctx, loaded, task, valid, mode, step, metrics if evaluated_at == step else None)
+            if evaluated_at != step:
+                metrics = evaluate_splits(ctx, loaded, task, valid, mode, step)
         finish_training(ctx, loaded, step, metrics | {"steps": step, "train_examples": len(examples)} | meter.totals())
     except (RunCancelled, KeyboardInterrupt):
         save()

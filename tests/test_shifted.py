@@ -283,6 +283,26 @@ def test_training_scores_shifted_at_the_end_without_storing_its_samples(kind, se
     assert {s["question"] for s in store.samples(run.id)} == valid
 
 
+@pytest.mark.parametrize(
+    "kind, settings",
+    [
+        ("sft", dict(limit=8, batch_size=4, epochs=2, eval_interval=2)),
+        ("grpo", dict(steps=2, questions_per_step=2, group_size=2, max_new_tokens=3, eval_interval=1)),
+    ],
+)
+def test_training_scores_valid_and_shifted_at_every_interval_once(kind, settings, tiny_model_dir, db_path):
+    store = RunStore(db_path)
+    spec = RunSpec(kind=kind, model=tiny_model_dir, eval_limit=2, checkpoint_interval=0, log_interval=1, **settings)
+    run = execute(store, store.create_run(spec).id)
+    assert run.status == "completed"
+    # 4 sft steps scored at 2 and 4; 2 grpo steps at 1 and 2: the last interval is the end, scored once.
+    scored_at = [2, 4] if kind == "sft" else [1, 2]
+    for name in ("accuracy", "shifted_accuracy", "shifted_accuracy/phrasing=held-out"):
+        assert [step for step, _ in store.metric_series(run.id, name)] == scored_at, name
+    assert sorted({s["step"] for s in store.samples(run.id)}) == scored_at
+    assert run.summary["shifted_accuracy"] == store.metric_series(run.id, "shifted_accuracy")[-1][1]
+
+
 def test_a_joined_dataset_interleaves_its_splits_and_refuses_a_held_out_one(task):
     train, broad = task.load("train"), task.load("broad")
     joined = training_questions(task, "train+broad", 0)

@@ -72,10 +72,10 @@ TITLES = {
 CHARTS_BY_KIND: dict[str, tuple[str, ...]] = {
     "eval": (ACCURACY, ANSWER_RATE, TOKENS_PER_S),
     "rollout": (SUCCESS_RATE, CORRECT_RATE, TOKENS_PER_S),
-    "sft": (LOSS, LR, ACCURACY),
-    "rft": (LOSS, LR, ACCURACY),
-    "pipeline": (LOSS, LR, ACCURACY),
-    "grpo": (REWARD_MEAN, ACCURACY, KL, CLIP_RATIO, COMPLETION_LENGTH_MEAN),
+    "sft": (LOSS, LR, ACCURACY, SHIFTED_ACCURACY),
+    "rft": (LOSS, LR, ACCURACY, SHIFTED_ACCURACY),
+    "pipeline": (LOSS, LR, ACCURACY, SHIFTED_ACCURACY),
+    "grpo": (REWARD_MEAN, ACCURACY, SHIFTED_ACCURACY, KL, CLIP_RATIO, COMPLETION_LENGTH_MEAN),
 }
 """The metrics charted on a run's page, by kind."""
 

@@ -153,11 +153,11 @@ class RunSpec:
         maximum=1024,
     )
     eval_interval: int = setting(
-        50, "Evaluate on the valid subset every N steps (0: only at the end).",
+        50, "Score the valid and shifted subsets every N steps (0: only at the end).",
         TRAINING_KINDS, minimum=0, maximum=10_000_000,
     )
     eval_limit: int = setting(
-        50, "Size of the fixed valid subset used while training (0: all).",
+        50, "Questions of valid and of shifted scored while training, the first N of each (0: all).",
         TRAINING_KINDS, minimum=0, maximum=10_000_000,
     )
     log_interval: int = setting(5, "Write training metrics every N steps.", TRAINING_KINDS, minimum=1,

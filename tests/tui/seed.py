@@ -22,6 +22,7 @@ def _training_points(steps: int, scale: float, start: float) -> list[tuple[int, 
         points.append((step, "lr", 1e-3 * 0.5 * (1 + math.cos(math.pi * step / steps)), time))
         if step % 20 == 0:
             points.append((step, "accuracy", 0.2 + 0.5 * step / steps / scale, time))
+            points.append((step, "shifted_accuracy", 0.1 + 0.3 * step / steps / scale, time))
     return points
 
 

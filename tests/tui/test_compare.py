@@ -16,7 +16,7 @@ async def test_compare_two_runs(make_app, seeded_db):
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.query(MetricChart))
         screen = app.screen
         charts = {c.metric: c for c in screen.query(MetricChart)}
-        assert list(charts) == ["loss", "lr", "accuracy", "answer_rate", "tokens_per_s"]
+        assert list(charts) == ["loss", "lr", "accuracy", "answer_rate", "shifted_accuracy", "tokens_per_s"]
         assert list(charts["accuracy"].series) == ["#1 sft-baseline", "#2 eval-base"]
         diff = screen.query_one("#diff-table", DataTable)
         keys = [diff.get_row_at(i)[0] for i in range(diff.row_count)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.core.metrics import CHARTS_BY_KIND
 from engine.core.processes import Owner
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore
@@ -21,6 +22,23 @@ def log_text(screen: RunScreen) -> str:
     return "\n".join(strip.text for strip in screen.query_one("#run-log", RichLog).lines)
 
 
+async def test_every_chart_of_a_grpo_run_gets_room_and_is_drawn(make_app, db_path):
+    """Six charts in a grid of two columns: a fixed two-row grid once left the last three with no
+    room, so a GRPO run never showed its KL, clipping or completion lengths."""
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="grpo", steps=10))
+    store.log_metrics(run.id, [(s, m, 0.1 * s, 1e9 + s) for s in range(1, 11) for m in CHARTS_BY_KIND["grpo"]])
+    store.update_run(run.id, status="completed", started_at=1e9, finished_at=1e9 + 20)
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.open_run(run.id)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.query(MetricChart))
+        charts = list(app.screen.query(MetricChart))
+        assert [c.metric for c in charts] == list(CHARTS_BY_KIND["grpo"]) and len(charts) == 6
+        await wait_for(pilot, lambda: all(c.drawn for c in charts))
+        assert all(c.region.height >= 7 and c.region.width >= 40 for c in charts)
+
+
 async def test_seeded_run_shows_charts_samples_and_details(make_app, seeded_db):
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
@@ -28,8 +46,9 @@ async def test_seeded_run_shows_charts_samples_and_details(make_app, seeded_db):
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
         screen = app.screen
         charts = {c.metric: c for c in screen.query(MetricChart)}
-        assert set(charts) == {"loss", "lr", "accuracy"}
+        assert set(charts) == {"loss", "lr", "accuracy", "shifted_accuracy"}
         assert len(charts["loss"].series[""]) == 17 and charts["accuracy"].last_step() == 80
+        assert charts["shifted_accuracy"].last_step() == 80
         samples = screen.query_one("#samples-table", DataTable)
         assert samples.row_count == 8
         await pilot.press("2")

@@ -303,6 +303,9 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
         has_results = run.kind in RESULT_KINDS
         self.query_one(ResultPanel).display = has_results
         grid.set_class(has_results, "-below-results")
+        # Two charts a row, as many rows as they need; with an odd count the first (the run's
+        # main curve) takes a whole row, so no cell is left empty.
+        grid.set_class(len(self.metrics) % 2 == 1, "-odd")
         if has_results:
             self.query_one(TabbedContent).get_tab("charts").label = "Results"
         grid.mount_all(MetricChart(m, self.chart_options, id=f"chart-{m}") for m in self.metrics)

@@ -11,7 +11,11 @@ process and loading costs, and it inherits this process's CPU affinity and threa
 Then each adapter (the start, EI's, GRPO's) is scored with greedy cot on the first --limit
 questions of valid and of shifted (eval runs that already exist for the same adapter, split and
 limit are reused). It prints accuracy against wall time for both arms, and GRPO's training reward
-against wall time. From bench/formats.py's reference arm, on one core:
+against wall time. With --ei-eval-every and --grpo-eval-every, each arm also scores the first
+--curve-limit questions of valid and of shifted every that many of its steps while it trains, and
+the bench prints those curves against the arm's wall time (EI's counts its rollout). Those
+scorings take their time out of the arm's budget, so give both arms about as many. From
+bench/formats.py's reference arm, on one core:
 
     taskset -c 1 env OMP_NUM_THREADS=1 .venv/bin/python bench/grpo_vs_rft.py --db runs.db --start 1
 """
@@ -51,6 +55,9 @@ def main() -> None:
     parser.add_argument("--rollout", type=int, default=None,
                         help="EI: reuse this completed rollout run (its duration counts) instead of sampling again")
     parser.add_argument("--limit", type=int, default=200, help="valid and shifted questions scored, each")
+    parser.add_argument("--ei-eval-every", type=int, default=0, help="EI: score valid and shifted every N rft steps for a curve (0: no curve)")
+    parser.add_argument("--grpo-eval-every", type=int, default=0, help="GRPO: score valid and shifted every N steps for a curve (0: no curve)")
+    parser.add_argument("--curve-limit", type=int, default=50, help="valid and shifted questions each arm scores while it trains")
     parser.add_argument("--eval-batch-size", type=int, default=32)
     args = parser.parse_args()
     console = Console(stderr=True)
@@ -83,7 +90,7 @@ def _compare(args, store: RunStore, console: Console) -> None:
     began = time.perf_counter()
     rft = _run(store, console, RunSpec(
         kind="rft", data=str(rollout.id), epochs=args.epochs, learning_rate=args.ei_lr, batch_size=8,
-        eval_interval=0, eval_limit=1, checkpoint_interval=0, name="ei rft", **common,
+        eval_interval=args.ei_eval_every, eval_limit=_in_run_limit(args, args.ei_eval_every), checkpoint_interval=0, name="ei rft", **common,
     ))
     budget = rollout_s + time.perf_counter() - began
     console.print(f"expert iteration took {budget:.0f} s; GRPO gets as long", highlight=False)
@@ -91,7 +98,8 @@ def _compare(args, store: RunStore, console: Console) -> None:
     began = time.perf_counter()
     grpo = _run(store, console, RunSpec(
         kind="grpo", steps=100_000, questions_per_step=args.questions_per_step, group_size=args.group_size,
-        learning_rate=args.grpo_lr, lr_schedule="constant", warmup_ratio=0.0, eval_interval=0, eval_limit=1,
+        learning_rate=args.grpo_lr, lr_schedule="constant", warmup_ratio=0.0, eval_interval=args.grpo_eval_every,
+        eval_limit=_in_run_limit(args, args.grpo_eval_every),
         checkpoint_interval=0, log_interval=1, name="grpo", **common, **sampled,
     ), budget=budget)
     grpo_s = time.perf_counter() - began
@@ -123,6 +131,12 @@ def _compare(args, store: RunStore, console: Console) -> None:
     out.print(f"GRPO: {len(store.metric_series(grpo.id, 'reward_mean'))} steps in {grpo_s:.0f} s; reward against wall time:")
     for step, seconds, value in _reward_curve(store, grpo):
         out.print(f"  step {step:3d}  {seconds:6.0f} s  reward {value:.3f}", highlight=False)
+    for name, run, offset in (("EI", rft, rollout_s), ("GRPO", grpo, 0.0)):
+        points = _accuracy_curve(store, run, offset)
+        if len(points) > 1:  # more than the final scoring
+            out.print(f"{name}: valid and shifted while training (first {args.curve_limit} of each) against wall time:")
+            for step, seconds, valid, shifted in points:
+                out.print(f"  step {step:3d}  {seconds:6.0f} s  valid {valid:.3f}  shifted {shifted:.3f}", highlight=False)
 
 
 def _run(store: RunStore, console: Console, spec: RunSpec, *, budget: float | None = None) -> Run:
@@ -156,6 +170,23 @@ def _scored(store: RunStore, console: Console, settings: dict, split: str, args)
 def _reward_curve(store: RunStore, run: Run) -> list[tuple[int, float, float]]:
     """(step, seconds since the run started, reward mean) for each logged step."""
     return [(step, at - run.started_at, value) for step, value, at in store.metric_series_timed(run.id, "reward_mean")]
+
+
+def _in_run_limit(args, every: int) -> int:
+    """The questions of valid and of shifted an arm scores while it trains: --curve-limit with a
+    curve, else 1, as the arms' own results come from the separate eval runs."""
+    return args.curve_limit if every else 1
+
+
+def _accuracy_curve(store: RunStore, run: Run, offset: float) -> list[tuple[int, float, float, float]]:
+    """(step, seconds since the arm began, valid accuracy, shifted accuracy) at each in-run
+    scoring; `offset` is the arm's time before this run (EI's rollout). A cancelled GRPO run has
+    no final scoring, so its curve ends at its last interval."""
+    shifted = {step: value for step, value in store.metric_series(run.id, "shifted_accuracy")}
+    return [
+        (step, offset + at - run.started_at, value, shifted[step])
+        for step, value, at in store.metric_series_timed(run.id, "accuracy") if step in shifted
+    ]
 
 
 if __name__ == "__main__":

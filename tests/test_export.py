@@ -10,9 +10,10 @@ import pytest
 from engine.cli import main
 from tests.tui.seed import seed
 
-SEEDED_POINTS = {1: 39, 2: 3, 3: 16, 4: 2}
-"""Metric points per seeded run: sft logs loss and lr every 5 of 80 steps and accuracy every 20
-(17 + 17 + 5), the eval 3 at step 0, the rft 7 + 7 + 2 over 30 steps, the rollout 2."""
+SEEDED_POINTS = {1: 44, 2: 3, 3: 18, 4: 2}
+"""Metric points per seeded run: sft logs loss and lr every 5 of 80 steps and accuracy and
+shifted accuracy every 20 (17 + 17 + 5 + 5), the eval 3 at step 0, the rft 7 + 7 + 2 + 2 over 30
+steps, the rollout 2."""
 
 
 @pytest.fixture

@@ -131,11 +131,10 @@ def _compare(args, store: RunStore, console: Console) -> None:
     out.print(f"GRPO: {len(store.metric_series(grpo.id, 'reward_mean'))} steps in {grpo_s:.0f} s; reward against wall time:")
     for step, seconds, value in _reward_curve(store, grpo):
         out.print(f"  step {step:3d}  {seconds:6.0f} s  reward {value:.3f}", highlight=False)
-    for name, run, offset in (("EI", rft, rollout_s), ("GRPO", grpo, 0.0)):
-        points = _accuracy_curve(store, run, offset)
-        if len(points) > 1:  # more than the final scoring
+    for name, run, offset, every in (("EI", rft, rollout_s, args.ei_eval_every), ("GRPO", grpo, 0.0, args.grpo_eval_every)):
+        if every:
             out.print(f"{name}: valid and shifted while training (first {args.curve_limit} of each) against wall time:")
-            for step, seconds, valid, shifted in points:
+            for step, seconds, valid, shifted in _accuracy_curve(store, run, offset):
                 out.print(f"  step {step:3d}  {seconds:6.0f} s  valid {valid:.3f}  shifted {shifted:.3f}", highlight=False)
 
 

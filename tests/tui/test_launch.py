@@ -63,11 +63,12 @@ async def test_invalid_value_is_refused_inline_and_creates_no_run(make_app, db_p
 async def test_kind_switch_rebuilds_the_form_and_keeps_edits(make_app):
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen))
+        await open_form(pilot)
         app.screen.query_one("#input-seed", Input).value = "7"
-        app.screen.query_one("#launch-kind", Select).value = "sft"
-        await wait_for(pilot, lambda: app.screen.query("#input-lora_rank"))
+        # Waiting for the new form to settle, not just to appear: a test that ends while its
+        # pickers still mount tears them down mid-mount, and Textual's Select then fails.
+        await open_form_kind(pilot, "sft")
+        assert app.screen.query("#input-lora_rank")
         assert app.screen.query_one("#input-seed", Input).value == "7"
         assert app.screen.query_one("#input-learning_rate", Input).value == str(RunSpec.default_for("sft", "learning_rate"))
         assert not app.screen.query("#setting-mode")

@@ -80,6 +80,14 @@ def interleave(groups: list[list[Example]]) -> list[Example]:
     return rows
 
 
+def window(rows: list, offset: int, limit: int, source: str) -> list:
+    """The rows a run uses: after the first `offset`, the next `limit` (0: all the rest). An
+    offset past the last row is refused, not left to start a run with nothing to do."""
+    if offset and offset >= len(rows):
+        raise DataError(f"offset: {offset} skips all {len(rows)} rows of {source}; lower --offset.")
+    return rows[offset : offset + limit] if limit else rows[offset:]
+
+
 def row_name(path: str | os.PathLike, index: int) -> str:
     """How errors name a row: by file and 0-based position in its list."""
     return f"Dataset file {path}, row {index}"

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from engine.context import refuse_long_prompts
-from engine.datasets import row_name
+from engine.datasets import row_name, window
 from engine.distributed import SINGLE_PROCESS, Ranks
 from engine.generation import Completion, Sampling, generate
 from engine.scoring import accuracy_summary
@@ -101,16 +101,14 @@ def run_eval(ctx) -> None:
     """The `eval` run kind. Resumable: questions whose samples are stored are not redone."""
     spec = ctx.spec
     task = get_task(spec.task, spec.reasoning)
-    examples = task.load(spec.dataset)
-    if spec.limit:
-        examples = examples[: spec.limit]
+    examples = window(task.load(spec.dataset), spec.offset, spec.limit, repr(spec.dataset))
     done = ctx.store.done_indices(ctx.run.id)
     todo = [i for i in range(len(examples)) if i not in done]
     loaded = ctx.load_model()
     path = task.dataset_path(spec.dataset)
     refuse_long_prompts(
         loaded, task, [ex.question for ex in examples], spec.mode, spec.max_new_tokens,
-        lambda i: row_name(path, i), spec.model,
+        lambda i: row_name(path, spec.offset + i), spec.model,
     )
     sampling = Sampling(spec.max_new_tokens, spec.temperature, spec.top_p, spec.seed)
     with ctx.progress(f"eval {spec.mode}", total=len(examples), completed=len(done)) as bar:

@@ -63,7 +63,7 @@ def run_grpo(ctx) -> None:
     if spec.temperature <= 0:
         raise ReasonlabError("temperature: GRPO needs sampled groups; at 0 every completion of a group is the same. Use e.g. 1.0.")
     task = get_task(spec.task, spec.reasoning)
-    questions = training_questions(task, spec.dataset, spec.limit)
+    questions = training_questions(task, spec.dataset, spec.limit, spec.offset)
     if not questions:
         raise DataError("No training questions; check --dataset and --limit.")
     checkpoint_dir = ctx.run_dir / "checkpoint"

@@ -14,8 +14,11 @@ undid what rft0 had learnt (README, "Valid and shifted"):
 
     sft -> rft (reference reasoning) -> [rollout -> rft] x rounds -> grpo (if grpo_steps)
 
-Rollouts cover the first `rollout_limit` train questions (1000 by default): with k=10 they
-are the slowest stage on a CPU, and after the reference round most of their chains repeat.
+Each round rolls out `rollout_limit` questions (1000 by default; with k=10 rollouts are the
+slowest stage on a CPU): round 1 the first block of them, each later round the next block, back
+to the first after the last (`round_questions`). On questions a close adapter already rolled
+out, most chains repeat; new questions earn new chains, as new reference questions lifted both
+splits each time they were added (README, "More broad questions in partial products").
 With `rollout_dataset` (e.g. 'broad') the rollouts and GRPO sample other questions than SFT's
 (they sample SFT's by default), so expert iteration earns data beyond the reference reasoning.
 
@@ -115,8 +118,9 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpe
     spec = ctx.spec
     common = {"kind": stage.kind, "name": f"{ctx.run.label} {stage.label}", "adapter": adapter_run}
     if stage.kind == "rollout":
-        limits = [n for n in (spec.limit, spec.rollout_limit) if n]
-        rollout = spec.replace(**common, mode="cot", limit=min(limits, default=0), dataset=sampled_dataset(spec))
+        available = len(get_task(spec.task, spec.reasoning).load(sampled_dataset(spec)))
+        offset, limit = round_questions(spec, stage.round, available)
+        rollout = spec.replace(**common, mode="cot", offset=offset, limit=limit, dataset=sampled_dataset(spec))
         if has_teacher(spec):
             rollout = rollout.replace(model=spec.rollout_model, adapter="", seed=spec.seed + stage.round - 1)
         return rollout
@@ -129,6 +133,18 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpe
         own = {name: RunSpec.default_for("grpo", name) for name in ("learning_rate", "temperature", "top_p")}
         return spec.replace(**common, **own, steps=spec.grpo_steps, dataset=sampled_dataset(spec))
     return spec.replace(**common)
+
+
+def round_questions(spec: RunSpec, round_: int, available: int) -> tuple[int, int]:
+    """The (offset, limit) of the questions round `round_` rolls out: the sampled dataset's
+    first --limit questions (all with 0) cut into blocks of --rollout-limit (one block with 0),
+    round r taking block r, back to the first block after the last. Why a new block each round:
+    on questions already rolled out from a close adapter, most chains repeat those already
+    trained on, while new questions earn new ones."""
+    pool = min(spec.limit, available) if spec.limit else available
+    size = min(spec.rollout_limit, pool) if spec.rollout_limit else pool
+    block = (round_ - 1) % -(-pool // size)
+    return block * size, min(size, pool - block * size)
 
 
 def sampled_dataset(spec: RunSpec) -> str:

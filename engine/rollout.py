@@ -27,7 +27,7 @@ STEP = 0  # rollout samples all live at step 0; idx = question index, sample = j
 def run_rollout(ctx) -> None:
     spec = ctx.spec
     task = get_task(spec.task, spec.reasoning)
-    questions = training_questions(task, spec.dataset, spec.limit)
+    questions = training_questions(task, spec.dataset, spec.limit, spec.offset)
     done = ctx.store.done_indices(ctx.run.id, STEP)
     todo = [i for i in range(len(questions)) if i not in done]
     tally = Tally.of(ctx.store.samples(ctx.run.id, step=STEP))
@@ -35,7 +35,7 @@ def run_rollout(ctx) -> None:
     path = task.dataset_path(spec.dataset)
     refuse_long_prompts(
         loaded, task, [ex.question for ex in questions], spec.mode, spec.max_new_tokens,
-        lambda i: row_name(path, i), spec.model,
+        lambda i: row_name(path, spec.offset + i), spec.model,
     )
     k = spec.num_samples
     sampling = Sampling(spec.max_new_tokens, spec.temperature, spec.top_p, spec.seed)

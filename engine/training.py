@@ -26,7 +26,7 @@ from engine.context import refuse_long_prompts, refuse_long_rows
 from engine.core.dataset_files import dataset_parts
 from engine.core.errors import DataError, ReasonlabError, RunCancelled
 from engine.core.ids import is_run_id, parse_run_id
-from engine.datasets import row_name
+from engine.datasets import row_name, window
 from engine.distributed import SINGLE_PROCESS, Ranks
 from engine.evaluation import EvalResult, category_accuracy, evaluate
 from engine.generation import MIN_SHARED_PREFIX, Sampling, common_prefix_length
@@ -46,25 +46,28 @@ SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with
 def run_sft(ctx) -> None:
     task = get_task(ctx.spec.task, ctx.spec.reasoning)
     path = task.dataset_path(ctx.spec.dataset)
-    train(ctx, task, training_questions(task, ctx.spec.dataset, ctx.spec.limit), lambda i: row_name(path, i))
+    spec = ctx.spec
+    train(ctx, task, training_questions(task, spec.dataset, spec.limit, spec.offset), lambda i: row_name(path, spec.offset + i))
 
 
 def run_rft(ctx) -> None:
     task = get_task(ctx.spec.task, ctx.spec.reasoning)
     examples, describe = rft_examples(ctx, task)
-    train(ctx, task, examples[: ctx.spec.limit] if ctx.spec.limit else examples, describe)
+    spec = ctx.spec
+    rows = window(examples, spec.offset, spec.limit, f"--data {spec.data}")
+    train(ctx, task, rows, lambda i: describe(spec.offset + i))
 
 
 # -- data ---------------------------------------------------------------------------------
 
 
-def training_questions(task: Task, dataset: str, limit: int) -> list[Example]:
-    """Training (or rollout) questions; the held-out splits are refused, they are for scoring only."""
+def training_questions(task: Task, dataset: str, limit: int, offset: int = 0) -> list[Example]:
+    """Training (or rollout) questions: `limit` of them after the first `offset`. The held-out
+    splits are refused, they are for scoring only."""
     if held_out := [part for part in dataset_parts(dataset) if part in task.held_out_splits]:
         what = repr(dataset) if held_out == [dataset] else f"{dataset!r} joins {held_out[0]!r}, which"
         raise ReasonlabError(f"dataset: {what} is held out for evaluation; train and roll out on 'train' or a file.")
-    examples = task.load(dataset)
-    examples = examples[:limit] if limit else examples
+    examples = window(task.load(dataset), offset, limit, repr(dataset))
     refuse_held_out_questions(task, examples)
     return examples
 

@@ -144,13 +144,18 @@ def test_stopped_pipeline_resumes_the_stopped_stage(tiny_model_dir, db_path, sol
     assert all(r.status == "completed" for r in stages)
 
 
-def test_rollouts_cover_only_rollout_limit_questions(tiny_model_dir, db_path, solving_rollouts):
+def test_each_round_rolls_out_the_next_rollout_limit_questions(tiny_model_dir, db_path, solving_rollouts):
     store = RunStore(db_path)
-    spec = _pipeline(tiny_model_dir).replace(bootstrap="rollout", rollout_limit=3)
+    spec = _pipeline(tiny_model_dir).replace(bootstrap="rollout", rollout_limit=3, rounds=3)
     pipeline = execute(store, store.create_run(spec).id)
-    sft, rollout1, _ = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
-    assert sft.summary["train_examples"] == 8
-    assert rollout1.spec.limit == 3 and rollout1.summary["questions_done"] == 3
+    assert pipeline.status == "completed"
+    stages = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    assert stages[0].summary["train_examples"] == 8
+    rollouts = [r for r in stages if r.kind == "rollout"]
+    assert [(r.spec.offset, r.spec.limit, r.summary["questions_done"]) for r in rollouts] == [(0, 3, 3), (3, 3, 3), (6, 2, 2)]
+    train = get_task("unit_conversion").load("train")
+    for rollout_run, block in zip(rollouts, (train[0:3], train[3:6], train[6:8])):
+        assert {s["question"] for s in store.samples(rollout_run.id)} == {ex.question for ex in block}
 
 
 def test_grpo_steps_add_a_last_stage_from_the_last_adapter(tiny_model_dir, db_path, solving_rollouts):

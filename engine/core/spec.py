@@ -93,6 +93,12 @@ class RunSpec:
     limit: int = setting(
         0, "Use only the first N questions or training rows (0: all).", minimum=0, maximum=10_000_000
     )
+    offset: int = setting(
+        0,
+        "Skip the first N questions or training rows; --limit then counts from there (e.g. new "
+        "questions for a run that goes on from another's adapter).",
+        ("eval", "sft", "rollout", "rft", "grpo"), minimum=0, maximum=10_000_000,
+    )
     batch_size: int = setting(
         32, "Sequences per forward pass.", minimum=1, maximum=4096,
         by_kind={"rollout": 64, "pipeline": STAGE_DEFAULT},
@@ -180,8 +186,8 @@ class RunSpec:
     )
     rollout_limit: int = setting(
         1000,
-        "Pipeline: train questions rolled out each round (0: all); rollouts are the slowest "
-        "stage on a CPU.",
+        "Pipeline: questions rolled out each round, the next block of that many each round (0: "
+        "all); rollouts are the slowest stage on a CPU.",
         ("pipeline",), minimum=0, maximum=10_000_000,
     )
     rollout_model: str = setting("", "Pipeline: model that samples the rollouts, a teacher (empty: the trained model).", ("pipeline",))

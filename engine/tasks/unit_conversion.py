@@ -47,7 +47,7 @@ MODES = ("direct", "cot")
 # factors; with 1000 it scored 0.10-0.36 on valid for 3 to 20 epochs (see README).
 TRAIN_SIZE, VALID_SIZE = 5000, 200
 SHIFTED_SIZE = 200
-BROAD_SIZE = 5000
+BROAD_SIZE = 8000
 # Valid is questions 1000-1199 of the generated stream and train all the others, so the
 # valid split stayed the same when the train split grew from 1000 questions.
 VALID_START = 1000

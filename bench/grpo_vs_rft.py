@@ -1,8 +1,8 @@
 """GRPO against one expert-iteration round, from the same adapter and at the same wall-clock budget (issue 16).
 
-Expert iteration (EI): `rollout` samples --samples chains for each of the first --questions
-questions of --dataset from the starting adapter, then `rft` fine-tunes that adapter on the correct
-ones for --epochs. EI's wall time, process start and model loading included, is the budget. GRPO
+Expert iteration (EI): `rollout` samples --samples chains for each of --questions questions of
+--dataset (the first, or those after --offset, e.g. questions the start never trained on) from the
+starting adapter, then `rft` fine-tunes that adapter on the correct ones for --epochs. EI's wall time, process start and model loading included, is the budget. GRPO
 then trains from the same adapter, on the same questions, for as long: the bench cancels it once the
 budget is spent, and the adapter of the checkpoint it saves on stopping is its result. Every run
 is started the way the app starts one (`python -m engine start`), so both arms pay the same
@@ -43,7 +43,9 @@ def main() -> None:
     parser.add_argument("--db", type=Path, required=True, help="the run database holding the starting run")
     parser.add_argument("--start", type=int, required=True, help="the completed run whose adapter both arms start from")
     parser.add_argument("--dataset", default="broad", help="the training questions both arms sample on")
-    parser.add_argument("--questions", type=int, default=96, help="the first N questions of --dataset, for both arms")
+    parser.add_argument("--questions", type=int, default=96, help="N questions of --dataset, for both arms")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="skip the first N questions of --dataset (e.g. those the start trained on)")
     parser.add_argument("--samples", type=int, default=8, help="EI: chains sampled per question (k)")
     parser.add_argument("--epochs", type=int, default=2, help="EI: rft epochs on the correct chains")
     parser.add_argument("--group-size", type=int, default=8, help="GRPO: completions per question (G)")
@@ -73,7 +75,7 @@ def _compare(args, store: RunStore, console: Console) -> None:
     if start.status != "completed" or store.artifact(start.id, "adapter") is None:
         raise ReasonlabError(f"--start: run {start.id} is {start.status} without an adapter; pick a completed training run.")
     common = {"model": start.spec.model, "reasoning": start.spec.reasoning, "adapter": str(start.id)}
-    sampled = {"dataset": args.dataset, "limit": args.questions, "temperature": 1.0}
+    sampled = {"dataset": args.dataset, "offset": args.offset, "limit": args.questions, "temperature": 1.0}
 
     began = time.perf_counter()
     if args.rollout is None:
@@ -107,7 +109,7 @@ def _compare(args, store: RunStore, console: Console) -> None:
 
     arms = {"start": (str(start.id), 0.0), "EI (rollout + rft)": (str(rft.id), budget), "GRPO": (str(grpo_adapter), grpo_s)}
     table = Table(
-        title=f"from run {start.id} ({start.kind}); {args.dataset} questions 1-{args.questions}; EI: k={args.samples}, "
+        title=f"from run {start.id} ({start.kind}); {args.dataset} questions {args.offset + 1}-{args.offset + args.questions}; EI: k={args.samples}, "
         f"{args.epochs} epochs at lr {args.ei_lr:g}; GRPO: B={args.questions_per_step}, G={args.group_size}, "
         f"lr {args.grpo_lr:g}; greedy cot on the first {args.limit} of valid and shifted",
         title_justify="left",

@@ -56,6 +56,12 @@ MODE = "cot"  # GRPO reinforces reasoning chains, the format rft trains
 REFERENCE = "reference"
 """The peft adapter name of the frozen starting adapter, the KL reference of a run with --adapter."""
 STD_EPS = 1e-4  # keeps the division by a group's std finite (TRL's value)
+# The loss's forward and backward passes keep every token's activations and its row of logits.
+# 32 completions of partial products (about 110 tokens each) in one pass took over 19 GB with the
+# 135M model and were killed on a 24 GB machine beside another run, so a pass of the loss holds at
+# most this many tokens past the shared prefix (and --batch-size rows); generation keeps the
+# full --batch-size, and the gradient, summed over the passes, is the same.
+LOSS_PASS_TOKENS = 2048
 
 
 def run_grpo(ctx) -> None:
@@ -227,7 +233,7 @@ def grpo_step(ctx, loaded, task: Task, batch: list[Example], step: int, params, 
     began = time.perf_counter()
     sampled = sample_groups(loaded, task, batch, spec, step)
     keep = trained_rows(sampled, spec)
-    micro_batches = [keep[i : i + spec.batch_size] for i in range(0, len(keep), spec.batch_size)]
+    micro_batches = loss_passes(sampled.rows, keep, spec.batch_size)
     tokens = sum(sampled.rows[i].completion_len for i in keep)
     advantages = sampled.advantages.flatten()
     eps_high = spec.clip_eps_high or spec.clip_eps
@@ -291,6 +297,23 @@ def trained_rows(sampled: Sampled, spec) -> list[int]:
         if row.completion_len:
             keep.append(i)
     return keep
+
+
+def loss_passes(rows: list[Encoded], keep: list[int], max_rows: int) -> list[list[int]]:
+    """`keep` cut, in order, into passes of at most `max_rows` rows whose padded width past the
+    rows' shared prefix times their number stays within LOSS_PASS_TOKENS (a longer row alone)."""
+    prefix = shared_prefix_length([rows[i] for i in keep]) if keep else 0
+    passes: list[list[int]] = []
+    width = 0
+    for i in keep:
+        row_width = len(rows[i].ids) - prefix
+        if passes and len(passes[-1]) < max_rows and (len(passes[-1]) + 1) * max(width, row_width) <= LOSS_PASS_TOKENS:
+            passes[-1].append(i)
+            width = max(width, row_width)
+        else:
+            passes.append([i])
+            width = row_width
+    return passes
 
 
 def _policy_logp(loaded, all_rows: list[Encoded], rows: list[int], temperature: float, *, with_entropy: bool):

@@ -320,3 +320,46 @@ def test_grpo_from_a_starting_adapter_has_zero_kl_at_step_1_and_saves_only_the_t
     assert any(not torch.allclose(weights[name], started[name]) for name in weights)
     on_base = load_model(model_dir, adapter=saved)  # loads on the base model alone
     assert list(on_base.model.peft_config) == ["default"]
+
+
+def test_loss_passes_keep_rows_in_order_within_the_token_and_row_caps(monkeypatch):
+    from engine.training import Encoded
+
+    monkeypatch.setattr(grpo, "LOSS_PASS_TOKENS", 100)
+    prefix = list(range(20))  # 20 tokens every row shares (the chat template and instructions)
+    rows = [Encoded(prefix + [1] * width, 21) for width in (30, 30, 30, 60, 120, 10, 10)]
+    # Widths past the prefix: 30, 30, 30 fit 3 x 30 = 90; 60 does not join them (4 x 60 > 100);
+    # 120 is over the cap alone, so it is a pass of its own; 10 and 10 fit the max_rows cap of 3.
+    assert grpo.loss_passes(rows, [0, 1, 2, 3, 4, 5, 6], max_rows=3) == [[0, 1, 2], [3], [4], [5, 6]]
+    assert grpo.loss_passes(rows, [0, 1, 2], max_rows=2) == [[0, 1], [2]]
+    assert grpo.loss_passes(rows, [], max_rows=8) == []
+
+
+def test_splitting_the_loss_into_passes_leaves_the_trained_adapter_the_same(untrained_tiny_model_dir, db_path, monkeypatch):
+    """The loss divides by the whole step's token count, so its gradient, summed over passes,
+    is the one-pass gradient: the passes bound memory without changing what is learnt."""
+    monkeypatch.setitem(tasks.TASKS, "first_token", _first_token_task(untrained_tiny_model_dir))
+    store = RunStore(db_path)
+    spec = _grpo_spec(  # rewards that differ within groups, so the gradient is not zero
+        untrained_tiny_model_dir, task="first_token", steps=2, max_new_tokens=1, batch_size=8, learning_rate=1e-2,
+        format_reward=0.0,
+    )
+    adapters, norms = {}, {}  # AdamW hides a gradient's scale from the weights; its norm shows it
+    real = grpo.loss_passes
+    for tokens in (10_000, 8):  # every row in one pass; a row, or a few short ones, per pass
+        monkeypatch.setattr(grpo, "LOSS_PASS_TOKENS", tokens)
+        passes = []
+        monkeypatch.setattr(grpo, "loss_passes", lambda *a, **k: passes.append(real(*a, **k)) or passes[-1])
+        run = execute(store, store.create_run(spec).id)
+        assert run.status == "completed"
+        adapters[tokens] = _adapter_weights(Path(store.artifact(run.id, "adapter")["path"]))
+        norms[tokens] = [value for _, value in store.metric_series(run.id, "grad_norm")]
+        counts = [len(p) for p in passes]
+        assert counts == [1, 1] if tokens == 10_000 else min(counts) > 1, counts
+    assert len(norms[8]) == 2 and min(norms[8]) > 0 and norms[8] == pytest.approx(norms[10_000], rel=1e-5)
+    weights = adapters[10_000]
+    assert any(weights[name].abs().max() > 0 for name in weights)
+    # The sums run in another order, and AdamW turns a gradient near 0 into a step of up to lr
+    # whatever its rounding, so the weights agree to about 1e-4 where two steps at lr 1e-2 move them 2e-2.
+    for name in weights:
+        assert torch.allclose(weights[name], adapters[8][name], atol=5e-4), name

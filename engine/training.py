@@ -44,16 +44,16 @@ SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with
 
 
 def run_sft(ctx) -> None:
-    task = get_task(ctx.spec.task, ctx.spec.reasoning)
-    path = task.dataset_path(ctx.spec.dataset)
     spec = ctx.spec
+    task = get_task(spec.task, spec.reasoning)
+    path = task.dataset_path(spec.dataset)
     train(ctx, task, training_questions(task, spec.dataset, spec.limit, spec.offset), lambda i: row_name(path, spec.offset + i))
 
 
 def run_rft(ctx) -> None:
-    task = get_task(ctx.spec.task, ctx.spec.reasoning)
-    examples, describe = rft_examples(ctx, task)
     spec = ctx.spec
+    task = get_task(spec.task, spec.reasoning)
+    examples, describe = rft_examples(ctx, task)
     rows = window(examples, spec.offset, spec.limit, f"--data {spec.data}")
     train(ctx, task, rows, lambda i: describe(spec.offset + i))
 

@@ -2,9 +2,10 @@
 
 Expert iteration (EI): `rollout` samples --samples chains for each of --questions questions of
 --dataset (the first, or those after --offset, e.g. questions the start never trained on) from the
-starting adapter, then `rft` fine-tunes that adapter on the correct ones for --epochs. EI's wall time, process start and model loading included, is the budget. GRPO
-then trains from the same adapter, on the same questions, for as long: the bench cancels it once the
-budget is spent, and the adapter of the checkpoint it saves on stopping is its result. Every run
+starting adapter, then `rft` fine-tunes that adapter on the correct ones for --epochs. EI's wall
+time, process start and model loading included, is the budget. GRPO then trains from the same
+adapter, on the same questions, for as long: the bench cancels it once the budget is spent, and
+the adapter of the checkpoint it saves on stopping is its result. Every run
 is started the way the app starts one (`python -m engine start`), so both arms pay the same
 process and loading costs, and it inherits this process's CPU affinity and thread settings.
 

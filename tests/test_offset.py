@@ -14,12 +14,7 @@ from engine.core.store import RunStore
 from engine.datasets import window
 from engine.pipeline import round_questions
 from engine.tasks import get_task
-
-
-def _error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
+from tests.test_bad_input import _error_line
 
 
 def test_window_skips_offset_rows_then_takes_limit():

@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.core.errors import ReasonlabError
+from engine.core.metrics import STEPS_ACCURACY
 from engine.core.processes import cancel_run, start_detached
 from engine.core.spec import RunSpec
 from engine.core.store import Run, RunStore
@@ -47,6 +48,8 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=96, help="N questions of --dataset, for both arms")
     parser.add_argument("--offset", type=int, default=0,
                         help="skip the first N questions of --dataset (e.g. those the start trained on)")
+    parser.add_argument("--reward", choices=("answer", "steps"), default="answer",
+                        help="what earns a chain EI's RFT data and GRPO's reward: the checker's answer, or every step exact too")
     parser.add_argument("--samples", type=int, default=8, help="EI: chains sampled per question (k)")
     parser.add_argument("--epochs", type=int, default=2, help="EI: rft epochs on the correct chains")
     parser.add_argument("--group-size", type=int, default=8, help="GRPO: completions per question (G)")
@@ -76,7 +79,7 @@ def _compare(args, store: RunStore, console: Console) -> None:
     if start.status != "completed" or store.artifact(start.id, "adapter") is None:
         raise ReasonlabError(f"--start: run {start.id} is {start.status} without an adapter; pick a completed training run.")
     common = {"model": start.spec.model, "reasoning": start.spec.reasoning, "adapter": str(start.id)}
-    sampled = {"dataset": args.dataset, "offset": args.offset, "limit": args.questions, "temperature": 1.0}
+    sampled = {"dataset": args.dataset, "offset": args.offset, "limit": args.questions, "temperature": 1.0, "reward": args.reward}
 
     began = time.perf_counter()
     if args.rollout is None:
@@ -89,6 +92,8 @@ def _compare(args, store: RunStore, console: Console) -> None:
         rollout = store.get_run(args.rollout)
         if rollout.kind != "rollout" or rollout.status != "completed" or rollout.spec.adapter != str(start.id):
             raise ReasonlabError(f"--rollout: run {rollout.id} is not a completed rollout from run {start.id}'s adapter.")
+        if rollout.spec.reward != args.reward:
+            raise ReasonlabError(f"--rollout: run {rollout.id} kept chains by reward {rollout.spec.reward!r}; pass --reward {rollout.spec.reward}.")
         rollout_s = rollout.duration
     began = time.perf_counter()
     rft = _run(store, console, RunSpec(
@@ -112,15 +117,17 @@ def _compare(args, store: RunStore, console: Console) -> None:
     table = Table(
         title=f"from run {start.id} ({start.kind}); {args.dataset} questions {args.offset + 1}-{args.offset + args.questions}; EI: k={args.samples}, "
         f"{args.epochs} epochs at lr {args.ei_lr:g}; GRPO: B={args.questions_per_step}, G={args.group_size}, "
-        f"lr {args.grpo_lr:g}; greedy cot on the first {args.limit} of valid and shifted",
+        f"lr {args.grpo_lr:g}; reward: {args.reward}; greedy cot on the first {args.limit} of valid and shifted "
+        "(steps: right with every step exact)",
         title_justify="left",
     )
-    for column in ("model", "wall s", "valid", "shifted", "runs"):
+    for column in ("model", "wall s", "valid", "shifted", "valid steps", "shifted steps", "runs"):
         table.add_column(column, justify="left" if column in ("model", "runs") else "right")
     for name, (adapter, seconds) in arms.items():
         scores = {split: _scored(store, console, common | {"adapter": adapter}, split, args) for split in ("valid", "shifted")}
         table.add_row(
             name, f"{seconds:.0f}", *(f"{s.summary['accuracy']:.3f}" for s in scores.values()),
+            *(f"{s.summary[STEPS_ACCURACY]:.3f}" if STEPS_ACCURACY in s.summary else "-" for s in scores.values()),
             ",".join(str(s.id) for s in scores.values()),
         )
     out = Console() if Console().is_terminal else Console(width=160)

@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--rollout-dataset", default="", help="questions the rollouts sample, e.g. broad (empty: train)")
     parser.add_argument("--batch-size", type=int, default=_default("batch_size"))
     parser.add_argument("--bootstrap", default=_default("bootstrap"), choices=_choices("bootstrap"))
+    parser.add_argument("--reward", default=_default("reward"), choices=_choices("reward"),
+                        help="what earns a rollout's chain its place in a round's RFT data")
     parser.add_argument("--device", default=_default("device"), choices=_choices("device"))
     parser.add_argument("--dtype", default=_default("dtype"), choices=_choices("dtype"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -67,8 +69,9 @@ def main() -> None:
     teacher += f", rollouts on {args.rollout_dataset}" if args.rollout_dataset else ""
     table = Table(title=f"quality: train {args.train_limit or 'all'}, valid and shifted {args.valid_limit or 'all'}, "
                   f"k={args.samples} on {args.rollout_limit or 'all'}, epochs {args.epochs or 'sft 6 / rft 3'}, lr {args.learning_rate:g}, "
-                  f"rounds {args.rounds}{teacher}", title_justify="left")
-    for column in ("stage", "run", "valid", "shifted", "answer_rate", "other", "wall s"):
+                  f"rounds {args.rounds}{teacher}, reward {args.reward}; steps: right with every step exact",
+                  title_justify="left")
+    for column in ("stage", "run", "valid", "shifted", "valid steps", "shifted steps", "answer_rate", "other", "wall s"):
         table.add_column(column, justify="left" if column in ("stage", "other") else "right")
 
     began = time.perf_counter()
@@ -83,7 +86,7 @@ def main() -> None:
         kind="pipeline", model=args.model, limit=args.train_limit, eval_limit=args.valid_limit,
         eval_interval=0, num_samples=args.samples, rollout_limit=args.rollout_limit, epochs=args.epochs,
         learning_rate=args.learning_rate, rounds=args.rounds, batch_size=args.batch_size,
-        bootstrap=args.bootstrap, rollout_model=args.rollout_model,
+        bootstrap=args.bootstrap, reward=args.reward, rollout_model=args.rollout_model,
         reference_dataset=args.reference_dataset, rollout_dataset=args.rollout_dataset, **hardware,
     )
     run = store.create_run(pipeline)
@@ -120,10 +123,12 @@ def _row(table: Table, label: str, run, shifted_run=None) -> None:
     if run.kind == "rollout":
         other = f"success {s.get('success_rate', 0):.2f}, correct {s.get('correct_rate', 0):.2f}, " \
                 f"{s.get('rft_rows', 0):.0f} rows, {s.get('tokens_per_s', 0):.0f} tok/s"
-        cells = ("", "", "")
+        cells = ("",) * 5
     else:
-        shifted = shifted_run.summary.get("accuracy") if shifted_run else s.get("shifted_accuracy")
-        cells = (_score(s.get("accuracy")), _score(shifted), _score(s.get("answer_rate")))
+        shifted = shifted_run.summary if shifted_run else _unprefixed(s, "shifted_")
+        cells = tuple(_score(scores.get(name)) for name, scores in (
+            ("accuracy", s), ("accuracy", shifted), ("steps_accuracy", s), ("steps_accuracy", shifted), ("answer_rate", s),
+        ))
         other = f"{s['samples_per_s']:.1f} samples/s" if "samples_per_s" in s else f"{s.get('tokens_per_s', 0):.0f} tok/s"
     runs = f"{run.id}+{shifted_run.id}" if shifted_run else str(run.id)
     seconds = sum(r.duration or 0 for r in (run, shifted_run) if r is not None)

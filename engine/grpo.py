@@ -36,7 +36,7 @@ from engine.core.errors import DataError, ReasonlabError, RunCancelled
 from engine.generation import Completion, Sampling, generate
 from engine.model import quiet_peft_checkpointing_warning
 from engine.tasks import get_task
-from engine.tasks.base import Example, Task, answers, task_reward
+from engine.tasks.base import Example, Task, answers, step_checker, task_reward
 from engine.training import (
     checkpoint,
     MAX_GRAD_NORM,
@@ -69,6 +69,8 @@ def run_grpo(ctx) -> None:
     if spec.temperature <= 0:
         raise ReasonlabError("temperature: GRPO needs sampled groups; at 0 every completion of a group is the same. Use e.g. 1.0.")
     task = get_task(spec.task, spec.reasoning)
+    if spec.reward == "steps":
+        step_checker(task)  # refuse a task that cannot check steps before sampling anything
     questions = training_questions(task, spec.dataset, spec.limit, spec.offset)
     if not questions:
         raise DataError("No training questions; check --dataset and --limit.")
@@ -175,7 +177,7 @@ def sample_groups(loaded, task: Task, batch: list[Example], spec, step: int) -> 
     flat = [c for samples in completions for c in samples]
     rewards = torch.tensor(
         [
-            [reward(task, ex, c.text, spec.format_reward) for c in samples]
+            [reward(task, ex, c.text, spec.format_reward, spec.reward) for c in samples]
             for ex, samples in zip(batch, completions)
         ],
         dtype=torch.float32,
@@ -183,10 +185,11 @@ def sample_groups(loaded, task: Task, batch: list[Example], spec, step: int) -> 
     return Sampled(rows, flat, rewards, group_advantages(rewards, spec.scale_rewards == "group"), seconds)
 
 
-def reward(task: Task, example: Example, output: str, format_weight: float) -> float:
-    """The task's reward, plus `format_weight` when the output holds a parsable answer."""
+def reward(task: Task, example: Example, output: str, format_weight: float, earned_by: str) -> float:
+    """The task's reward (`earned_by` the answer, or its every step too), plus `format_weight`
+    when the output holds a parsable answer."""
     bonus = format_weight if format_weight and answers(task, output, MODE) else 0.0
-    return task_reward(task, example, output, MODE) + bonus
+    return task_reward(task, example, output, MODE, earned_by) + bonus
 
 
 def group_advantages(rewards: torch.Tensor, scale: bool) -> torch.Tensor:

@@ -59,7 +59,7 @@ from engine.training import training_questions
 
 # A training stage's scores: valid's, another held-out split's ('shifted_accuracy'), and either
 # by category ('accuracy/family=length').
-_SCORE = re.compile(r"(?:[a-z]+_)?(?:accuracy|answer_rate)(?:/.+)?")
+_SCORE = re.compile(r"(?:[a-z_]+_)?(?:accuracy|answer_rate)(?:/.+)?")
 
 
 @dataclass(frozen=True)

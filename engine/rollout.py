@@ -1,5 +1,5 @@
 """The `rollout` run kind: sample k reasoning chains per training question and keep the
-correct ones as RFT data.
+correct ones as RFT data (with --reward steps, only those whose every step is exact too).
 
 Every sample is stored. Each batch of questions is committed in one transaction, so a run
 killed at any moment (even kill -9) loses at most that batch: resuming skips the questions whose
@@ -17,7 +17,7 @@ from engine.datasets import row_name, save_examples
 from engine.evaluation import scored_sample
 from engine.generation import Sampling, generate
 from engine.tasks import get_task
-from engine.tasks.base import Example
+from engine.tasks.base import Example, step_checker
 from engine.tool_generation import generation_for
 from engine.training import training_questions
 
@@ -27,6 +27,8 @@ STEP = 0  # rollout samples all live at step 0; idx = question index, sample = j
 def run_rollout(ctx) -> None:
     spec = ctx.spec
     task = get_task(spec.task, spec.reasoning)
+    if spec.reward == "steps":
+        step_checker(task)  # refuse a task that cannot check steps before sampling anything
     questions = training_questions(task, spec.dataset, spec.limit, spec.offset)
     done = ctx.store.done_indices(ctx.run.id, STEP)
     todo = [i for i in range(len(questions)) if i not in done]
@@ -65,7 +67,7 @@ def run_rollout(ctx) -> None:
                 rates = ctx.ranks.per_rank(tokens / seconds if seconds else 0.0)
                 ctx.tracker.log(tally.questions, **{per_rank_name(TOKENS_PER_S, r): rate for r, rate in enumerate(rates)})
             bar.advance(len(whole_round))
-    examples = correct_examples(ctx.store, ctx.run.id)
+    examples = correct_examples(ctx.store, ctx.run)
     path = ctx.run_dir / "rft.json"
     if ctx.ranks.is_main:
         save_examples(path, examples)
@@ -73,18 +75,21 @@ def run_rollout(ctx) -> None:
     ctx.tracker.log(tally.questions, **tally.metrics(), rft_rows=len(examples))
     ctx.results.update(tally.metrics(), rft_rows=len(examples))
     if not examples:
-        ctx.log.warning("no correct samples; RFT cannot use this run")
-        ctx.console.print("[yellow]warning:[/yellow] no correct samples; RFT cannot use this run.", highlight=False)
+        kept = "correct samples with every step exact" if spec.reward == "steps" else "correct samples"
+        ctx.log.warning("no %s; RFT cannot use this run", kept)
+        ctx.console.print(f"[yellow]warning:[/yellow] no {kept}; RFT cannot use this run.", highlight=False)
 
 
-def correct_examples(store, run_id: int) -> list[Example]:
+def correct_examples(store, run) -> list[Example]:
     """A rollout run's correct samples as RFT rows [question, answer, reasoning], in question
-    order, without repeating the same text for the same question."""
+    order, without repeating the same text for the same question. With the run's reward
+    'steps', only those whose every step is exact: the checker's 5% lets a wrong step through."""
+    exact = step_checker(get_task(run.spec.task, run.spec.reasoning)) if run.spec.reward == "steps" else None
     seen: set[tuple[str, str]] = set()
     examples = []
-    for row in store.samples(run_id, step=STEP, correct=True):
+    for row in store.samples(run.id, step=STEP, correct=True):
         key = (row["question"], row["output"].strip())
-        if key not in seen:
+        if key not in seen and (exact is None or exact(key[1])):
             seen.add(key)
             examples.append(Example(row["question"], row["target"], row["output"].strip()))
     return examples

@@ -28,7 +28,7 @@ from engine.core.errors import DataError, ReasonlabError, RunCancelled
 from engine.core.ids import is_run_id, parse_run_id
 from engine.datasets import row_name, window
 from engine.distributed import SINGLE_PROCESS, Ranks
-from engine.evaluation import EvalResult, category_accuracy, evaluate
+from engine.evaluation import EvalResult, category_accuracy, evaluate, steps_accuracy
 from engine.generation import MIN_SHARED_PREFIX, Sampling, common_prefix_length
 from engine.core.metrics import SAMPLES_PER_S, per_rank_name
 from engine.core.spec import default_max_new_tokens
@@ -88,10 +88,11 @@ def rft_examples(ctx, task: Task) -> tuple[list[Example], Callable[[int], str]]:
         raise ReasonlabError(f"data: run {source.id} is a {source.kind} run, not a rollout; pass a rollout run id or a JSON file.")
     if source.spec.mode != "cot":
         raise ReasonlabError(f"data: rollout run {source.id} sampled {source.spec.mode} answers; RFT trains on cot reasoning.")
-    examples = correct_examples(ctx.store, source.id)
+    examples = correct_examples(ctx.store, source)
     if not examples:
+        kept = "correct samples with every step exact" if source.spec.reward == "steps" else "correct samples"
         raise ReasonlabError(
-            f"data: rollout run {source.id} has no correct samples; roll out from a trained adapter "
+            f"data: rollout run {source.id} has no {kept}; roll out from a trained adapter "
             "(--adapter), with more samples (--num-samples), or pass a JSON file."
         )
     return examples, lambda i: f"Rollout run {source.id}'s correct sample {i}"
@@ -287,7 +288,7 @@ def evaluate_valid(ctx, loaded, task: Task, valid: list[Example], mode: str, ste
         ctx, loaded, task, valid, mode,
         on_rows=lambda rows: ctx.store.add_samples(ctx.run.id, [r | {"step": step} for r in rows]),
     )
-    metrics = {k: result.metrics[k] for k in ("accuracy", "answer_rate")}
+    metrics = {k: result.metrics[k] for k in ("accuracy", "answer_rate")} | steps_accuracy(task, mode, result.rows)
     ctx.tracker.log(step, **metrics)
     ctx.log.info("step %d: valid %s", step, metrics)
     return metrics | category_accuracy(task, valid, [r["correct"] for r in result.rows])
@@ -303,7 +304,7 @@ def evaluate_held_out(ctx, loaded, task: Task, mode: str, step: int) -> dict[str
             continue
         examples = scored_subset(task, split, ctx.spec.eval_limit)
         result = score(ctx, loaded, task, examples, mode)
-        found = {k: result.metrics[k] for k in ("accuracy", "answer_rate")}
+        found = {k: result.metrics[k] for k in ("accuracy", "answer_rate")} | steps_accuracy(task, mode, result.rows)
         found |= category_accuracy(task, examples, [r["correct"] for r in result.rows])
         metrics |= {f"{split}_{name}": value for name, value in found.items()}
         ctx.log.info("step %d: %s accuracy %.3f", step, split, found["accuracy"])

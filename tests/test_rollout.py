@@ -77,10 +77,12 @@ def test_rollout_crashing_mid_run_resumes_without_duplicates_or_losses(tiny_mode
 
 def test_rollout_samples_depend_on_the_question_not_its_batch(tiny_model_dir, db_path):
     """Seeded by question index: two questions per batch or four, each question gets the same
-    samples, and a question's k samples differ from each other."""
+    samples, and a question's k samples differ from each other. At temperature 0.8 the tiny model
+    starts its answer with the same digit 0.8 of the time, so whether two samples differ would
+    turn on the draw; at 2 it does not."""
     store = RunStore(db_path)
-    narrow = execute(store, store.create_run(_spec(tiny_model_dir, batch_size=4)).id)
-    wide = execute(store, store.create_run(_spec(tiny_model_dir, batch_size=8)).id)
+    narrow = execute(store, store.create_run(_spec(tiny_model_dir, batch_size=4).replace(temperature=2.0)).id)
+    wide = execute(store, store.create_run(_spec(tiny_model_dir, batch_size=8).replace(temperature=2.0)).id)
     samples = _outputs(store, narrow.id)
     assert samples == _outputs(store, wide.id)
     assert sum(samples[(i, 0)] != samples[(i, 1)] for i in range(QUESTIONS)) >= 2
@@ -120,7 +122,7 @@ def test_correct_examples_are_deduplicated_by_text(db_path):
             row | {"idx": 0, "sample": 3, "output": "<answer>7</answer>", "answer": 7.0, "correct": False},
         ],
     )
-    examples = rollout.correct_examples(store, run.id)
+    examples = rollout.correct_examples(store, run)
     assert [e.reasoning for e in examples] == [
         "1 km = 1000 m. <answer>1000</answer>", "1 * 1000 = 1000. <answer>1000</answer>"
     ]

@@ -15,6 +15,8 @@ ACCURACY = "accuracy"
 ANSWER_RATE = "answer_rate"
 SHIFTED_ACCURACY = "shifted_accuracy"
 SHIFTED_ANSWER_RATE = "shifted_answer_rate"
+STEPS_ACCURACY = "steps_accuracy"
+SHIFTED_STEPS_ACCURACY = "shifted_steps_accuracy"
 SAMPLES_PER_S = "samples_per_s"
 TOKENS_PER_S = "tokens_per_s"
 QUESTIONS_DONE = "questions_done"
@@ -44,6 +46,8 @@ TITLES = {
     ANSWER_RATE: "Answer rate",
     SHIFTED_ACCURACY: "Accuracy on shifted",
     SHIFTED_ANSWER_RATE: "Answer rate on shifted",
+    STEPS_ACCURACY: "Accuracy, every step exact",
+    SHIFTED_STEPS_ACCURACY: "Accuracy on shifted, every step exact",
     GRAD_NORM: "Gradient norm",
     SAMPLES_PER_S: "Samples / s",
     TOKENS_PER_S: "Tokens / s",
@@ -80,7 +84,7 @@ CHARTS_BY_KIND: dict[str, tuple[str, ...]] = {
 """The metrics charted on a run's page, by kind."""
 
 
-HIGHER_IS_BETTER = frozenset({ACCURACY, ANSWER_RATE, SHIFTED_ACCURACY, SHIFTED_ANSWER_RATE, SAMPLES_PER_S, TOKENS_PER_S, SUCCESS_RATE, CORRECT_RATE, REWARD_MEAN})
+HIGHER_IS_BETTER = frozenset({ACCURACY, ANSWER_RATE, SHIFTED_ACCURACY, SHIFTED_ANSWER_RATE, STEPS_ACCURACY, SHIFTED_STEPS_ACCURACY, SAMPLES_PER_S, TOKENS_PER_S, SUCCESS_RATE, CORRECT_RATE, REWARD_MEAN})
 LOWER_IS_BETTER = frozenset({LOSS, GRAD_NORM})
 """Which way a metric improves; the others (learning rate, counts, sizes) have no best value."""
 

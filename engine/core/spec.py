@@ -23,6 +23,9 @@ GENERATING_KINDS = ("eval", "rollout", "pipeline", "grpo")
 # products scored higher than the units chain on shifted and on valid, trained alike, at twice
 # the tokens per chain (README, "Partial products").
 DEFAULT_REASONING = "partials"
+# The reasoning formats whose every step the task can check (engine.tasks.scratchpad.steps_exact),
+# so the 'steps' reward can use them.
+STEP_CHECKED_REASONING = ("partials",)
 DEFAULT_MODEL = "smollm2-135m"
 
 
@@ -258,6 +261,15 @@ class RunSpec:
         0.0, "GRPO: reward added to a completion whose answer parses (0: the checker alone).", ("grpo",), minimum=0.0,
         maximum=1.0,
     )
+    # The checker allows 5%, so a wrong low digit in a partial product still passes it: half of a
+    # trained model's right answers on shifted rested on one, and expert iteration and GRPO on
+    # such chains both lost shifted accuracy (README, "Online RL").
+    reward: str = setting(
+        "answer",
+        "Rollouts and GRPO: what earns a chain its place in the RFT data or GRPO's reward: 'answer' "
+        "(the checker) or 'steps' (the checker, and every worked step exact; partials reasoning only).",
+        ("rollout", "grpo", "pipeline"), choices=("answer", "steps"),
+    )
     mask_truncated: str = setting(
         "off", "GRPO: 'on' leaves completions cut by max_new_tokens out of the loss.", ("grpo",), choices=("on", "off")
     )
@@ -302,6 +314,12 @@ class RunSpec:
                 "reasoning",
                 "GRPO trains on the tokens the model wrote, and the calculator's results are not "
                 "the model's; use --reasoning units, reference, partials or scratchpad for GRPO.",
+            )
+        if self.reward == "steps" and self.reasoning not in STEP_CHECKED_REASONING:
+            raise SpecError(
+                "reward",
+                f"'steps' checks the steps of {', '.join(STEP_CHECKED_REASONING)} chains, not {self.reasoning} "
+                f"ones; use --reasoning {STEP_CHECKED_REASONING[0]} or --reward answer.",
             )
 
     # -- views used by the CLI, the store and the app -------------------------------------

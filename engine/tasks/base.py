@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
+
+from engine.core.errors import SpecError
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,30 @@ class Task(Protocol):
     # Optional: `reward(example, output) -> float`, what online RL (the grpo kind) maximises for a
     # cot completion. A task without it is rewarded by its checker; see `task_reward`.
 
+    # Optional: `steps_exact(output) -> bool`, whether every worked step of a cot completion is
+    # exact; None (or absent) when the reasoning format's steps cannot be checked. The 'steps'
+    # reward (engine.core.spec) uses it: a checker with a tolerance passes answers reached by a
+    # wrong step.
 
-def task_reward(task: Task, example: Example, output: str, mode: str) -> float:
-    """The task's own `reward` when it defines one, else its checker: 1.0 correct, 0.0 not."""
+
+def task_reward(task: Task, example: Example, output: str, mode: str, reward: str = "answer") -> float:
+    """The task's own `reward` when it defines one, else its checker: 1.0 correct, 0.0 not. With
+    reward 'steps', 0.0 unless every step of the output is exact as well."""
+    if reward == "steps" and not step_checker(task)(output):
+        return 0.0
     if hasattr(task, "reward"):
         return float(task.reward(example, output))
     return float(task.is_correct(task.parse(output, mode), example.answer))
+
+
+def step_checker(task: Task) -> Callable[[str], bool]:
+    """The task's `steps_exact`; a spec error when its reasoning format has none."""
+    check = getattr(task, "steps_exact", None)
+    if check is None:
+        raise SpecError(
+            "reward", f"'steps' needs a reasoning format whose steps task {task.name!r} can check; use --reward answer."
+        )
+    return check
 
 
 def answers(task: Task, output: str, mode: str) -> bool:

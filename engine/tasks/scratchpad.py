@@ -27,6 +27,7 @@ decimal point placed by a one-digit estimate instead of a sum of exponents.
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 SIGNIFICANT_DIGITS = 3
@@ -121,3 +122,63 @@ def partial_products(value: Decimal, factor: Decimal) -> tuple[str, Decimal]:
         f"About {plain(v_estimate)} * {plain(f_estimate)} = {plain(v_estimate * f_estimate)}, so {plain(product)}"
     )
     return " ".join(steps), product
+
+
+# -- reading a generated partials chain back, step by step --
+
+_NUMBER = r"\d+(?:\.\d+)?"
+# The calculation and its steps, as `partial_products` writes them after the factor line:
+# '= 38.1 * 914.4 mm. 381*9=3429. ... About 40 * 900 = 36000, so 34823.4 mm. <answer>34823.4</answer>'
+# (a division: '= 90 / 60 min = 90 * 0.0166 min. ...').
+_CALCULATION = re.compile(
+    rf"= (?P<value>{_NUMBER}) (?P<op>[*/]) (?P<factor>{_NUMBER}) [^=]*?"
+    rf"(?:= (?P=value) \* (?P<inverse>{_NUMBER}) [^=]*?)?\. "
+    r"(?P<steps>(?:\d+\*\d=\d+\. )+(?:\d+\+\d+=\d+\. )*)"
+    rf"About (?P<a>{_NUMBER}) \* (?P<b>{_NUMBER}) = (?P<c>{_NUMBER}), so (?P<product>{_NUMBER}) "
+    rf"[^<]*<answer>(?P<answer>{_NUMBER})</answer>"
+)
+_PARTIAL = re.compile(r"(\d+)\*(\d)=(\d+)\. ")
+_RUNNING_SUM = re.compile(r"(\d+)\+(\d+)=(\d+)\. ")
+
+
+def steps_exact(chain: str) -> bool:
+    """Whether every step of a partials chain follows exactly from the numbers it states: the
+    inverse of a divisor cut to 3 digits, each partial product of the value's first 3 digits by
+    one of the multiplier's, each running sum, the one-digit estimate, and the product's digits
+    and decimal point (which also is the answer). The factor line is not checked here: a wrong
+    factor gives a wrong answer, which the checker catches. Why: the checker allows 5%, so a
+    wrong low digit ('481*4=1884') still passes it; half of a trained model's right answers on
+    shifted rested on such a step (README, "A fourth step adds nothing"), and a rollout or a
+    reward that keeps them teaches the wrong step. A chain not in the partials format is not
+    exact."""
+    match = _CALCULATION.search(chain)
+    if match is None:
+        return False
+    try:
+        value, multiplier = Decimal(match["value"]), Decimal(match["inverse"] or match["factor"])
+        if (match["op"] == "/") != (match["inverse"] is not None):
+            return False
+        if match["op"] == "/" and leading_digits(1 / Decimal(match["factor"])) != leading_digits(multiplier):
+            return False
+        value_digits, multiplier_digits = leading_digits(value)[0], leading_digits(multiplier)[0]
+        partials = [(int(a), int(d), int(p)) for a, d, p in _PARTIAL.findall(match["steps"])]
+        if [(a, d) for a, d, _ in partials] != [(value_digits, int(d)) for d in str(multiplier_digits)]:
+            return False
+        if any(a * d != p for a, d, p in partials):
+            return False
+        sums = [tuple(map(int, s)) for s in _RUNNING_SUM.findall(match["steps"])]
+        if len(sums) != len(partials) - 1:
+            return False
+        total = partials[0][2]
+        for (shifted, partial, result), (_, _, expected) in zip(sums, partials[1:]):
+            if (shifted, partial, result) != (total * 10, expected, total * 10 + expected):
+                return False
+            total = result
+        a, b, c, product = (Decimal(match[name]) for name in ("a", "b", "c", "product"))
+        if (a, b) != (one_digit(value), one_digit(multiplier)) or a * b != c:
+            return False
+        digits = match["product"].replace(".", "").strip("0")
+        # The digits fit the estimate in one place only (`partial_products`).
+        return digits == str(total).rstrip("0") and 10**-0.5 < product / c < 10**0.5 and product == Decimal(match["answer"])
+    except (ArithmeticError, ValueError):  # a zero value or divisor
+        return False

@@ -36,11 +36,11 @@ from typing import Callable, Iterable, NamedTuple
 from engine import datasets, scoring
 from engine.core.dataset_files import HELD_OUT_SPLITS, dataset_parts, dataset_path
 from engine.core.errors import DataError, SpecError
-from engine.core.spec import DEFAULT_REASONING
+from engine.core.spec import DEFAULT_REASONING, STEP_CHECKED_REASONING
 from engine.tasks.base import ChatTokenizer, Example
 from engine.tasks.calculator import CALL_END, CALL_START, result_text
 from engine.tasks.numbers import format_number
-from engine.tasks.scratchpad import leading_digits, partial_products, plain, scratchpad
+from engine.tasks.scratchpad import leading_digits, partial_products, plain, scratchpad, steps_exact
 
 MODES = ("direct", "cot")
 # 5000 train questions: a 135M model answering directly (SFT) needs that many to learn the
@@ -686,6 +686,7 @@ class UnitConversionTask:
         self.reasoning = reasoning
         self.worked_examples = worked_examples(reasoning)
         self.calculator = reasoning == "calculator"
+        self.steps_exact = steps_exact if reasoning in STEP_CHECKED_REASONING else None
 
     def dataset_path(self, dataset: str) -> Path:
         return dataset_path(dataset)

@@ -97,12 +97,20 @@ async def test_parent_run_is_offered_and_recorded(make_app, seeded_db):
     assert run.parent_id == 1 and run.spec.adapter == "1"
 
 
+def settled_form_of(screen: LaunchScreen, kind: str) -> bool:
+    """Whether the screen holds one form, of `kind`, settled. Between removing the old form and
+    mounting the new one the screen holds none, so this asks without `screen.form`, which fails
+    then."""
+    forms = list(screen.query(SpecForm))
+    return len(forms) == 1 and forms[0].kind == kind and forms[0].settled
+
+
 async def open_form(pilot, kind: str = "eval") -> LaunchScreen:
     await pilot.press("n")
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen))
     if kind != "eval":
         pilot.app.screen.query_one("#launch-kind", Select).value = kind
-    await wait_for(pilot, lambda: pilot.app.screen.form.kind == kind and pilot.app.screen.form.settled)
+    await wait_for(pilot, lambda: settled_form_of(pilot.app.screen, kind))
     return pilot.app.screen
 
 
@@ -120,7 +128,7 @@ async def test_after_switching_kind_typing_lands_in_the_new_forms_first_field(ma
 
 async def open_form_kind(pilot, kind: str) -> LaunchScreen:
     pilot.app.screen.query_one("#launch-kind", Select).value = kind
-    await wait_for(pilot, lambda: pilot.app.screen.form.kind == kind and pilot.app.screen.form.settled)
+    await wait_for(pilot, lambda: settled_form_of(pilot.app.screen, kind))
     return pilot.app.screen
 
 
@@ -264,6 +272,5 @@ async def test_switching_kind_before_the_form_has_settled_leaves_one_form_of_the
         kind.value = "sft"
         kind.value = "rft"
         screen = pilot.app.screen
-        await wait_for(pilot, lambda: screen.form.kind == "rft" and screen.form.settled)
-        assert [form.kind for form in screen.query(SpecForm)] == ["rft"]
+        await wait_for(pilot, lambda: settled_form_of(screen, "rft"))
         assert screen.focused is screen.form.query(Input).first()

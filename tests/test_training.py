@@ -207,7 +207,7 @@ def _lora_model(tiny_model_dir):
 
     from engine.model import load_model
 
-    loaded = load_model(tiny_model_dir)
+    loaded = load_model(tiny_model_dir, dtype="float32")  # the comparisons' tolerances are float32's
     torch.manual_seed(0)
     config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
     return get_peft_model(loaded.model, config), loaded.tokenizer

@@ -94,7 +94,7 @@ def steps_accuracy(task: Task, mode: str, rows: Sequence[dict]) -> dict[str, flo
     """'steps_accuracy': the share of `rows` whose answer is right and whose every step is exact,
     when the task can check the steps of its cot chains (else nothing). Why beside accuracy: the
     checker allows 5%, and half of a trained model's right answers on shifted rested on a wrong
-    step (README, "A fourth step adds nothing")."""
+    step (README, "Checking every step")."""
     exact = getattr(task, "steps_exact", None)
     if exact is None or mode != "cot" or not rows:
         return {}

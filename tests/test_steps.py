@@ -139,3 +139,11 @@ def test_rft_from_a_steps_rollout_without_exact_chains_fails_saying_so(db_path, 
     with pytest.raises(ReasonlabError, match=expected):
         execute(store, run.id)
     assert store.get_run(run.id).status == "failed"
+
+
+def test_a_trailing_zero_of_the_multiplier_written_out_is_a_right_step():
+    """'21*8=168. 21*0=0. 21*0=0.' multiplies by 800 instead of 8: longer, and still exact."""
+    chain = partials_reasoning(Example("Convert 21000 kB to bits.", 168_000_000.0))
+    longer = chain.replace("21*8=168. ", "21*8=168. 21*0=0. 21*0=0. 1680+0=1680. 16800+0=16800. ")
+    assert steps_exact(chain) and longer != chain and steps_exact(longer)
+    assert not steps_exact(longer.replace("16800+0=16800", "16800+0=16900"))

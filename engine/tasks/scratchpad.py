@@ -141,6 +141,11 @@ _PARTIAL = re.compile(r"(\d+)\*(\d)=(\d+)\. ")
 _RUNNING_SUM = re.compile(r"(\d+)\+(\d+)=(\d+)\. ")
 
 
+def _significant(number: str) -> str:
+    """A number's digits from its first non-zero one to its last: '0.0150' -> '15', '800' -> '8'."""
+    return number.replace(".", "").strip("0")
+
+
 def steps_exact(chain: str) -> bool:
     """Whether every step of a partials chain follows exactly from the numbers it states: the
     inverse of a divisor cut to 3 digits, each partial product of the value's first 3 digits by
@@ -148,7 +153,7 @@ def steps_exact(chain: str) -> bool:
     and decimal point (which also is the answer). The factor line is not checked here: a wrong
     factor gives a wrong answer, which the checker catches. Why: the checker allows 5%, so a
     wrong low digit ('481*4=1884') still passes it; half of a trained model's right answers on
-    shifted rested on such a step (README, "A fourth step adds nothing"), and a rollout or a
+    shifted rested on such a step (README, "Checking every step"), and a rollout or a
     reward that keeps them teaches the wrong step. A chain not in the partials format is not
     exact."""
     match = _CALCULATION.search(chain)
@@ -162,7 +167,11 @@ def steps_exact(chain: str) -> bool:
             return False
         value_digits, multiplier_digits = leading_digits(value)[0], leading_digits(multiplier)[0]
         partials = [(int(a), int(d), int(p)) for a, d, p in _PARTIAL.findall(match["steps"])]
-        if [(a, d) for a, d, _ in partials] != [(value_digits, int(d)) for d in str(multiplier_digits)]:
+        # The value's and the multiplier's first digits, in order; a trailing zero written out
+        # ('21*8=168. 21*0=0. 21*0=0.' for 8000) is one more right step, not a wrong one.
+        if len({a for a, _, _ in partials}) != 1 or _significant(str(partials[0][0])) != str(value_digits):
+            return False
+        if _significant("".join(str(d) for _, d, _ in partials)) != str(multiplier_digits):
             return False
         if any(a * d != p for a, d, p in partials):
             return False
@@ -177,8 +186,7 @@ def steps_exact(chain: str) -> bool:
         a, b, c, product = (Decimal(match[name]) for name in ("a", "b", "c", "product"))
         if (a, b) != (one_digit(value), one_digit(multiplier)) or a * b != c:
             return False
-        digits = match["product"].replace(".", "").strip("0")
         # The digits fit the estimate in one place only (`partial_products`).
-        return digits == str(total).rstrip("0") and 10**-0.5 < product / c < 10**0.5 and product == Decimal(match["answer"])
+        return _significant(match["product"]) == _significant(str(total)) and 10**-0.5 < product / c < 10**0.5 and product == Decimal(match["answer"])
     except (ArithmeticError, ValueError):  # a zero value or divisor
         return False

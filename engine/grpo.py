@@ -69,8 +69,7 @@ def run_grpo(ctx) -> None:
     if spec.temperature <= 0:
         raise ReasonlabError("temperature: GRPO needs sampled groups; at 0 every completion of a group is the same. Use e.g. 1.0.")
     task = get_task(spec.task, spec.reasoning)
-    if spec.reward == "steps":
-        step_checker(task)  # refuse a task that cannot check steps before sampling anything
+    step_checker(task, spec.reward)  # refuse a task that cannot check steps before sampling anything
     questions = training_questions(task, spec.dataset, spec.limit, spec.offset)
     if not questions:
         raise DataError("No training questions; check --dataset and --limit.")

@@ -22,13 +22,14 @@ from engine.tool_generation import generation_for
 from engine.training import training_questions
 
 STEP = 0  # rollout samples all live at step 0; idx = question index, sample = j
+# What a rollout keeps as RFT rows, by its reward setting (`correct_examples`).
+KEPT = {"answer": "correct samples", "steps": "correct samples with every step exact"}
 
 
 def run_rollout(ctx) -> None:
     spec = ctx.spec
     task = get_task(spec.task, spec.reasoning)
-    if spec.reward == "steps":
-        step_checker(task)  # refuse a task that cannot check steps before sampling anything
+    step_checker(task, spec.reward)  # refuse a task that cannot check steps before sampling anything
     questions = training_questions(task, spec.dataset, spec.limit, spec.offset)
     done = ctx.store.done_indices(ctx.run.id, STEP)
     todo = [i for i in range(len(questions)) if i not in done]
@@ -75,16 +76,15 @@ def run_rollout(ctx) -> None:
     ctx.tracker.log(tally.questions, **tally.metrics(), rft_rows=len(examples))
     ctx.results.update(tally.metrics(), rft_rows=len(examples))
     if not examples:
-        kept = "correct samples with every step exact" if spec.reward == "steps" else "correct samples"
-        ctx.log.warning("no %s; RFT cannot use this run", kept)
-        ctx.console.print(f"[yellow]warning:[/yellow] no {kept}; RFT cannot use this run.", highlight=False)
+        ctx.log.warning("no %s; RFT cannot use this run", KEPT[spec.reward])
+        ctx.console.print(f"[yellow]warning:[/yellow] no {KEPT[spec.reward]}; RFT cannot use this run.", highlight=False)
 
 
 def correct_examples(store, run) -> list[Example]:
     """A rollout run's correct samples as RFT rows [question, answer, reasoning], in question
     order, without repeating the same text for the same question. With the run's reward
     'steps', only those whose every step is exact: the checker's 5% lets a wrong step through."""
-    exact = step_checker(get_task(run.spec.task, run.spec.reasoning)) if run.spec.reward == "steps" else None
+    exact = step_checker(get_task(run.spec.task, run.spec.reasoning), run.spec.reward)
     seen: set[tuple[str, str]] = set()
     examples = []
     for row in store.samples(run.id, step=STEP, correct=True):

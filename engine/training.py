@@ -75,7 +75,7 @@ def training_questions(task: Task, dataset: str, limit: int, offset: int = 0) ->
 def rft_examples(ctx, task: Task) -> tuple[list[Example], Callable[[int], str]]:
     """RFT rows from `spec.data` (a rollout run's correct samples or a JSON file), and how
     errors name row i."""
-    from engine.rollout import correct_examples
+    from engine.rollout import KEPT, correct_examples
 
     data = ctx.spec.data
     if not data:
@@ -90,9 +90,8 @@ def rft_examples(ctx, task: Task) -> tuple[list[Example], Callable[[int], str]]:
         raise ReasonlabError(f"data: rollout run {source.id} sampled {source.spec.mode} answers; RFT trains on cot reasoning.")
     examples = correct_examples(ctx.store, source)
     if not examples:
-        kept = "correct samples with every step exact" if source.spec.reward == "steps" else "correct samples"
         raise ReasonlabError(
-            f"data: rollout run {source.id} has no {kept}; roll out from a trained adapter "
+            f"data: rollout run {source.id} has no {KEPT[source.spec.reward]}; roll out from a trained adapter "
             "(--adapter), with more samples (--num-samples), or pass a JSON file."
         )
     return examples, lambda i: f"Rollout run {source.id}'s correct sample {i}"

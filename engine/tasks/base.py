@@ -71,15 +71,19 @@ class Task(Protocol):
 def task_reward(task: Task, example: Example, output: str, mode: str, reward: str = "answer") -> float:
     """The task's own `reward` when it defines one, else its checker: 1.0 correct, 0.0 not. With
     reward 'steps', 0.0 unless every step of the output is exact as well."""
-    if reward == "steps" and not step_checker(task)(output):
+    exact = step_checker(task, reward)
+    if exact is not None and not exact(output):
         return 0.0
     if hasattr(task, "reward"):
         return float(task.reward(example, output))
     return float(task.is_correct(task.parse(output, mode), example.answer))
 
 
-def step_checker(task: Task) -> Callable[[str], bool]:
-    """The task's `steps_exact`; a spec error when its reasoning format has none."""
+def step_checker(task: Task, reward: str) -> Callable[[str], bool] | None:
+    """What reward 'steps' checks besides the answer: the task's `steps_exact` (a spec error when
+    its reasoning format has none); None for reward 'answer', which checks the answer alone."""
+    if reward == "answer":
+        return None
     check = getattr(task, "steps_exact", None)
     if check is None:
         raise SpecError(

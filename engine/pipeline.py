@@ -14,13 +14,16 @@ undid what rft0 had learnt (README, "Valid and shifted"):
 
     sft -> rft (reference reasoning) -> [rollout -> rft] x rounds -> grpo (if grpo_steps)
 
-Each round rolls out `rollout_limit` questions (1000 by default; with k=10 rollouts are the
-slowest stage on a CPU): round 1 the first block of them, each later round the next block, back
-to the first after the last (`round_questions`). On questions a close adapter already rolled
-out, most chains repeat; new questions earn new chains, as new reference questions lifted both
-splits each time they were added (README, "More broad questions in partial products").
-With `rollout_dataset` (e.g. 'broad') the rollouts and GRPO sample other questions than SFT's
-(they sample SFT's by default), so expert iteration earns data beyond the reference reasoning.
+The rounds and GRPO sample `rollout_dataset`'s questions (broad's by default) from the one after
+the last that rft0 trains on (`rollout_pool`): on rft0's own questions, the correct chains a
+round earns mostly repeat the reference chains rft0 learnt. rft0 takes the reference dataset's
+first `reference_limit` questions, by default train+broad's first 10000 (train's 5000 and
+broad's first 5000), so the rounds get broad's last 3000. Each round rolls out `rollout_limit`
+of them (1000 by default; with k=10 rollouts are the slowest stage on a CPU): round 1 the first
+block, each later round the next, back to the first after the last (`round_questions`). On
+questions a close adapter already rolled out most chains repeat; new questions earn new chains,
+as new reference questions lifted both splits each time they were added (README, "More broad
+questions in partial products"). With `rounds` 0 the pipeline ends with rft0.
 
 Teacher and student: with `rollout_model` set to another model, the rollouts sample from that
 model (the teacher) and the SFT and RFT stages train `model` (the student) on its correct
@@ -82,10 +85,12 @@ def stages(spec: RunSpec) -> list[Stage]:
 
 def run_pipeline(ctx) -> None:
     spec, store = ctx.spec, ctx.store
-    for dataset in (spec.reference_dataset, spec.rollout_dataset):  # refused now, not hours later
-        if dataset:
-            training_questions(get_task(spec.task, spec.reasoning), dataset, 1)
     plan = stages(spec)
+    # A dataset held out, missing, or with nothing left for the rounds: refused now, not hours later.
+    if spec.bootstrap == "reference":
+        reference_questions(spec)
+    if any(stage.kind in ("rollout", "grpo") for stage in plan):
+        rollout_pool(spec)
     tag = f"pipeline:{ctx.run.id}"
     children = sorted(store.list_runs(tag=tag), key=lambda run: run.id)
     for child in children:
@@ -118,8 +123,7 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpe
     spec = ctx.spec
     common = {"kind": stage.kind, "name": f"{ctx.run.label} {stage.label}", "adapter": adapter_run}
     if stage.kind == "rollout":
-        available = len(get_task(spec.task, spec.reasoning).load(sampled_dataset(spec)))
-        offset, limit = round_questions(spec, stage.round, available)
+        offset, limit = round_questions(spec, stage.round, rollout_pool(spec))
         rollout = spec.replace(**common, mode="cot", offset=offset, limit=limit, dataset=sampled_dataset(spec))
         if has_teacher(spec):
             rollout = rollout.replace(model=spec.rollout_model, adapter="", seed=spec.seed + stage.round - 1)
@@ -131,20 +135,45 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpe
     if stage.kind == "grpo":
         # The pipeline's learning rate and sampling suit SFT and rollouts, not online RL.
         own = {name: RunSpec.default_for("grpo", name) for name in ("learning_rate", "temperature", "top_p")}
-        return spec.replace(**common, **own, steps=spec.grpo_steps, dataset=sampled_dataset(spec))
+        pool = rollout_pool(spec)
+        return spec.replace(**common, **own, steps=spec.grpo_steps, dataset=sampled_dataset(spec), offset=pool.start, limit=len(pool))
     return spec.replace(**common)
 
 
-def round_questions(spec: RunSpec, round_: int, available: int) -> tuple[int, int]:
-    """The (offset, limit) of the questions round `round_` rolls out: the sampled dataset's
-    first --limit questions (all with 0) cut into blocks of --rollout-limit (one block with 0),
-    round r taking block r, back to the first block after the last. Why a new block each round:
-    on questions already rolled out from a close adapter, most chains repeat those already
-    trained on, while new questions earn new ones."""
-    pool = min(spec.limit, available) if spec.limit else available
-    size = min(spec.rollout_limit, pool) if spec.rollout_limit else pool
-    block = (round_ - 1) % -(-pool // size)
-    return block * size, min(size, pool - block * size)
+def round_questions(spec: RunSpec, round_: int, pool: range) -> tuple[int, int]:
+    """The (offset, limit) of the questions round `round_` rolls out: the pool cut into blocks of
+    --rollout-limit (one block with 0), round r taking block r, back to the first block after the
+    last. Why a new block each round: on questions already rolled out from a close adapter, most
+    chains repeat those already trained on, while new questions earn new ones."""
+    size = min(spec.rollout_limit, len(pool)) if spec.rollout_limit else len(pool)
+    start = pool.start + (round_ - 1) % -(-len(pool) // size) * size
+    return start, min(size, pool.stop - start)
+
+
+def rollout_pool(spec: RunSpec) -> range:
+    """The indices of the sampled dataset's questions the rounds and GRPO draw on: its first
+    --limit (all with 0), from the one after the last whose reference reasoning rft0 trains on.
+    Why: on rft0's own questions the correct chains a round earns mostly repeat the reference
+    chains rft0 learnt, so the round teaches nothing new."""
+    task = get_task(spec.task, spec.reasoning)
+    sampled = training_questions(task, sampled_dataset(spec), 0)
+    stop = min(spec.limit, len(sampled)) if spec.limit else len(sampled)
+    trained = {ex.question for ex in reference_questions(spec)} if spec.bootstrap == "reference" else set()
+    start = next((i + 1 for i in reversed(range(len(sampled))) if sampled[i].question in trained), 0)
+    if start >= stop:
+        raise ReasonlabError(
+            f"rollout_dataset: rft0 trains on {sampled_dataset(spec)!r} up to its question {start}, so the rounds "
+            f"have none of its first {stop} left to roll out; give --rollout-dataset broad, a larger --limit "
+            "or a smaller --reference-limit."
+        )
+    return range(start, stop)
+
+
+def reference_questions(spec: RunSpec) -> list[Example]:
+    """The questions rft0 trains on, with their reference reasoning: --reference-dataset's first
+    --reference-limit."""
+    task = get_task(spec.task, spec.reasoning)
+    return training_questions(task, spec.reference_dataset or spec.dataset, spec.reference_limit)
 
 
 def sampled_dataset(spec: RunSpec) -> str:
@@ -160,9 +189,8 @@ def has_teacher(spec: RunSpec) -> bool:
 def _write_reference_data(ctx):
     """RFT rows for the reference dataset's questions with the task's reference reasoning."""
     task = get_task(ctx.spec.task, ctx.spec.reasoning)
-    questions = training_questions(task, ctx.spec.reference_dataset or ctx.spec.dataset, ctx.spec.limit)
     path = ctx.run_dir / "reference_rft.json"
-    save_examples(path, [Example(ex.question, ex.answer, task.completion(ex, "cot")) for ex in questions])
+    save_examples(path, [Example(ex.question, ex.answer, task.completion(ex, "cot")) for ex in reference_questions(ctx.spec)])
     return path
 
 

@@ -59,14 +59,14 @@ def test_rft_trains_on_the_rows_after_the_offset_and_names_rows_by_their_place_i
 
 
 @pytest.mark.parametrize(
-    ("limit", "rollout_limit", "available", "expected"),
+    ("pool", "rollout_limit", "expected"),
     [
-        (0, 3, 8, [(0, 3), (3, 3), (6, 2), (0, 3)]),  # blocks of 3, the last short, then round again
-        (6, 3, 8, [(0, 3), (3, 3), (0, 3), (3, 3)]),  # --limit caps the questions the blocks cut
-        (0, 0, 8, [(0, 8)] * 4),  # no rollout limit: every round rolls out all
-        (0, 20, 8, [(0, 8)] * 4),  # a block larger than the dataset is the dataset
+        (range(0, 8), 3, [(0, 3), (3, 3), (6, 2), (0, 3)]),  # blocks of 3, the last short, then round again
+        (range(5, 11), 3, [(5, 3), (8, 3), (5, 3), (8, 3)]),  # the pool starts after rft0's questions
+        (range(0, 8), 0, [(0, 8)] * 4),  # no rollout limit: every round rolls out all
+        (range(2, 8), 20, [(2, 6)] * 4),  # a block larger than the pool is the pool
     ],
 )
-def test_each_round_rolls_out_the_next_block_of_questions(limit, rollout_limit, available, expected):
-    spec = RunSpec(kind="pipeline", limit=limit, rollout_limit=rollout_limit)
-    assert [round_questions(spec, r, available) for r in range(1, 5)] == expected
+def test_each_round_rolls_out_the_next_block_of_questions(pool, rollout_limit, expected):
+    spec = RunSpec(kind="pipeline", rollout_limit=rollout_limit)
+    assert [round_questions(spec, r, pool) for r in range(1, 5)] == expected

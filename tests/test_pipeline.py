@@ -10,6 +10,7 @@ from engine.core.errors import ReasonlabError, RunCancelled
 from engine.datasets import load_examples
 from engine.generation import Completion
 from engine.model import load_tokenizer
+from engine.pipeline import reference_questions, rollout_pool, round_questions
 from engine.runner import execute
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore
@@ -17,13 +18,17 @@ from engine.tasks import get_task
 
 
 SOLVED = range(0, 8, 2)  # the questions the fake rollouts answer right
+ROUND_POOL = range(4, 8)
+"""The broad questions the rounds roll out at --limit 8: rft0 trains on train+broad's first 8,
+which hold broad's first 4."""
+POOL_SOLVED = [i for i in ROUND_POOL if i in SOLVED]
 
 
 @pytest.fixture
 def solving_rollouts(tiny_model_dir, monkeypatch):
     """Rollouts that answer every other question with its reference reasoning and the rest
     wrongly: the tiny model solves nothing."""
-    _solve_every_other(tiny_model_dir, monkeypatch, "train")
+    _solve_every_other(tiny_model_dir, monkeypatch, "broad")
 
 
 def _solve_every_other(tiny_model_dir, monkeypatch, dataset: str) -> None:
@@ -58,9 +63,9 @@ def test_pipeline_links_stages_and_chains_adapters(tiny_model_dir, db_path, solv
     assert all(r.status == "completed" for r in (sft, rft0, rollout1, rft1))
     assert rft0.spec.adapter == str(sft.id) and rollout1.spec.adapter == str(rft0.id)
     assert rft1.spec.adapter == str(rft0.id) and rft1.spec.data == str(rollout1.id)
-    assert rollout1.spec.mode == "cot" and rollout1.summary["questions_done"] == 8
-    assert rollout1.summary["success_rate"] == len(SOLVED) / 8
-    assert rollout1.summary["rft_rows"] == rft1.summary["train_examples"] == len(SOLVED)  # k copies deduplicated
+    assert rollout1.spec.mode == "cot" and rollout1.summary["questions_done"] == len(ROUND_POOL)
+    assert rollout1.summary["success_rate"] == len(POOL_SOLVED) / len(ROUND_POOL)
+    assert rollout1.summary["rft_rows"] == rft1.summary["train_examples"] == len(POOL_SOLVED)  # k copies deduplicated
     assert rft0.summary["train_examples"] == 8  # reference reasoning for every train question
     assert store.get_run(pipeline.id).summary["accuracy"] == rft1.summary["accuracy"]
 
@@ -118,7 +123,7 @@ def test_two_rounds_chain_rollouts_and_rft(tiny_model_dir, db_path, solving_roll
     assert [r.kind for r in stages] == ["sft", "rft", "rollout", "rft", "rollout", "rft"]
     assert [r.parent_id for r in stages] == [pipeline.id] + [r.id for r in stages[:-1]]
     assert (rollout2.spec.adapter, rft2.spec.adapter, rft2.spec.data) == (str(rft1.id), str(rft1.id), str(rollout2.id))
-    assert rft2.summary["train_examples"] == len(SOLVED)
+    assert rft2.summary["train_examples"] == len(POOL_SOLVED)
     accuracy = store.metric_series(pipeline.id, "accuracy")  # one point per training stage, at its index
     assert [step for step, _ in accuracy] == [0, 1, 3, 5] and accuracy[-1][1] == rft2.summary["accuracy"]
 
@@ -153,8 +158,8 @@ def test_each_round_rolls_out_the_next_rollout_limit_questions(tiny_model_dir, d
     assert stages[0].summary["train_examples"] == 8
     rollouts = [r for r in stages if r.kind == "rollout"]
     assert [(r.spec.offset, r.spec.limit, r.summary["questions_done"]) for r in rollouts] == [(0, 3, 3), (3, 3, 3), (6, 2, 2)]
-    train = get_task("unit_conversion").load("train")
-    for rollout_run, block in zip(rollouts, (train[0:3], train[3:6], train[6:8])):
+    broad = get_task("unit_conversion").load("broad")
+    for rollout_run, block in zip(rollouts, (broad[0:3], broad[3:6], broad[6:8])):
         assert {s["question"] for s in store.samples(rollout_run.id)} == {ex.question for ex in block}
 
 
@@ -171,19 +176,19 @@ def test_grpo_steps_add_a_last_stage_from_the_last_adapter(tiny_model_dir, db_pa
     assert store.get_run(pipeline.id).summary["accuracy"] == grpo.summary["accuracy"]
 
 
-def test_rollouts_and_grpo_sample_the_rollout_dataset_sft_trains_on_dataset_and_rft0_on_the_reference_dataset(
-    tiny_model_dir, db_path, monkeypatch
+def test_rollouts_and_grpo_sample_broad_after_rft0s_questions_sft_trains_on_dataset_and_rft0_on_the_reference_dataset(
+    tiny_model_dir, db_path, solving_rollouts
 ):
-    _solve_every_other(tiny_model_dir, monkeypatch, "broad")
     store = RunStore(db_path)
-    spec = _pipeline(tiny_model_dir).replace(rollout_dataset="broad", grpo_steps=1)
+    spec = _pipeline(tiny_model_dir).replace(grpo_steps=1)
     pipeline = execute(store, store.create_run(spec).id)
     assert pipeline.status == "completed", pipeline.error
     sft, rft0, rollout1, rft1, grpo = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
     assert (sft.spec.dataset, rollout1.spec.dataset, grpo.spec.dataset) == ("train", "broad", "broad")
-    broad = get_task("unit_conversion").load("broad")[:8]
-    assert {s["question"] for s in store.samples(rollout1.id)} == {e.question for e in broad}
-    assert rft1.summary["train_examples"] == len(SOLVED)
+    broad = get_task("unit_conversion").load("broad")
+    assert {s["question"] for s in store.samples(rollout1.id)} == {broad[i].question for i in ROUND_POOL}
+    assert (grpo.spec.offset, grpo.spec.limit) == (ROUND_POOL.start, len(ROUND_POOL))
+    assert rft1.summary["train_examples"] == len(POOL_SOLVED)
     # By default the train questions interleaved with broad's, with their reference reasoning.
     assert rft0.summary["train_examples"] == 8
     train_and_broad = get_task("unit_conversion").load("train+broad")[:8]
@@ -210,3 +215,47 @@ def test_the_reference_dataset_mixes_broad_into_train_only():
     assert RunSpec(kind="pipeline").reference_dataset == "train+broad"
     assert RunSpec(kind="pipeline", dataset="/data/mine.json").reference_dataset == "/data/mine.json"
     assert RunSpec(kind="pipeline", dataset="broad", reference_dataset="train").reference_dataset == "train"
+
+
+def test_the_rounds_roll_out_broads_questions_rft0_never_trains_on():
+    """At the defaults rft0 takes train's 5000 questions and broad's first 5000; the rounds roll
+    out broad's other 3000, a new block of 1000 each round."""
+    spec = RunSpec(kind="pipeline")
+    assert (spec.rollout_dataset, spec.reference_dataset, spec.reference_limit) == ("broad", "train+broad", 10_000)
+    pool = rollout_pool(spec)
+    assert pool == range(5000, 8000)
+    assert [round_questions(spec, r, pool) for r in (1, 2, 3, 4)] == [(5000, 1000), (6000, 1000), (7000, 1000), (5000, 1000)]
+    broad = get_task("unit_conversion").load("broad")
+    trained = {ex.question for ex in reference_questions(spec)}
+    assert len(trained) == 10_000 and not trained & {broad[i].question for i in pool}
+    assert {ex.question for ex in broad[:5000]} <= trained
+
+
+def test_the_reference_limit_follows_the_limit_and_a_dataset_of_ones_own_is_all_reference():
+    assert RunSpec(kind="pipeline", limit=2000).reference_limit == 2000
+    assert RunSpec(kind="pipeline", dataset="/data/mine.json").reference_limit == 0
+    assert RunSpec(kind="pipeline", dataset="/data/mine.json").rollout_dataset == "/data/mine.json"
+    assert rollout_pool(RunSpec(kind="pipeline", limit=2000)) == range(1000, 2000)
+    assert rollout_pool(RunSpec(kind="pipeline", bootstrap="rollout", limit=2000)) == range(0, 2000)
+
+
+def test_rounds_with_nothing_left_to_roll_out_are_refused_before_any_stage(tiny_model_dir, db_path):
+    store = RunStore(db_path)
+    spec = _pipeline(tiny_model_dir).replace(rollout_dataset="train", reference_dataset="train")
+    run_id = store.create_run(spec).id
+    with pytest.raises(ReasonlabError, match="rounds have none"):
+        execute(store, run_id)
+    pipeline = store.get_run(run_id)
+    assert pipeline.status == "failed" and "\n" not in pipeline.error
+    assert pipeline.error.startswith("rollout_dataset: rft0 trains on 'train' up to its question 8")
+    assert store.list_runs(tag=f"pipeline:{pipeline.id}") == []
+
+
+def test_no_rounds_ends_the_pipeline_with_rft0(tiny_model_dir, db_path):
+    store = RunStore(db_path)
+    spec = _pipeline(tiny_model_dir).replace(rounds=0, rollout_dataset="train", reference_dataset="train")
+    pipeline = execute(store, store.create_run(spec).id)  # nothing left to roll out, and no round asks
+    assert pipeline.status == "completed", pipeline.error
+    sft, rft0 = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    assert (sft.kind, rft0.kind, rft0.spec.adapter) == ("sft", "rft", str(sft.id))
+    assert store.get_run(pipeline.id).summary["accuracy"] == rft0.summary["accuracy"]

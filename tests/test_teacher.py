@@ -32,7 +32,7 @@ def sampled_by(tiny_model_dir, monkeypatch):
     per call, the sampling model's first weights and whether it carries a LoRA adapter."""
     task = get_task("unit_conversion")
     tokenizer = load_model(tiny_model_dir).tokenizer
-    answers = {task.prompt(ex.question, "cot", tokenizer): task.completion(ex, "cot") for ex in task.load("train")[:8]}
+    answers = {task.prompt(ex.question, "cot", tokenizer): task.completion(ex, "cot") for ex in task.load("broad")[:8]}
     calls: list[tuple[torch.Tensor, bool, int]] = []
 
     def generate(model, tokenizer, prompts, sampling, *, num_return_sequences, batch_size, keys=None):

@@ -177,7 +177,8 @@ class RunSpec:
         TRAINING_KINDS, minimum=0, maximum=10_000_000,
     )
     rounds: int = setting(
-        1, "Expert-iteration rounds (rollout then RFT) after SFT.", ("pipeline",), minimum=1, maximum=100
+        1, "Expert-iteration rounds (rollout then RFT) after rft0 (0: none, the pipeline ends with rft0).",
+        ("pipeline",), minimum=0, maximum=100,
     )
     # A round goes on from a trained adapter, often on a few hundred rows; at the full rate a
     # fresh AdamW state undoes what rft0 learnt (README, "Valid and shifted").
@@ -194,10 +195,13 @@ class RunSpec:
         ("pipeline",), minimum=0, maximum=10_000_000,
     )
     rollout_model: str = setting("", "Pipeline: model that samples the rollouts, a teacher (empty: the trained model).", ("pipeline",))
+    # The rounds sample the questions after the last one rft0 trained on: on rft0's own questions
+    # the chains a round earns mostly repeat the reference chains it learnt from. broad.json, whose
+    # values and phrasings the generator never makes, holds the questions rft0 leaves by default.
     rollout_dataset: str = setting(
-        "",
-        "Pipeline: questions the rollouts and GRPO sample, e.g. 'broad', where the reference reasoning "
-        "never reached (empty: --dataset, which SFT trains on).",
+        lambda spec: "broad" if spec.dataset == "train" else spec.dataset,
+        "Pipeline: questions the rollouts and GRPO sample, from the one after the last rft0 trains on "
+        "(default: broad when --dataset is train, else --dataset; empty: --dataset).",
         ("pipeline",),
     )
     # rft0 on the generator's questions alone learnt its values, not the arithmetic: trained
@@ -208,6 +212,14 @@ class RunSpec:
         "Pipeline: questions whose reference reasoning rft0 trains on (default: train+broad when "
         "--dataset is train, else --dataset; empty: --dataset).",
         ("pipeline",),
+    )
+    # train+broad interleaves train's 5000 questions with broad's 8000: its first 10000 rows hold
+    # train's and broad's first 5000, which leaves broad's last 3000 new to the rounds.
+    reference_limit: int = setting(
+        lambda spec: spec.limit or (10_000 if spec.reference_dataset == "train+broad" else 0),
+        "Pipeline: rft0 trains on the first N questions of --reference-dataset (default: --limit, else "
+        "10000 of train+broad, leaving broad's last 3000 for the rounds; 0: all).",
+        ("pipeline",), minimum=0, maximum=10_000_000,
     )
     bootstrap: str = setting(
         "reference",

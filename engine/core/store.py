@@ -1080,7 +1080,7 @@ def _size_of(path: Path) -> int:
 SIZE_SETTINGS = (
     "model", "device", "processes", "machines", "dataset", "data", "limit", "mode", "max_new_tokens",
     "num_samples", "epochs", "steps", "questions_per_step", "group_size", "mu", "rounds", "rollout_limit",
-    "reference_dataset", "rollout_dataset", "grpo_steps",
+    "reference_dataset", "reference_limit", "rollout_dataset", "grpo_steps",
 )
 """The settings that set how much work a run does, and on what: two runs of one kind that agree
 on these take about as long. Rates, seeds and schedules change the result, not the work."""

@@ -177,7 +177,7 @@ class RunSpec:
         TRAINING_KINDS, minimum=0, maximum=10_000_000,
     )
     rounds: int = setting(
-        1, "Expert-iteration rounds (rollout then RFT) after rft0 (0: none, the pipeline ends with rft0).",
+        1, "Expert-iteration rounds (rollout then RFT) after SFT and rft0 (0: none, the pipeline ends there).",
         ("pipeline",), minimum=0, maximum=100,
     )
     # A round goes on from a trained adapter, often on a few hundred rows; at the full rate a

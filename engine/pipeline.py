@@ -136,7 +136,9 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpe
         # The pipeline's learning rate and sampling suit SFT and rollouts, not online RL.
         own = {name: RunSpec.default_for("grpo", name) for name in ("learning_rate", "temperature", "top_p")}
         pool = rollout_pool(spec)
-        return spec.replace(**common, **own, steps=spec.grpo_steps, dataset=sampled_dataset(spec), offset=pool.start, limit=len(pool))
+        return spec.replace(
+            **common, **own, steps=spec.grpo_steps, dataset=sampled_dataset(spec), offset=pool.start, limit=len(pool)
+        )
     return spec.replace(**common)
 
 
@@ -170,7 +172,7 @@ def rollout_pool(spec: RunSpec) -> range:
 
 
 def reference_questions(spec: RunSpec) -> list[Example]:
-    """The questions rft0 trains on, with their reference reasoning: --reference-dataset's first
+    """The questions whose reference reasoning rft0 trains on: --reference-dataset's first
     --reference-limit."""
     task = get_task(spec.task, spec.reasoning)
     return training_questions(task, spec.reference_dataset or spec.dataset, spec.reference_limit)

@@ -89,8 +89,7 @@ def run_pipeline(ctx) -> None:
     # A dataset held out, missing, or with nothing left for the rounds: refused now, not hours later.
     if spec.bootstrap == "reference":
         reference_questions(spec)
-    if any(stage.kind in ("rollout", "grpo") for stage in plan):
-        rollout_pool(spec)
+    pool = rollout_pool(spec) if any(stage.kind in ("rollout", "grpo") for stage in plan) else range(0)
     tag = f"pipeline:{ctx.run.id}"
     children = sorted(store.list_runs(tag=tag), key=lambda run: run.id)
     for child in children:
@@ -103,7 +102,7 @@ def run_pipeline(ctx) -> None:
         if index < len(children):
             child = children[index]
         else:
-            child = store.create_run(_stage_spec(ctx, stage, parent_id, adapter_run), parent_id=parent_id, tags=[tag])
+            child = store.create_run(_stage_spec(ctx, stage, parent_id, adapter_run, pool), parent_id=parent_id, tags=[tag])
         if child.status != "completed":
             ctx.log.info("stage %s: run %d", stage.label, child.id)
             child = execute(store, child.id, resume=child.status != "queued", console=ctx.console)
@@ -116,14 +115,15 @@ def run_pipeline(ctx) -> None:
     ctx.tracker.progress(len(plan), len(plan))
 
 
-def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpec:
-    """A stage's spec: the settings given to the pipeline, its kind, and what it starts from.
-    Settings the pipeline left unset take the stage kind's own defaults (a rollout's wider batch
-    and sampling temperature, SFT's 6 epochs)."""
+def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str, pool: range) -> RunSpec:
+    """A stage's spec: the settings given to the pipeline, its kind, what it starts from, and for
+    a rollout or GRPO the questions of `pool` (`rollout_pool`) it samples. Settings the pipeline
+    left unset take the stage kind's own defaults (a rollout's wider batch and sampling
+    temperature, SFT's 6 epochs)."""
     spec = ctx.spec
     common = {"kind": stage.kind, "name": f"{ctx.run.label} {stage.label}", "adapter": adapter_run}
     if stage.kind == "rollout":
-        offset, limit = round_questions(spec, stage.round, rollout_pool(spec))
+        offset, limit = round_questions(spec, stage.round, pool)
         rollout = spec.replace(**common, mode="cot", offset=offset, limit=limit, dataset=sampled_dataset(spec))
         if has_teacher(spec):
             rollout = rollout.replace(model=spec.rollout_model, adapter="", seed=spec.seed + stage.round - 1)
@@ -135,7 +135,6 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str) -> RunSpe
     if stage.kind == "grpo":
         # The pipeline's learning rate and sampling suit SFT and rollouts, not online RL.
         own = {name: RunSpec.default_for("grpo", name) for name in ("learning_rate", "temperature", "top_p")}
-        pool = rollout_pool(spec)
         return spec.replace(
             **common, **own, steps=spec.grpo_steps, dataset=sampled_dataset(spec), offset=pool.start, limit=len(pool)
         )
@@ -148,7 +147,8 @@ def round_questions(spec: RunSpec, round_: int, pool: range) -> tuple[int, int]:
     last. Why a new block each round: on questions already rolled out from a close adapter, most
     chains repeat those already trained on, while new questions earn new ones."""
     size = min(spec.rollout_limit, len(pool)) if spec.rollout_limit else len(pool)
-    start = pool.start + (round_ - 1) % -(-len(pool) // size) * size
+    block = (round_ - 1) % -(-len(pool) // size)
+    start = pool.start + block * size
     return start, min(size, pool.stop - start)
 
 

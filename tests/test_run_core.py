@@ -302,7 +302,7 @@ def test_pipeline_stages_take_their_own_kinds_defaults():
         spec = RunSpec(kind="pipeline", learning_rate=1e-3, rollout_limit=7)
         run = type("R", (), {"id": 1, "label": "pipeline-1"})()
 
-    rollout = _stage_spec(Ctx, Stage("rollout1", "rollout", 1), 5, "4")
+    rollout = _stage_spec(Ctx, Stage("rollout1", "rollout", 1), 5, "4", range(5000, 8000))
     assert (rollout.batch_size, rollout.temperature, rollout.limit, rollout.mode) == (64, 0.8, 7, "cot")
-    sft = _stage_spec(Ctx, Stage("sft", "sft"), 1, "")
+    sft = _stage_spec(Ctx, Stage("sft", "sft"), 1, "", range(0))
     assert (sft.epochs, sft.learning_rate, sft.batch_size) == (6, 1e-3, 32)

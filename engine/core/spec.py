@@ -27,6 +27,8 @@ DEFAULT_REASONING = "partials"
 # so the 'steps' reward can use them.
 STEP_CHECKED_REASONING = ("partials",)
 DEFAULT_MODEL = "smollm2-135m"
+# What rft0 trains on when --dataset is train: train's questions interleaved with broad's.
+DEFAULT_REFERENCE = "train+broad"
 
 
 STAGE_DEFAULT = None
@@ -208,7 +210,7 @@ class RunSpec:
     # alike, train+broad scored nearly three times as well on shifted (README, "More broad
     # questions"). A dataset of the user's own is theirs to mix.
     reference_dataset: str = setting(
-        lambda spec: "train+broad" if spec.dataset == "train" else spec.dataset,
+        lambda spec: DEFAULT_REFERENCE if spec.dataset == "train" else spec.dataset,
         "Pipeline: questions whose reference reasoning rft0 trains on (default: train+broad when "
         "--dataset is train, else --dataset; empty: --dataset).",
         ("pipeline",),
@@ -216,7 +218,7 @@ class RunSpec:
     # train+broad interleaves train's 5000 questions with broad's 8000: its first 10000 rows hold
     # train's and broad's first 5000, which leaves broad's last 3000 new to the rounds.
     reference_limit: int = setting(
-        lambda spec: spec.limit or (10_000 if spec.reference_dataset == "train+broad" else 0),
+        lambda spec: spec.limit or (10_000 if spec.reference_dataset == DEFAULT_REFERENCE else 0),
         "Pipeline: rft0 trains on the first N questions of --reference-dataset (default: --limit, else "
         "10000 of train+broad, leaving broad's last 3000 for the rounds; 0: all).",
         ("pipeline",), minimum=0, maximum=10_000_000,

@@ -6,8 +6,10 @@ The first RFT round therefore trains, on top of the SFT adapter, on the task's r
 reasoning ('bootstrap: reference'), for `reference_dataset`'s questions: by default the train
 questions interleaved with broad's, whose values and phrasings the generator never makes. On the
 train questions alone rft0 recalled the generator's answers and scored a third as well on the
-shifted split (README, "More broad questions"). Each round then
-rolls out k samples per train question from the latest adapter and fine-tunes that adapter
+shifted split (README, "More broad questions"). rft0 goes on from the SFT adapter rather than a
+new one: side by side on train+broad's chains, that scored higher on valid and level on shifted
+and on unseen broad questions (README, "Where rft0 starts"). Each round then rolls out k
+samples per question from the latest adapter and fine-tunes that adapter
 on the correct ones, at `round_learning_rate` (a quarter of the learning rate unless given): a
 round goes on from a trained adapter, often on a few hundred rows, and at the full rate it
 undid what rft0 had learnt (README, "Valid and shifted"):

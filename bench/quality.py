@@ -8,10 +8,10 @@ RFT >= 0.7; issue 11's goal: the final model >= 0.7 on shifted. Every setting le
 the pipeline's default (RunSpec).
 
 The full run (5000 train questions; rft0 on 10000 of train+broad in partials; k=10 on 1000 broad
-questions rft0 never saw) takes about a day on 2 CPU cores. The README's per-stage table is a
-reduced run, made before partial products and train+broad were the defaults (it says how). At
---train-limit N, rft0 trains on train+broad's first N and the rounds roll out broad's next N/2:
-    .venv/bin/python bench/quality.py --train-limit 2000 --samples 4 --rollout-limit 400
+questions rft0 never saw) would take about 12 h on 2 CPU cores, projected from the stages' rates.
+The README's per-stage table is a reduced run at today's defaults. At --train-limit N, rft0
+trains on train+broad's first N and the rounds roll out broad's next N/2:
+    .venv/bin/python bench/quality.py --train-limit 1000 --samples 4 --rollout-limit 400 --threads 2
 A quick check:
     nice .venv/bin/python bench/quality.py --train-limit 400 --valid-limit 50 --samples 4
 """

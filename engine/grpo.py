@@ -217,7 +217,8 @@ def grpo_loss(
     Returns the loss and the sums of clipped-token and KL values over the masked tokens."""
     mask = mask.to(logp.dtype)
     ratio = torch.exp(logp - old_logp)
-    adv = advantages[:, None]
+    # Rewards are scored on the CPU; the log-probabilities live where the model does (a GPU).
+    adv = advantages.to(logp.device)[:, None]
     per_token = -torch.minimum(ratio * adv, torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * adv)
     with torch.no_grad():
         clipped = ((ratio < 1 - eps_low) & (adv < 0)) | ((ratio > 1 + eps_high) & (adv > 0))

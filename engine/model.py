@@ -8,6 +8,7 @@ model from its config and weights and caches it as safetensors; later loads read
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import shutil
@@ -147,11 +148,27 @@ def load_model(
     config = _load_config(name, source)  # first: the tokenizer reads it too, and would blame itself
     tokenizer = load_tokenizer(name)
     model = _load_weights(name, source, config, pick_dtype(dtype, target))
+    require_cache_argument(model)
     model.to(target)
     if adapter:
         model = attach_adapter(model, adapter, trainable=trainable_adapter, base=name, label=adapter_label)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, device=target, source=source)
+
+
+def require_cache_argument(model) -> None:
+    """Generation and training hand the model its KV cache as `cache=`, the name transformers
+    5.24 gave `past_key_values`. An older transformers takes `cache` into its **kwargs and drops
+    it, so every generated token sees none of the text before it: wrong output and no error (under
+    5.17 a seeded sample changed with the batch size). Such a release is refused in one line."""
+    from transformers import __version__
+
+    parameters = inspect.signature(model.forward).parameters
+    if "cache" not in parameters and "past_key_values" in parameters:
+        raise ModelError(
+            f"transformers {__version__} takes a model's KV cache as past_key_values, and reasonlab passes it as "
+            "cache (transformers 5.24 on); upgrade it: pip install -U 'transformers<6'."
+        )
 
 
 def _load_config(name: str, source: str):

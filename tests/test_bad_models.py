@@ -86,6 +86,19 @@ def test_config_with_a_wrong_field(tiny_model_dir, tmp_path):
     assert "config.json" in _model_error(str(folder))
 
 
+def test_a_transformers_that_takes_the_cache_as_past_key_values_is_refused(tiny_model_dir, monkeypatch):
+    """Transformers before 5.24 names the cache argument past_key_values and would silently drop
+    the engine's `cache=`; its model's forward signature is simulated here."""
+    from transformers import LlamaForCausalLM
+
+    def forward(self, input_ids=None, attention_mask=None, past_key_values=None, **kwargs):
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", forward)
+    message = _model_error(tiny_model_dir)
+    assert "KV cache as past_key_values" in message and "pip install -U 'transformers<6'" in message
+
+
 def test_pickled_model_weights_are_refused_unread(tiny_model_dir, tmp_path):
     folder = _copy(tiny_model_dir, tmp_path / "m", without=("*.safetensors",))
     marker = tmp_path / "executed"

@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--rollout-dataset", default=_default("rollout_dataset"),
                         help="questions the rollouts sample, from the one after the last rft0 trains on")
     parser.add_argument("--batch-size", type=int, default=_default("batch_size"))
+    parser.add_argument("--rollout-batch-size", type=int, default=_default("rollout_batch_size"),
+                        help="the rollouts' batch alone (e.g. 1024 on a GPU)")
     parser.add_argument("--bootstrap", default=_default("bootstrap"), choices=_choices("bootstrap"))
     parser.add_argument("--reward", default=_default("reward"), choices=_choices("reward"),
                         help="what earns a rollout's chain its place in a round's RFT data")
@@ -92,6 +94,7 @@ def main() -> None:
         kind="pipeline", model=args.model, limit=args.train_limit, eval_limit=args.valid_limit,
         eval_interval=0, num_samples=args.samples, rollout_limit=args.rollout_limit, epochs=args.epochs,
         learning_rate=args.learning_rate, rounds=args.rounds, batch_size=args.batch_size,
+        rollout_batch_size=args.rollout_batch_size,
         bootstrap=args.bootstrap, reward=args.reward, rollout_model=args.rollout_model,
         reference_dataset=args.reference_dataset, rollout_dataset=args.rollout_dataset, **reference, **hardware,
     )

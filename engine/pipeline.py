@@ -55,7 +55,7 @@ from engine.datasets import save_examples
 from engine.core.errors import ReasonlabError, RunCancelled
 from engine.core.metrics import CORRECT_RATE, RFT_ROWS, SUCCESS_RATE
 from engine.runner import execute
-from engine.core.spec import RunSpec
+from engine.core.spec import STAGE_DEFAULT, RunSpec
 from engine.core.store import UnreadableRun
 from engine.tasks import get_task
 from engine.tasks.base import Example
@@ -126,7 +126,8 @@ def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str, pool: ran
     common = {"kind": stage.kind, "name": f"{ctx.run.label} {stage.label}", "adapter": adapter_run}
     if stage.kind == "rollout":
         offset, limit = round_questions(spec, stage.round, pool)
-        rollout = spec.replace(**common, mode="cot", offset=offset, limit=limit, dataset=sampled_dataset(spec))
+        batch = {} if spec.rollout_batch_size is STAGE_DEFAULT else {"batch_size": spec.rollout_batch_size}
+        rollout = spec.replace(**common, **batch, mode="cot", offset=offset, limit=limit, dataset=sampled_dataset(spec))
         if has_teacher(spec):
             rollout = rollout.replace(model=spec.rollout_model, adapter="", seed=spec.seed + stage.round - 1)
         return rollout

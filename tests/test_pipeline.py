@@ -82,6 +82,23 @@ def test_rounds_train_at_the_round_learning_rate(tiny_model_dir, db_path, solvin
     assert store.metric_series(rft1.id, "lr")[0][1] <= round_rate
 
 
+@pytest.mark.parametrize("given, rollout_batch", [({}, 8), ({"rollout_batch_size": 5}, 5)])
+def test_the_rollouts_batch_is_their_own_setting(tiny_model_dir, db_path, solving_rollouts, given, rollout_batch):
+    """--rollout-batch-size sets the rollouts' batch alone, so a GPU can generate wide while
+    training keeps its batch; unset, the rollouts take --batch-size, as before it existed."""
+    store = RunStore(db_path)
+    pipeline = execute(store, store.create_run(_pipeline(tiny_model_dir).replace(**given)).id)
+    stages = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    assert [(r.kind, r.spec.batch_size) for r in stages] == [
+        ("sft", 8), ("rft", 8), ("rollout", rollout_batch), ("rft", 8)
+    ]
+
+
+def test_the_rollouts_batch_defaults_to_the_rollout_kinds_own():
+    assert RunSpec(kind="pipeline").rollout_batch_size is None
+    assert RunSpec(kind="pipeline").replace(kind="rollout").batch_size == RunSpec.default_for("rollout", "batch_size") == 64
+
+
 def test_resumed_pipeline_skips_completed_stages(tiny_model_dir, db_path, solving_rollouts, monkeypatch):
     """Stopped in its second stage (rft0): resuming runs rft0 and the rest, never sft again."""
     from engine import pipeline as pipeline_module

@@ -196,6 +196,15 @@ class RunSpec:
         "all); rollouts are the slowest stage on a CPU.",
         ("pipeline",), minimum=0, maximum=10_000_000,
     )
+    # Per-sequence seeds make a rollout's samples the same at any batch size, so its batch trades
+    # only memory for speed, and a GPU runs 1024 rows a step for little more than 64. The
+    # pipeline's --batch-size also sets the training stages' batch, whose rates were tuned at 32.
+    rollout_batch_size: int = setting(
+        STAGE_DEFAULT,
+        "Pipeline: sequences per forward pass in the rollouts (default: --batch-size if given, else "
+        "the rollout's own); raise it on a GPU.",
+        ("pipeline",), minimum=1, maximum=4096,
+    )
     rollout_model: str = setting("", "Pipeline: model that samples the rollouts, a teacher (empty: the trained model).", ("pipeline",))
     # The rounds sample the questions after the last one rft0 trained on: on rft0's own questions
     # the chains a round earns mostly repeat the reference chains it learnt from. broad.json, whose

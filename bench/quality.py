@@ -2,8 +2,9 @@
 
 Runs a CoT eval of the base model on valid and on shifted, then `python -m engine pipeline`
 (sft -> rft on reference reasoning -> [rollout -> rft] x rounds), and prints each stage's
-accuracy on valid and on shifted side by side with its wall time, then the same accuracies by
-unit family, value range and phrasing. Course targets on valid: CoT >= 0.4, SFT >= 0.6,
+accuracy on valid and on shifted side by side with its wall time, then each stage against the
+one before it question by question (gained, lost, exact McNemar p, on both splits), then the
+same accuracies by unit family, value range and phrasing. Course targets on valid: CoT >= 0.4, SFT >= 0.6,
 RFT >= 0.7; issue 11's goal: the final model >= 0.7 on shifted. Every setting left out takes
 the pipeline's default (RunSpec).
 
@@ -31,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.core.errors import ReasonlabError
+from engine.core.paired import compare_runs
 from engine.runner import execute
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore
@@ -90,6 +92,7 @@ def main() -> None:
         base[split] = execute(store, store.create_run(spec).id, console=console)
     _row(table, "cot (base model)", base["valid"], base["shifted"])
     breakdown = {("cot (base model)", split): run.summary for split, run in base.items()}
+    scored = [("cot (base model)", list(base.values()))]
     pipeline = RunSpec(
         kind="pipeline", model=args.model, limit=args.train_limit, eval_limit=args.valid_limit,
         eval_interval=0, num_samples=args.samples, rollout_limit=args.rollout_limit, epochs=args.epochs,
@@ -110,9 +113,11 @@ def main() -> None:
         if stage.kind != "rollout" and stage.status == "completed":
             breakdown[(label, "valid")] = stage.summary
             breakdown[(label, "shifted")] = _unprefixed(stage.summary, "shifted_")
+            scored.append((label, [stage]))
     table.add_row("total", str(run.id), "", "", "", run.status, f"{time.perf_counter() - began:.0f}")
     out = Console()
     out.print(table)
+    out.print(_paired_table(store, scored))
     for category_table in _breakdown_tables(breakdown):
         out.print(category_table)
 
@@ -142,6 +147,19 @@ def _row(table: Table, label: str, run, shifted_run=None) -> None:
     runs = f"{run.id}+{shifted_run.id}" if shifted_run else str(run.id)
     seconds = sum(r.duration or 0 for r in (run, shifted_run) if r is not None)
     table.add_row(label, runs, *cells, f"{run.status}; {other}", f"{seconds:.0f}")
+
+
+def _paired_table(store: RunStore, scored: list[tuple[str, list]]) -> Table:
+    """Each scored stage against the one before it, question by question on each split: a
+    change of a few points on 200 questions may be noise; the paired counts tell."""
+    table = Table(title="each stage against the one before, paired (gained / lost, exact McNemar p)", title_justify="left")
+    for column in ("stage", "against", "split", "questions", "gained", "lost", "p"):
+        table.add_column(column, justify="left" if column in ("stage", "against", "split") else "right")
+    for (before, earlier), (label, later) in zip(scored, scored[1:]):
+        for paired in (p for a in earlier for b in later for p in compare_runs(store, a.id, b.id)):
+            table.add_row(label, before, paired.split, str(paired.questions), str(paired.gained),
+                          str(paired.lost), f"{paired.p_value:.3g}")
+    return table
 
 
 def _score(value: float | None) -> str:

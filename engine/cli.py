@@ -107,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("show", help="a run's spec, metrics summary and artifacts")
     sub.add_argument("run", type=_run_id)
     _add_db(sub)
+    text = "compare two runs question by question on each split both scored (paired, exact McNemar)"
+    sub = commands.add_parser(
+        "compare", help=text,
+        description=f"{text}: the questions B got right and A wrong (gained), the reverse (lost), "
+        "and the chance of a split at least that uneven if the runs did equally well (p).",
+    )
+    sub.add_argument("a", type=_run_id, metavar="A", help="the run compared against (the baseline)")
+    sub.add_argument("b", type=_run_id, metavar="B", help="the run compared with it")
+    sub.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _add_db(sub)
     sub = commands.add_parser("cancel", help="ask a running run to stop (it saves a checkpoint)")
     sub.add_argument("run", type=_run_id)
     _add_db(sub)
@@ -383,6 +393,34 @@ def _show(args, console: Console) -> int:
     return 0
 
 
+def _compare(args, console: Console) -> int:
+    from engine.core.paired import compare_runs
+
+    store = RunStore(args.db)
+    a, b = store.get_run(args.a), store.get_run(args.b)
+    splits = compare_runs(store, a.id, b.id)
+    if not splits:
+        raise ReasonlabError(
+            f"Runs {a.id} and {b.id} have no scored question in common; compare runs that scored the "
+            "same split (an eval's --dataset, or a training run's valid and shifted)."
+        )
+    if args.json:
+        print(json.dumps({"a": a.id, "b": b.id, "splits": [s.as_json() for s in splits]}))
+        return 0
+    out = _stdout_console()
+    out.print(Text.assemble("A: ", (f"run {a.id}", "bold"), " ", _text(a.label), "   B: ", (f"run {b.id}", "bold"), " ", _text(b.label)))
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("split", "questions", "A", "B", "gained", "lost", "p"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for s in splits:
+        table.add_row(
+            _text(s.split), str(s.questions), f"{s.right_a / s.questions:.3f}", f"{s.right_b / s.questions:.3f}",
+            str(s.gained), str(s.lost), f"{s.p_value:.3g}",
+        )
+    out.print(table)
+    return 0
+
+
 def _cancel(args, console: Console) -> int:
     console.print(cancel_run(RunStore(args.db), args.run), highlight=False)
     return 0
@@ -435,7 +473,7 @@ def _fmt(value: float | None) -> str:
 
 
 COMMANDS = {
-    "join": _join, "rank": _rank, "start": _start, "resume": _resume, "runs": _runs, "show": _show,
+    "join": _join, "rank": _rank, "start": _start, "resume": _resume, "runs": _runs, "show": _show, "compare": _compare,
     "cancel": _cancel, "delete": _delete, "export": _export, "data": _data, "queue": queue_command,
     "sweep": sweep_command,
 }

@@ -127,7 +127,7 @@ def run_eval(ctx) -> None:
     with ctx.progress(f"eval {spec.mode}", total=len(examples), completed=len(done)) as bar:
 
         def store_rows(rows: list[dict]) -> None:
-            ctx.store.add_samples(ctx.run.id, rows)
+            ctx.store.add_samples(ctx.run.id, rows, split=spec.dataset)
             bar.advance(len(rows))
 
         result = evaluate(

@@ -60,7 +60,7 @@ def run_rollout(ctx) -> None:
                 for i, samples in zip(batch, completions)
                 for j, completion in enumerate(samples)
             ])
-            ctx.store.add_samples(ctx.run.id, rows)
+            ctx.store.add_samples(ctx.run.id, rows, split=spec.dataset)
             tokens = sum(c.tokens for samples in completions for c in samples)
             tally.add(rows, ctx.ranks.total(tokens), seconds)
             ctx.tracker.log(tally.questions, **tally.metrics())

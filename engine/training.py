@@ -280,12 +280,17 @@ def score(ctx, loaded, task: Task, examples: list[Example], mode: str, on_rows=N
     return result
 
 
+def sample_writer(ctx, split: str, step: int) -> Callable[[list[dict]], None]:
+    """Stores scored rows as `split`'s samples at training step `step`."""
+    return lambda rows: ctx.store.add_samples(ctx.run.id, [r | {"step": step} for r in rows], split=split)
+
+
 def evaluate_valid(ctx, loaded, task: Task, valid: list[Example], mode: str, step: int) -> dict[str, float]:
     """Accuracy on `valid`, logged at `step` with its samples; returns it with the accuracy by
     category (logged by the caller)."""
     result = score(
         ctx, loaded, task, valid, mode,
-        on_rows=lambda rows: ctx.store.add_samples(ctx.run.id, [r | {"step": step} for r in rows]),
+        on_rows=sample_writer(ctx, "valid", step),
     )
     metrics = {k: result.metrics[k] for k in ("accuracy", "answer_rate")} | steps_accuracy(task, mode, result.rows)
     ctx.tracker.log(step, **metrics)
@@ -295,14 +300,14 @@ def evaluate_valid(ctx, loaded, task: Task, valid: list[Example], mode: str, ste
 
 def evaluate_held_out(ctx, loaded, task: Task, mode: str, step: int) -> dict[str, float]:
     """The held-out splits other than valid (shifted), on the same subset size, with their
-    accuracy by category, as `<split>_<metric>`. Their samples are not stored: their rows
-    would share valid's (step, idx) keys."""
+    samples and their accuracy by category, as `<split>_<metric>`. The samples let two runs be
+    compared question by question on shifted too (`python -m engine compare`)."""
     metrics: dict[str, float] = {}
     for split in task.held_out_splits:
         if split == "valid":
             continue
         examples = scored_subset(task, split, ctx.spec.eval_limit)
-        result = score(ctx, loaded, task, examples, mode)
+        result = score(ctx, loaded, task, examples, mode, on_rows=sample_writer(ctx, split, step))
         found = {k: result.metrics[k] for k in ("accuracy", "answer_rate")} | steps_accuracy(task, mode, result.rows)
         found |= category_accuracy(task, examples, [r["correct"] for r in result.rows])
         metrics |= {f"{split}_{name}": value for name, value in found.items()}

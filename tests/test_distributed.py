@@ -84,7 +84,8 @@ def test_sft_on_two_processes_follows_the_one_process_loss_curve_and_only_rank_0
     per_rank = {"samples_per_s/rank=0", "samples_per_s/rank=1", "threads/rank=0", "threads/rank=1"}
     assert per_rank <= set(store.metric_names(two.id))  # what the app's run page shows
     assert not [name for name in store.metric_names(one.id) if "/rank=" in name]
-    assert sorted(r["idx"] for r in store.samples(two.id)) == [0, 1, 2, 3]  # the final eval, sharded and gathered
+    for split in ("valid", "shifted"):  # the final eval, sharded and gathered
+        assert sorted(r["idx"] for r in store.samples(two.id, split=split)) == [0, 1, 2, 3]
 
 
 def _committed(log: Path) -> Counter:
@@ -160,7 +161,7 @@ def test_two_machines_on_localhost_complete_one_consistent_sft_run(tiny_model_di
     done = store.get_run(run.id)
     assert done.status == "completed"
     assert [s for s, _ in _losses(store, run.id)] == list(range(1, 9))
-    assert sorted(r["idx"] for r in store.samples(run.id)) == [0, 1, 2, 3]
+    assert sorted(r["idx"] for r in store.samples(run.id, split="shifted")) == [0, 1, 2, 3]
     assert Path(store.artifact(run.id, "adapter")["path"], "adapter_config.json").exists()
     assert [r.id for r in store.list_runs()] == [run.id]
     assert "rank 1 of 2" in (tmp_path / "machine1.txt").read_text()  # the other machine did take part

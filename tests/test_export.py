@@ -47,7 +47,7 @@ def test_every_run_exports_to_files_pandas_reads(seeded, tmp_path):
     assert list(sft_accuracy.step) == [0, 20, 40, 60, 80] and sft_accuracy.value.iloc[-1] == pytest.approx(0.7)
 
     samples = pd.read_csv(out / "samples.csv")
-    assert list(samples.columns) == ["run_id", "step", "idx", "sample", "question", "target", "output", "answer", "correct"]
+    assert list(samples.columns) == ["run_id", "split", "step", "idx", "sample", "question", "target", "output", "answer", "correct"]
     assert samples.groupby("run_id").correct.agg(["size", "sum"]).to_dict("index") == {
         1: {"size": 16, "sum": 7}, 2: {"size": 8, "sum": 2},  # run 1 evaluated at steps 40 and 80
     }

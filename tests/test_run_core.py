@@ -239,7 +239,7 @@ def test_kill_9_then_resume_at_once_logs_each_step_once(tmp_path, tiny_model_dir
     assert run.status == "completed"
     assert _steps(store, 1) == list(range(1, SFT_STEPS + 1))  # every step once
     samples = store.samples(1)
-    assert len({(s["step"], s["idx"], s["sample"]) for s in samples}) == len(samples) > 0
+    assert len({(s["split"], s["step"], s["idx"], s["sample"]) for s in samples}) == len(samples) > 0
 
 
 def test_cancel_sends_a_real_sigterm_and_resume_finishes(tmp_path, tiny_model_dir):

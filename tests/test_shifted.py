@@ -266,7 +266,7 @@ def test_eval_on_shifted_reports_accuracy_by_category(tiny_model_dir, db_path):
         ("grpo", dict(steps=1, questions_per_step=2, group_size=2, max_new_tokens=3, eval_interval=0)),
     ],
 )
-def test_training_scores_shifted_at_the_end_without_storing_its_samples(kind, settings, tiny_model_dir, db_path, task):
+def test_training_scores_shifted_at_the_end_and_stores_its_samples_apart(kind, settings, tiny_model_dir, db_path, task):
     store = RunStore(db_path)
     spec = RunSpec(kind=kind, model=tiny_model_dir, eval_limit=3, checkpoint_interval=0, **settings)
     run = execute(store, store.create_run(spec).id)
@@ -279,8 +279,10 @@ def test_training_scores_shifted_at_the_end_without_storing_its_samples(kind, se
         f"shifted_accuracy/family={f}" for f in shifted_families
     }
     assert "accuracy/phrasing=train" in summary and "shifted_accuracy/phrasing=held-out" in summary
-    valid = {e.question for e in task.load("valid")[:3]}
-    assert {s["question"] for s in store.samples(run.id)} == valid
+    for split in ("valid", "shifted"):
+        samples = store.samples(run.id, split=split)
+        assert [s["question"] for s in samples] == [e.question for e in task.load(split)[:3]]
+        assert summary["accuracy" if split == "valid" else "shifted_accuracy"] == sum(s["correct"] for s in samples) / 3
 
 
 @pytest.mark.parametrize(

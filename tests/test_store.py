@@ -95,9 +95,29 @@ def test_migrates_an_existing_older_database(tmp_path):
     assert run.status == "completed" and run.summary == {} and run.progress_done is None
     assert {m.name for m in migrations.applied(store.db)} == {
         "m001_initial", "m002_progress_and_summary", "m003_run_folders_per_database",
-        "m004_process_start_time", "m005_unique_metric_points", "m006_queue",
+        "m004_process_start_time", "m005_unique_metric_points", "m006_queue", "m007_sample_splits",
     }
     assert store.db.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_migration_names_the_split_of_samples_stored_before_splits(tmp_path):
+    """Training runs stored valid's samples only; an eval or a rollout its spec's dataset, which
+    the spec omits when it was the kind's default (valid for eval, train for rollout)."""
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="m007_sample_splits")
+    for kind, spec in (
+        ("sft", {"kind": "sft"}), ("eval", {"kind": "eval", "dataset": "shifted"}),
+        ("eval", {"kind": "eval"}), ("rollout", {"kind": "rollout"}), ("rollout", {"kind": "rollout", "dataset": "broad"}),
+    ):
+        run_id = db["runs"].insert({"kind": kind, "status": "completed", "spec": json.dumps(spec), "created_at": 1.0}).last_pk
+        db["samples"].insert({"run_id": run_id, "step": 0, "idx": 0, "sample": 0, "question": "q", "target": 1.0,
+                              "output": "o", "answer": 1.0, "correct": 1})
+    db.close()
+    store = RunStore(path)
+    assert [store.sample_splits(i) for i in range(1, 6)] == [["valid"], ["shifted"], ["valid"], ["train"], ["broad"]]
+    store.add_samples(1, [_sample(0, 0, False)], split="shifted")  # the new key takes a second split
+    assert store.sample_splits(1) == ["valid", "shifted"]
 
 
 def test_unreadable_database_is_a_clear_error(tmp_path):
@@ -265,13 +285,31 @@ def _sample(step: int, idx: int, correct: bool, sample: int = 0) -> dict:
             "answer": 1.0 if correct else 2.0, "correct": correct}
 
 
-def test_final_step_is_the_runs_last_step_with_samples(db_path):
+def test_final_samples_are_each_splits_last_scored_step(db_path):
     store = RunStore(db_path)
     run, other = store.create_run(RunSpec(kind="sft")), store.create_run(RunSpec(kind="sft"))
-    assert store.final_step(run.id) is None
-    store.add_samples(run.id, [_sample(4, 0, True), _sample(8, 0, True), _sample(2, 1, False)])
+    assert store.final_samples(run.id) == [] and store.sample_splits(run.id) == []
+    store.add_samples(run.id, [_sample(4, 0, True), _sample(8, 0, True), _sample(8, 1, False)])
+    store.add_samples(run.id, [_sample(4, 0, False), _sample(6, 0, True)], split="shifted")
     store.add_samples(other.id, [_sample(12, 0, True)])
-    assert store.final_step(run.id) == 8
+    assert store.sample_splits(run.id) == ["valid", "shifted"]
+    assert store.sample_steps(run.id, "shifted") == [4, 6]
+    assert [(r["split"], r["step"], r["idx"]) for r in store.final_samples(run.id)] == [
+        ("valid", 8, 0), ("valid", 8, 1), ("shifted", 6, 0),
+    ]
+    assert [r["step"] for r in store.question_samples(run.id, "valid", "q0")] == [8]
+    assert store.sample_counts(run.id, "valid", 8) == (2, 1) and store.sample_counts(run.id, "shifted", 8) == (0, 0)
+
+
+def test_the_same_step_and_index_on_two_splits_are_two_samples(db_path):
+    """A training run scores valid's and shifted's question 0 at the same step; before splits
+    were stored, the second would have been dropped as a repeat."""
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="sft"))
+    for _ in range(2):  # a resumed run writes the same rows again
+        store.add_samples(run.id, [_sample(4, 0, True)])
+        store.add_samples(run.id, [_sample(4, 0, False)], split="shifted")
+    assert [(r["split"], r["correct"]) for r in store.samples(run.id)] == [("shifted", 0), ("valid", 1)]
 
 
 def test_samples_after_polls_one_steps_new_rows_in_order(db_path):
@@ -279,12 +317,14 @@ def test_samples_after_polls_one_steps_new_rows_in_order(db_path):
     run, other = store.create_run(RunSpec(kind="sft")), store.create_run(RunSpec(kind="sft"))
     store.add_samples(run.id, [_sample(4, i, i % 2 == 0) for i in range(6)] + [_sample(8, 0, True)])
     store.add_samples(other.id, [_sample(4, i, True) for i in range(3)])
-    first = store.samples_after(run.id, 4, after_id=0, correct=None, limit=4)
+    store.add_samples(run.id, [_sample(4, 9, True)], split="shifted")
+    first = store.samples_after(run.id, "valid", 4, after_id=0, correct=None, limit=4)
     assert [(r["run_id"], r["step"], r["idx"]) for r in first] == [(run.id, 4, i) for i in range(4)]
-    rest = store.samples_after(run.id, 4, after_id=first[-1]["id"], correct=None, limit=10)
+    rest = store.samples_after(run.id, "valid", 4, after_id=first[-1]["id"], correct=None, limit=10)
     assert [r["idx"] for r in rest] == [4, 5]
-    assert [r["idx"] for r in store.samples_after(run.id, 4, 0, correct=True, limit=10)] == [0, 2, 4]
-    assert [r["idx"] for r in store.samples_after(run.id, 4, 0, correct=False, limit=10)] == [1, 3, 5]
+    assert [r["idx"] for r in store.samples_after(run.id, "valid", 4, 0, correct=True, limit=10)] == [0, 2, 4]
+    assert [r["idx"] for r in store.samples_after(run.id, "valid", 4, 0, correct=False, limit=10)] == [1, 3, 5]
+    assert [r["idx"] for r in store.samples_after(run.id, "shifted", 4, 0, correct=None, limit=10)] == [9]
 def test_metric_series_timed_keeps_each_points_time(db_path):
     store = RunStore(db_path)
     run = store.create_run(RunSpec(kind="sft"))

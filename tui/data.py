@@ -16,6 +16,7 @@ import numpy as np
 from rich.text import Text
 
 from engine.core.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER, base_name
+from engine.core.paired import Key, Outcome
 from engine.core.spec import DEFAULT_REASONING
 from engine.core.text import visible
 
@@ -127,39 +128,13 @@ def spec_diff(specs: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Any]]]
     return rows
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """How a run did on one question: `correct` of `samples` generations were right."""
-
-    correct: int
-    samples: int
-
-    @property
-    def symbol(self) -> str:
-        if self.correct == self.samples:
-            return "✓"
-        if self.correct == 0:
-            return "✗"
-        return f"{self.correct}/{self.samples}"
-
-
-def outcomes(samples: Iterable[Mapping[str, Any]]) -> dict[str, Outcome]:
-    """Per question text, how many of its samples were correct."""
-    counts: dict[str, list[int]] = {}
-    for row in samples:
-        c = counts.setdefault(row["question"], [0, 0])
-        c[0] += int(row["correct"])
-        c[1] += 1
-    return {q: Outcome(c, n) for q, (c, n) in counts.items()}
-
-
 def outcome_matrix(
-    per_run: Sequence[Mapping[str, Outcome]], only_differing: bool = False
-) -> list[tuple[str, list[Outcome | None]]]:
-    """Rows of (question, outcome per run), questions in first-seen order. A run that never saw a
-    question has None. `only_differing` keeps questions on which the runs that evaluated them
+    per_run: Sequence[Mapping[Key, Outcome]], only_differing: bool = False
+) -> list[tuple[Key, list[Outcome | None]]]:
+    """Rows of ((split, question), outcome per run), questions in first-seen order. A run that
+    never saw a question has None. `only_differing` keeps questions on which the runs that evaluated them
     disagree: a run that never saw a question does not make it differ."""
-    questions: dict[str, None] = {}
+    questions: dict[Key, None] = {}
     for run in per_run:
         questions.update(dict.fromkeys(run))
     rows = []

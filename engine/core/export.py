@@ -34,7 +34,7 @@ RUN_FACTS = (
     "finished_at", "duration_s", "progress_done", "progress_total", "error", "notes",
 )
 METRIC_COLUMNS = ("run_id", "step", "name", "value", "time")
-SAMPLE_COLUMNS = ("run_id", "step", "idx", "sample", "question", "target", "output", "answer", "correct")
+SAMPLE_COLUMNS = ("run_id", "split", "step", "idx", "sample", "question", "target", "output", "answer", "correct")
 FILES = ("runs.csv", "metrics.csv", "samples.csv", "runs.json")
 
 

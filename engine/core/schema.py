@@ -129,3 +129,21 @@ def m006_queue(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("queue_position", int)
     db["runs"].add_column("slot", int)
     db["settings"].create({"name": str, "value": str}, pk="name")
+
+
+@migrations()
+def m007_sample_splits(db: sqlite_utils.Database) -> None:
+    """Each sample names the question set it scored (`split`), so a training run keeps its
+    shifted samples beside valid's at the same step, and two runs can be compared question by
+    question on either split. Before, a training run stored valid's samples only; an eval or a
+    rollout stored its own dataset's (its spec's `dataset`, omitted there when it was the
+    kind's default of the time: valid for eval, train for rollout)."""
+    db["samples"].add_column("split", str, not_null_default="valid")
+    db.execute(
+        "update samples set split = (select coalesce(json_extract(runs.spec, '$.dataset'),"
+        " case runs.kind when 'eval' then 'valid' else 'train' end)"
+        " from runs where runs.id = samples.run_id and runs.kind in ('eval', 'rollout'))"
+        " where run_id in (select id from runs where kind in ('eval', 'rollout'))"
+    )
+    db.execute("drop index if exists idx_samples_run_id_step_idx_sample")
+    db["samples"].create_index(["run_id", "split", "step", "idx", "sample"], unique=True, index_name="sample_key")

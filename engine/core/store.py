@@ -762,45 +762,49 @@ class RunStore:
 
     # -- samples --------------------------------------------------------------------------
 
-    def add_samples(self, run_id: int, rows: list[dict[str, Any]]) -> None:
-        """Insert sample rows (keys: step, idx, sample, question, target, output, answer, correct).
-        A row that is already stored (same run, step, idx, sample) is skipped, so a resumed run
-        never duplicates one."""
+    def add_samples(self, run_id: int, rows: list[dict[str, Any]], split: str = "valid") -> None:
+        """Insert sample rows (keys: step, idx, sample, question, target, output, answer, correct)
+        of the questions of `split` (the question set they score: 'valid', 'shifted', or an eval's
+        or a rollout's dataset). A row already stored (same run, split, step, idx, sample) is
+        skipped, so a resumed run never duplicates one."""
         values = [
             (
-                run_id, r.get("step", 0), r["idx"], r.get("sample", 0), r["question"], r["target"],
+                run_id, split, r.get("step", 0), r["idx"], r.get("sample", 0), r["question"], r["target"],
                 r["output"], _finite_or_none(r["answer"]), int(bool(r["correct"])),
             )
             for r in rows
         ]
         with self.transaction():
             self.db.conn.executemany(
-                "insert or ignore into samples (run_id, step, idx, sample, question, target, output, answer, correct)"
-                " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "insert or ignore into samples (run_id, split, step, idx, sample, question, target, output, answer, correct)"
+                " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
 
     def samples(
-        self, run_id: int, *, step: int | None = None, correct: bool | None = None, limit: int | None = None
+        self, run_id: int, *, split: str | None = None, step: int | None = None,
+        correct: bool | None = None, limit: int | None = None,
     ) -> list[dict[str, Any]]:
+        """A run's samples, of every split unless one is named."""
         where, args = ["run_id = ?"], [run_id]
-        if step is not None:
-            where.append("step = ?")
-            args.append(step)
+        for column, value in (("split", split), ("step", step)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
         if correct is not None:
             where.append("correct = ?")
             args.append(int(correct))
-        sql = f"select * from samples where {' and '.join(where)} order by step, idx, sample"
+        sql = f"select * from samples where {' and '.join(where)} order by split, step, idx, sample"
         if limit:
             sql += f" limit {int(limit)}"
         return list(self.db.query(sql, args))
 
     def samples_after(
-        self, run_id: int, step: int, after_id: int, correct: bool | None, limit: int
+        self, run_id: int, split: str, step: int, after_id: int, correct: bool | None, limit: int
     ) -> list[dict[str, Any]]:
-        """Sample rows of one step added after row id `after_id` (for incremental polling)."""
-        sql = "select * from samples where run_id = ? and step = ? and id > ?"
-        args: list[Any] = [run_id, step, after_id]
+        """Sample rows of one split at one step added after row id `after_id` (for incremental polling)."""
+        sql = "select * from samples where run_id = ? and split = ? and step = ? and id > ?"
+        args: list[Any] = [run_id, split, step, after_id]
         if correct is not None:
             sql += " and correct = ?"
             args.append(int(correct))
@@ -808,24 +812,38 @@ class RunStore:
         args.append(limit)
         return list(self.db.query(sql, args))
 
-    def sample_counts(self, run_id: int, step: int) -> tuple[int, int]:
-        """(samples, correct samples) at one step."""
+    def sample_counts(self, run_id: int, split: str, step: int) -> tuple[int, int]:
+        """(samples, correct samples) of one split at one step."""
         row = self.db.execute(
-            "select count(*), coalesce(sum(correct), 0) from samples where run_id = ? and step = ?",
-            [run_id, step],
+            "select count(*), coalesce(sum(correct), 0) from samples where run_id = ? and split = ? and step = ?",
+            [run_id, split, step],
         ).fetchone()
         return row[0], row[1]
 
     def done_indices(self, run_id: int, step: int = 0) -> set[int]:
+        """The question indices with stored samples at `step` (an eval or a rollout: one split)."""
         rows = self.db.execute(
             "select distinct idx from samples where run_id = ? and step = ?", [run_id, step]
         ).fetchall()
         return {r[0] for r in rows}
 
-    def final_step(self, run_id: int) -> int | None:
-        """The last step that has samples (the final evaluation of a run)."""
-        row = self.db.execute("select max(step) from samples where run_id = ?", [run_id]).fetchone()
-        return row[0]
+    def sample_splits(self, run_id: int) -> list[str]:
+        """The splits a run has samples of, in the order it first scored them (valid first for a
+        training run)."""
+        rows = self.db.execute(
+            "select split from samples where run_id = ? group by split order by min(id)", [run_id]
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def final_samples(self, run_id: int) -> list[dict[str, Any]]:
+        """Each split's samples at its last scored step: a run's final evaluation, splits in the
+        order the run first scored them."""
+        return list(self.db.query(
+            "select * from samples s where run_id = ? and step ="
+            " (select max(step) from samples where run_id = s.run_id and split = s.split)"
+            " order by (select min(id) from samples where run_id = s.run_id and split = s.split), idx, sample",
+            [run_id],
+        ))
 
     # -- artifacts ------------------------------------------------------------------------
 
@@ -986,18 +1004,21 @@ class RunStore:
         return tuple(_family_member(row) for row in rows)
     # -- samples by step and by question (the samples tab's step picker, compare's side by side)
 
-    def sample_steps(self, run_id: int) -> list[int]:
-        """The steps that have samples, in order (a training run evaluates every few steps)."""
+    def sample_steps(self, run_id: int, split: str) -> list[int]:
+        """The steps that have samples of `split`, in order (a training run scores every few steps)."""
         rows = self.db.execute(
-            "select distinct step from samples where run_id = ? order by step", [run_id]
+            "select distinct step from samples where run_id = ? and split = ? order by step", [run_id, split]
         ).fetchall()
         return [r[0] for r in rows]
 
-    def question_samples(self, run_id: int, step: int, question: str) -> list[dict[str, Any]]:
-        """Every sample of one question at one step (several when a run samples it more than once)."""
+    def question_samples(self, run_id: int, split: str, question: str) -> list[dict[str, Any]]:
+        """Every sample of one question of `split` in the run's final evaluation (several when
+        the run samples it more than once)."""
         return list(self.db.query(
-            "select * from samples where run_id = ? and step = ? and question = ? order by idx, sample",
-            [run_id, step, question],
+            "select * from samples s where run_id = ? and split = ? and question = ? and step ="
+            " (select max(step) from samples where run_id = s.run_id and split = s.split)"
+            " order by idx, sample",
+            [run_id, split, question],
         ))
 
 

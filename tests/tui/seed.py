@@ -162,3 +162,23 @@ def add_eval_categories(store: RunStore, run_id: int = 2) -> None:
     """Log `EVAL_CATEGORIES` for the seeded eval (kept out of `seed`, whose runs other tests
     count metrics of)."""
     store.log_metrics(run_id, [(0, name, value, T0) for name, value in EVAL_CATEGORIES.items()])
+
+
+SHIFTED_QUESTIONS = [f"Express {n}.5 kilometre in metre." for n in range(11, 17)]
+
+
+def add_shifted_samples(db_path: Path) -> None:
+    """The seeded sft run's (run 1) shifted samples beside valid's, at its periodic evaluation
+    (step 40) and its last (step 80): right on the first two at the end. Kept out of `seed`,
+    whose screens other snapshots show with valid alone."""
+    store = RunStore(db_path)
+    for step, correct in ((40, set()), (80, {0, 1})):
+        store.add_samples(1, [
+            {
+                "step": step, "idx": i, "sample": 0, "question": q, "target": (i + 11.5) * 1000,
+                "output": f"<answer>{(i + 11.5) * 1000 if i in correct else 1150}</answer>",
+                "answer": (i + 11.5) * 1000 if i in correct else 1150.0, "correct": i in correct,
+            }
+            for i, q in enumerate(SHIFTED_QUESTIONS)
+        ], split="shifted")
+    store.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from tui.data import (
     Axis,
-    Outcome,
     best_value,
     chart_title,
     eta_seconds,
@@ -15,12 +14,12 @@ from tui.data import (
     nice_axis,
     nice_step,
     outcome_matrix,
-    outcomes,
     parse_tags,
     result_figures,
     spec_diff,
     tick_labels,
 )
+from engine.core.paired import Outcome, outcomes
 from tui.widgets.runs_table import fit
 
 
@@ -54,18 +53,20 @@ def test_spec_diff_flattens_and_keeps_differences_only():
 
 
 def test_outcome_matrix_matches_by_question_and_filters_differences():
-    run1 = outcomes([
-        {"question": "q1", "correct": 1}, {"question": "q2", "correct": 0},
-        {"question": "q3", "correct": 1}, {"question": "q3", "correct": 0},
-    ])
-    run2 = outcomes([{"question": "q2", "correct": 0}, {"question": "q1", "correct": 0}])
-    assert run1["q3"] == Outcome(1, 2) and run1["q3"].symbol == "1/2"
+    def row(question, correct, split="valid"):
+        return {"split": split, "question": question, "correct": correct}
+
+    run1 = outcomes([row("q1", 1), row("q2", 0), row("q3", 1), row("q3", 0), row("q1", 0, "shifted")])
+    run2 = outcomes([row("q2", 0), row("q1", 0), row("q1", 1, "shifted")])
+    assert run1["valid", "q3"] == Outcome(1, 2) and run1["valid", "q3"].symbol == "1/2"
     rows = outcome_matrix([run1, run2])
     assert [(q, [c.symbol if c else None for c in cells]) for q, cells in rows] == [
-        ("q1", ["✓", "✗"]), ("q2", ["✗", "✗"]), ("q3", ["1/2", None]),
+        (("valid", "q1"), ["✓", "✗"]), (("valid", "q2"), ["✗", "✗"]), (("valid", "q3"), ["1/2", None]),
+        (("shifted", "q1"), ["✗", "✓"]),
     ]
-    # q3 was never asked of run2: not evaluated is not a difference
-    assert [q for q, _ in outcome_matrix([run1, run2], only_differing=True)] == ["q1"]
+    # q3 was never asked of run2: not evaluated is not a difference; the same wording on
+    # another split is another question
+    assert [q for q, _ in outcome_matrix([run1, run2], only_differing=True)] == [("valid", "q1"), ("shifted", "q1")]
 
 
 def test_fit():

@@ -15,7 +15,7 @@ from engine.core.processes import Owner
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore, open_store
 from tests.tui.conftest import FAKE_ENGINE, wait_for
-from tests.tui.seed import add_eval_categories, seed_families, seed_sweeps
+from tests.tui.seed import SHIFTED_QUESTIONS, add_eval_categories, add_shifted_samples, seed_families, seed_sweeps
 from tui.app import ReasonlabApp
 from tui.screens.compare import CompareScreen
 from tui.screens.export_dialog import ExportDialog, default_folder
@@ -574,6 +574,70 @@ class TestSampleSteps:
             store.add_samples(run.id, samples_at(40, 6, 0))
             await wait_for(pilot, lambda: picker.value == 40 and table.row_count == 6)
             assert "6 samples, 0 correct" in str(count.content)
+
+
+class TestSplits:
+    """A training run scores valid and shifted: its samples tab picks the split, and compare
+    pairs runs question by question on each (run 1, the sft, against run 2, an eval of valid)."""
+
+    @staticmethod
+    async def pick_shifted(pilot) -> None:
+        await runs_loaded(pilot)
+        pilot.app.open_run(1)
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.run is not None)
+        await pilot.press("2")
+        await until(pilot, lambda: pilot.app.screen.query_one("#samples-split", Select).display)
+        pilot.app.screen.query_one("#samples-split", Select).focus()
+        await pilot.press("enter", "down", "enter")
+        await until(pilot, lambda: "6 samples, 2 correct" in str(pilot.app.screen.query_one("#samples-count", Label).content))
+
+    def test_shifted_samples(self, snap_compare, seeded_db):
+        add_shifted_samples(seeded_db)
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=self.pick_shifted)
+
+    async def test_the_picked_split_shows_its_own_steps_and_questions(self, make_app, seeded_db):
+        add_shifted_samples(seeded_db)
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await self.pick_shifted(pilot)
+            table = app.screen.query_one("#samples-table", DataTable)
+            assert [table.get_row_at(i)[1].plain for i in range(table.row_count)] == SHIFTED_QUESTIONS
+            assert app.screen.query_one(SamplesView).steps == [40, 80]
+            table.focus()
+            await pilot.press("left_square_bracket")  # shifted's earlier evaluation: none right
+            await until(pilot, lambda: "6 samples, 0 correct" in str(app.screen.query_one("#samples-count", Label).content))
+            assert app.screen.query_one("#samples-split", Select).value == "shifted"
+
+    @staticmethod
+    async def open_summary(pilot) -> None:
+        await runs_loaded(pilot)
+        pilot.app.compare([1, 2])
+        await until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen)
+                    and any(t.row_count for t in pilot.app.screen.query("#summary-table").results(DataTable)))
+        await pilot.press("3")
+
+    def test_paired_summary(self, snap_compare, seeded_db):
+        add_shifted_samples(seeded_db)
+        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=self.open_summary)
+
+    async def test_summary_pairs_each_split_and_outcomes_name_it(self, make_app, seeded_db):
+        add_shifted_samples(seeded_db)
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await self.open_summary(pilot)
+            table = app.screen.query_one("#summary-table", DataTable)
+            rows = {str(table.get_row_at(i)[0]): table.get_row_at(i)[1:] for i in range(table.row_count)}
+            # sft right on valid's {0, 1, 2, 4, 5}, the eval on {0, 3}: 1 gained, 4 lost
+            assert rows["valid: gained / lost against #1 (p)"] == ["–", "1 / 4 (p 0.38)"]
+            assert not any(name.startswith("shifted") for name in rows)  # the eval scored valid only
+            await pilot.press("4")
+            matrix = app.screen.query_one("#matrix-table", DataTable)
+            await until(pilot, lambda: matrix.row_count == 8 + 6)
+            assert [matrix.get_row_at(i)[0].plain for i in (0, 8)] == ["valid", "shifted"]
+            matrix.focus()
+            await pilot.press(*["down"] * 8, "enter")  # the side by side opens shifted's question
+            await until(pilot, lambda: isinstance(app.screen, SideBySideDialog))
+            assert app.screen.question == SHIFTED_QUESTIONS[0] and len(app.screen.runs[0].samples) == 1
 
 
 class TestSideBySide:

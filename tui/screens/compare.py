@@ -19,7 +19,8 @@ from engine.core.store import Run, RunStore, open_store
 from engine.core.text import visible
 from tui.screens.side_by_side import RunOutputs, SideBySideDialog
 from tui.screens.worker_errors import ReportsWorkerErrors
-from tui.data import Outcome, format_duration, format_timestamp, format_value, outcomes, plain, spec_diff
+from engine.core.paired import Key, Outcome, PairedSplit, outcomes, paired_splits
+from tui.data import format_duration, format_timestamp, format_value, plain, spec_diff
 from tui.chart_math import RunScale, Series
 from tui.widgets.metric_chart import ChartKeys, MetricChart, chart_bindings, legend
 from tui.widgets.outcome_matrix import OutcomeMatrix
@@ -33,11 +34,17 @@ class Comparison:
     runs: list[Run]
     series: dict[str, list[Series]]
     """Per metric, each run's points (empty where a run has none)."""
-    outcomes: list[dict[str, Outcome]]
+    outcomes: list[dict[Key, Outcome]]
+    """Per run, its final evaluation's outcome on each (split, question)."""
 
     @property
     def labels(self) -> list[str]:
         return [visible(f"#{r.id} {r.label}") for r in self.runs]
+
+    @property
+    def paired(self) -> list[list[PairedSplit]]:
+        """Each run against the first, question by question per split (none for the first)."""
+        return [[]] + [paired_splits(self.outcomes[0], other) for other in self.outcomes[1:]]
 
 
 def metric_order(names: set[str]) -> list[str]:
@@ -54,11 +61,7 @@ def read_comparison(store: RunStore, run_ids: list[int]) -> Comparison:
         m: [Series.of(store.metric_series_timed(r.id, m), scale) for r, scale in zip(runs, scales)]
         for m in metric_order(names)
     }
-    per_run = []
-    for run in runs:
-        step = store.final_step(run.id)
-        per_run.append({} if step is None else outcomes(store.samples(run.id, step=step)))
-    return Comparison(runs, series, per_run)
+    return Comparison(runs, series, [outcomes(store.final_samples(r.id)) for r in runs])
 
 
 class CompareScreen(ChartKeys, ReportsWorkerErrors):
@@ -82,7 +85,7 @@ class CompareScreen(ChartKeys, ReportsWorkerErrors):
     class QuestionRead(Message):
         """Every compared run's outputs for one question, for the side-by-side dialog."""
 
-        def __init__(self, question: str, runs: list[RunOutputs]) -> None:
+        def __init__(self, question: Key, runs: list[RunOutputs]) -> None:
             super().__init__()
             self.question = question
             self.runs = runs
@@ -157,19 +160,18 @@ class CompareScreen(ChartKeys, ReportsWorkerErrors):
         self._read_question(event.question)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="compare-question")
-    def _read_question(self, question: str) -> None:
+    def _read_question(self, question: Key) -> None:
         runs = []
         with open_store(self.app.db_path) as store:
             for run_id in self.run_ids:
-                run, step = store.get_run(run_id), store.final_step(run_id)
-                samples = [] if step is None else store.question_samples(run_id, step, question)
-                runs.append(RunOutputs(visible(f"#{run.id} {run.label}"), samples))
+                run = store.get_run(run_id)
+                runs.append(RunOutputs(visible(f"#{run.id} {run.label}"), store.question_samples(run_id, *question)))
         self.post_message(self.QuestionRead(question, runs))
 
     def on_compare_screen_question_read(self, message: QuestionRead) -> None:
         if self.closed:
             return
-        self.app.push_screen(SideBySideDialog(message.question, message.runs))
+        self.app.push_screen(SideBySideDialog(message.question[1], message.runs))
 
     async def _show_curves(self, c: Comparison) -> None:
         grid = self.query_one("#compare-charts", Grid)
@@ -215,3 +217,17 @@ class CompareScreen(ChartKeys, ReportsWorkerErrors):
         for metric in metric_order({m for r in c.runs for m in r.summary}):
             table.add_row(metric_title(metric), *(format_value(r.summary.get(metric)) for r in c.runs))
         table.add_row("questions (final)", *(str(len(o)) for o in c.outcomes))
+        splits = dict.fromkeys(s.split for pairs in c.paired for s in pairs)
+        for split in splits:
+            table.add_row(
+                plain(f"{split}: gained / lost against #{c.runs[0].id} (p)"),
+                *(_paired_cell(next((s for s in pairs if s.split == split), None)) for pairs in c.paired),
+            )
+
+
+def _paired_cell(paired: PairedSplit | None) -> str:
+    """'12 / 5 (p 0.14)': questions right only here, right only in the first run, and the exact
+    McNemar p-value; '–' where there is nothing to pair."""
+    if paired is None:
+        return "–"
+    return f"{paired.gained} / {paired.lost} (p {paired.p_value:.2g})"

@@ -57,11 +57,14 @@ class PollState:
     after_steps: dict[str, int] = field(default_factory=dict)
     log_offset: int | None = None
     """Byte offset read up to; None before the first read (start near the end)."""
+    sample_split: str | None = None
     sample_step: int | None = None
     sample_after_id: int = 0
     sample_filter: bool | None = None
     sample_pick: int | None = None
     """The step picked on the samples tab; None follows the latest."""
+    split_pick: str | None = None
+    """The split picked on the samples tab; None: the first the run scored (valid)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class PollResult:
     points: dict[str, Series]
     log_lines: list[str]
     log_offset: int
+    sample_split: str | None
+    sample_splits: list[str]
     sample_step: int | None
     sample_steps: list[int]
     samples: list[dict[str, Any]]
@@ -233,20 +238,25 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
                     m: Series.of(store.metric_series_timed(self.run_id, m, state.after_steps.get(m, -1)))
                     for m in metrics
                 }
-                steps = store.sample_steps(self.run_id)
+                splits = store.sample_splits(self.run_id)
+                split = state.split_pick if state.split_pick in splits else (splits[0] if splits else None)
+                steps = [] if split is None else store.sample_steps(self.run_id, split)
                 step = state.sample_pick if state.sample_pick in steps else (steps[-1] if steps else None)
-                after_id = state.sample_after_id if step == state.sample_step else 0
+                same = (split, step) == (state.sample_split, state.sample_step)
+                after_id = state.sample_after_id if same else 0
                 samples = [] if step is None else store.samples_after(
-                    self.run_id, step, after_id, state.sample_filter, SAMPLES_PER_POLL
+                    self.run_id, split, step, after_id, state.sample_filter, SAMPLES_PER_POLL
                 )
-                counts = (0, 0) if step is None else store.sample_counts(self.run_id, step)
+                counts = (0, 0) if step is None else store.sample_counts(self.run_id, split, step)
                 artifacts = store.artifacts(self.run_id)
                 lineage = parents_first(store.lineage(self.run_id)) if with_lineage else None
         except ReasonlabError:
             self.post_message(self.Gone())
             return
         log_lines, log_offset = read_log(Path(run.run_dir) / "log.txt", state.log_offset)
-        result = PollResult(run, points, log_lines, log_offset, step, steps, samples, counts, artifacts, lineage)
+        result = PollResult(
+            run, points, log_lines, log_offset, split, splits, step, steps, samples, counts, artifacts, lineage
+        )
         self.post_message(self.Polled(state, result))
 
     def on_run_screen_polled(self, message: Polled) -> None:
@@ -273,9 +283,11 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
         for line in r.log_lines:
             log.write(plain(line))
         samples = self.query_one(SamplesView)
-        if r.sample_step != self.state.sample_step:
+        shown = (r.sample_split, r.sample_step)
+        if shown != (self.state.sample_split, self.state.sample_step):
             samples.reset()
         samples.add(r.samples)
+        samples.show_splits(r.sample_splits, r.sample_split)
         samples.show_steps(r.sample_steps, r.sample_step)
         samples.show_counts(r.sample_step, *r.sample_counts)
         if r.lineage is not None:
@@ -285,12 +297,14 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
         self.state = PollState(
             after_steps={m: pts.last_step if len(pts) else self.state.after_steps.get(m, -1) for m, pts in r.points.items()},
             log_offset=r.log_offset,
+            sample_split=r.sample_split,
             sample_step=r.sample_step,
             sample_after_id=r.samples[-1]["id"] if r.samples else (
-                self.state.sample_after_id if r.sample_step == self.state.sample_step else 0
+                self.state.sample_after_id if shown == (self.state.sample_split, self.state.sample_step) else 0
             ),
             sample_filter=self.state.sample_filter,
             sample_pick=self.state.sample_pick,
+            split_pick=self.state.split_pick,
         )
         if r.run.status not in FINAL_STATUSES:
             self._resume_pending = False
@@ -349,9 +363,13 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
     def _samples_step_chosen(self, event: SamplesView.StepChosen) -> None:
         self._read_samples_again(replace(self.state, sample_pick=event.step))
 
+    @on(SamplesView.SplitChosen)
+    def _samples_split_chosen(self, event: SamplesView.SplitChosen) -> None:
+        self._read_samples_again(replace(self.state, split_pick=event.split))
+
     def _read_samples_again(self, state: PollState) -> None:
         self.query_one(SamplesView).reset()
-        self.state = replace(state, sample_step=None, sample_after_id=0)
+        self.state = replace(state, sample_split=None, sample_step=None, sample_after_id=0)
         self._timer.resume()
         self.poll()
 

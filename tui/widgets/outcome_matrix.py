@@ -10,7 +10,8 @@ from textual.message import Message
 from textual.widgets import Checkbox, DataTable, Label
 
 from engine.core.text import visible
-from tui.data import Outcome, outcome_matrix
+from engine.core.paired import Key, Outcome
+from tui.data import outcome_matrix
 from tui.widgets.state_checkbox import StateCheckbox
 
 NOT_EVALUATED = "·"
@@ -19,18 +20,18 @@ NOT_EVALUATED = "·"
 
 class OutcomeMatrix(Vertical):
     """Filtering happens here, on data already read (no database access); enter on a row
-    posts `Opened` with its question."""
+    posts `Opened` with its (split, question)."""
 
     class Opened(Message):
-        def __init__(self, question: str) -> None:
+        def __init__(self, question: Key) -> None:
             super().__init__()
             self.question = question
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.labels: list[str] = []
-        self.per_run: list[dict[str, Outcome]] = []
-        self._questions: list[str] = []
+        self.per_run: list[dict[Key, Outcome]] = []
+        self._questions: list[Key] = []
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="matrix-bar"):
@@ -38,7 +39,7 @@ class OutcomeMatrix(Vertical):
             yield Label(id="matrix-count")
         yield DataTable(cursor_type="row", id="matrix-table")
 
-    def show(self, labels: list[str], per_run: list[dict[str, Outcome]]) -> None:
+    def show(self, labels: list[str], per_run: list[dict[Key, Outcome]]) -> None:
         self.labels = labels
         self.per_run = per_run
         self._fill()
@@ -59,11 +60,17 @@ class OutcomeMatrix(Vertical):
         self._questions = [question for question, _ in rows]
         table = self.query_one("#matrix-table", DataTable)
         table.clear(columns=True)
+        # The split column only where it tells questions apart: a training run scores valid
+        # and shifted, an eval one split.
+        with_split = len({split for run in self.per_run for split, _ in run}) > 1
+        if with_split:
+            table.add_column("Split", key="split")
         table.add_column("Question", key="question", width=40)
         for i, label in enumerate(self.labels):
             table.add_column(Text(label), key=f"run-{i}")
-        for n, (question, cells) in enumerate(rows):
+        for n, ((split, question), cells) in enumerate(rows):
             table.add_row(
+                *([Text(visible(split), no_wrap=True, overflow="ellipsis")] if with_split else []),
                 Text(visible(" ".join(question.split())), no_wrap=True, overflow="ellipsis"),
                 *(Text(c.symbol if c else NOT_EVALUATED, justify="center") for c in cells),
                 key=str(n),

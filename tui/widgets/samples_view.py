@@ -1,5 +1,5 @@
-"""The generated samples of one of a run's evaluations (the latest unless one is picked),
-filterable by outcome."""
+"""The generated samples of one of a run's evaluations (the latest unless one is picked), of
+one split (a training run scores valid and shifted), filterable by outcome."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Label, Select
 
+from engine.core.text import visible
 from tui.data import format_value
 
 FILTERS = [("All samples", "all"), ("Correct", "correct"), ("Incorrect", "incorrect")]
@@ -21,9 +22,9 @@ MAX_ROWS = 5000
 
 
 class SamplesView(Vertical):
-    """Rows arrive with `add`; choosing a filter posts `FilterChanged` and choosing a step posts
-    `StepChosen`, so the screen reads the samples again; enter on a row posts `Opened` with the
-    full sample."""
+    """Rows arrive with `add`; choosing a filter posts `FilterChanged`, choosing a split
+    `SplitChosen` and choosing a step `StepChosen`, so the screen reads the samples again; enter
+    on a row posts `Opened` with the full sample."""
 
     BINDINGS = [
         Binding("left_square_bracket", "step(-1)", "Earlier step", show=False, tooltip="Samples of the evaluation before", id="samples.earlier"),
@@ -34,6 +35,11 @@ class SamplesView(Vertical):
         def __init__(self, correct: bool | None) -> None:
             super().__init__()
             self.correct = correct
+
+    class SplitChosen(Message):
+        def __init__(self, split: str) -> None:
+            super().__init__()
+            self.split = split
 
     class StepChosen(Message):
         """`step` is None when the latest step was chosen: the view then follows new ones."""
@@ -51,10 +57,12 @@ class SamplesView(Vertical):
         super().__init__(**kwargs)
         self._samples: dict[str, dict[str, Any]] = {}
         self._steps: list[int] = []
+        self._splits: list[str] = []
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="samples-bar"):
             yield Select(FILTERS, value="all", allow_blank=False, compact=True, id="samples-filter")
+            yield Select([("no samples yet", None)], allow_blank=False, compact=True, id="samples-split")
             yield Select([("no samples yet", None)], allow_blank=False, compact=True, id="samples-step")
             yield Label("No samples yet.", id="samples-count")
         table = DataTable(cursor_type="row", id="samples-table")
@@ -94,6 +102,17 @@ class SamplesView(Vertical):
         """The steps the picker offers, oldest first."""
         return list(self._steps)
 
+    def show_splits(self, splits: list[str], shown: str | None) -> None:
+        """The splits that have samples, `shown` selected; the picker hides while there is only one."""
+        select = self.query_one("#samples-split", Select)
+        select.display = len(splits) > 1
+        with self.prevent(Select.Changed):
+            if splits and splits != self._splits:
+                self._splits = splits
+                select.set_options((visible(split), split) for split in splits)
+            if shown is not None and select.value != shown:
+                select.value = shown
+
     def show_steps(self, steps: list[int], shown: int | None) -> None:
         """The steps that have samples, newest first, with `shown` selected; the picker hides
         while there is only one."""
@@ -130,6 +149,12 @@ class SamplesView(Vertical):
     def _filter_changed(self, event: Select.Changed) -> None:
         event.stop()
         self.post_message(self.FilterChanged(self.correct_filter))
+
+    @on(Select.Changed, "#samples-split")
+    def _split_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.value in self._splits:
+            self.post_message(self.SplitChosen(event.value))
 
     @on(Select.Changed, "#samples-step")
     def _step_changed(self, event: Select.Changed) -> None:

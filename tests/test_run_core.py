@@ -171,6 +171,44 @@ def test_older_databases_move_only_the_run_folders_they_provably_own(tmp_path):
     assert (tmp_path / "b.db.runs" / "1" / "log.txt").exists()
 
 
+def test_a_database_moved_with_its_runs_folder_keeps_its_runs(tmp_path, tiny_model_dir, capsys):
+    """Trained in one place (a GPU machine, say), the database and its runs folder are moved
+    together: the adapter still loads for an eval, and delete removes the new place's folder."""
+    import shutil
+
+    there = tmp_path / "gpu-box"
+    there.mkdir()
+    fast = ["--limit", "8", "--batch-size", "4", "--epochs", "1", "--eval-limit", "1", "--checkpoint-interval", "1"]
+    assert main(["sft", "--model", tiny_model_dir, *fast, "--db", str(there / "runs.db")]) == 0
+    here = tmp_path / "laptop"
+    shutil.move(there, here)
+    store = RunStore(here / "runs.db")
+    run = store.get_run(1)
+    assert Path(run.run_dir) == here / "runs.db.runs" / "1"
+    assert {a["kind"]: Path(a["path"]).parent for a in store.artifacts(1)} == {
+        "adapter": here / "runs.db.runs" / "1", "checkpoint": here / "runs.db.runs" / "1",
+    }
+    assert main(["eval", "--model", tiny_model_dir, "--adapter", "1", "--mode", "direct", "--limit", "1",
+                 "--max-new-tokens", "2", "--db", str(store.path)]) == 0
+    assert store.get_run(2).status == "completed"
+    assert main(["delete", "1", "--db", str(store.path)]) == 0
+    assert not (here / "runs.db.runs" / "1").exists() and (here / "runs.db.runs" / "2").exists()
+    capsys.readouterr()
+
+
+def test_opening_an_unmoved_database_writes_nothing_and_other_folders_stay_refused(tmp_path):
+    store = RunStore(tmp_path / "runs.db")
+    kept = store.create_run(RunSpec(kind="eval"))
+    legacy = store.create_run(RunSpec(kind="eval"))
+    store.update_run(legacy.id, run_dir=str(tmp_path / "runs" / str(legacy.id)))  # not a `<db>.runs` folder
+    store.close()
+    reopened = RunStore(tmp_path / "runs.db")
+    assert reopened.db.conn.total_changes == 0
+    assert Path(reopened.get_run(kept.id).run_dir) == tmp_path / "runs.db.runs" / str(kept.id)
+    with pytest.raises(ReasonlabError, match="outside this database's runs folder"):
+        reopened.run_folder(reopened.get_run(legacy.id))
+
+
 # -- process identity ------------------------------------------------------------------------
 
 

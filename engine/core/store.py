@@ -374,6 +374,35 @@ class RunStore:
             ) from None
         self.runs_root = runs_root(self.path)
         """Where this database's runs keep their files: `<db file>.runs/<id>/`."""
+        self._follow_move()
+
+    def _follow_move(self) -> None:
+        """Point the runs at this database's runs folder after the database and its folder were
+        moved or copied together (say from a GPU machine to a laptop): a row naming
+        `<elsewhere>/<this file's name>.runs/<id>` now names `<this runs folder>/<id>`, and its
+        artifacts likewise, so runs resume and adapters load in the new place. Rows naming any
+        other folder are left as they are (and refused on use). An unmoved database is only
+        read; a read-only one is left alone."""
+        root = self.runs_root
+        rows = self.db.execute(
+            "select id, run_dir from runs where run_dir is not null and run_dir != ''"
+            " and run_dir != ? || id", [f"{root}{os.sep}"],
+        ).fetchall()
+        moved = [
+            (run_id, old) for run_id, old in rows
+            if Path(old).name == str(run_id) and Path(old).parent.name == root.name
+        ]
+        if not moved or self.db.execute("pragma query_only").fetchone()[0] or not os.access(self.path, os.W_OK):
+            return
+        with self.transaction():
+            for run_id, old in moved:
+                new = str(root / str(run_id))
+                self.db.execute("update runs set run_dir = ? where id = ? and run_dir = ?", [new, run_id, old])
+                self.db.execute(
+                    "update artifacts set path = ? || substr(path, ?) where run_id = ?"
+                    " and (path = ? or substr(path, 1, ?) = ?)",
+                    [new, len(old) + 1, run_id, old, len(old) + 1, old + os.sep],
+                )
 
     def _refuse_foreign_database(self) -> None:
         """Refuse, before writing anything, an SQLite file that holds tables but no record of

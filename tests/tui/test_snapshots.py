@@ -591,12 +591,15 @@ class TestSplits:
         await pilot.press("enter", "down", "enter")
         await until(pilot, lambda: "6 samples, 2 correct" in str(pilot.app.screen.query_one("#samples-count", Label).content))
 
-    def test_shifted_samples(self, snap_compare, seeded_db):
+    @pytest.fixture
+    def split_db(self, seeded_db):
         add_shifted_samples(seeded_db)
-        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=self.pick_shifted)
+        return seeded_db
 
-    async def test_the_picked_split_shows_its_own_steps_and_questions(self, make_app, seeded_db):
-        add_shifted_samples(seeded_db)
+    def test_shifted_samples(self, snap_compare, split_db):
+        assert snap_compare(app_for(split_db), terminal_size=SIZE, run_before=self.pick_shifted)
+
+    async def test_the_picked_split_shows_its_own_steps_and_questions(self, make_app, split_db):
         app = make_app()
         async with app.run_test(size=(80, 24)) as pilot:
             await self.pick_shifted(pilot)
@@ -616,12 +619,10 @@ class TestSplits:
                     and any(t.row_count for t in pilot.app.screen.query("#summary-table").results(DataTable)))
         await pilot.press("3")
 
-    def test_paired_summary(self, snap_compare, seeded_db):
-        add_shifted_samples(seeded_db)
-        assert snap_compare(app_for(seeded_db), terminal_size=SIZE, run_before=self.open_summary)
+    def test_paired_summary(self, snap_compare, split_db):
+        assert snap_compare(app_for(split_db), terminal_size=SIZE, run_before=self.open_summary)
 
-    async def test_summary_pairs_each_split_and_outcomes_name_it(self, make_app, seeded_db):
-        add_shifted_samples(seeded_db)
+    async def test_summary_pairs_each_split_and_outcomes_name_it(self, make_app, split_db):
         app = make_app()
         async with app.run_test(size=(80, 24)) as pilot:
             await self.open_summary(pilot)

@@ -344,3 +344,26 @@ def test_pipeline_stages_take_their_own_kinds_defaults():
     assert (rollout.batch_size, rollout.temperature, rollout.limit, rollout.mode) == (64, 0.8, 7, "cot")
     sft = _stage_spec(Ctx, Stage("sft", "sft"), 1, "", range(0))
     assert (sft.epochs, sft.learning_rate, sft.batch_size) == (6, 1e-3, 32)
+
+
+# -- cancelling ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", ["config", "weights", "tokenizer"])
+def test_a_cancel_while_the_model_loads_cancels_the_run(tiny_model_dir, db_path, monkeypatch, capsys, stage):
+    """The signal handler raises RunCancelled wherever the run is; loading wraps the libraries'
+    many error types into one line, and must not turn a cancel into a failed run."""
+    import transformers
+
+    from engine.core.errors import RunCancelled
+
+    def cancelled(*args, **kwargs):
+        raise RunCancelled()
+
+    target = {"config": transformers.AutoConfig, "weights": transformers.AutoModelForCausalLM,
+              "tokenizer": transformers.AutoTokenizer}[stage]
+    monkeypatch.setattr(target, "from_pretrained", cancelled)
+    code = main(["eval", "--model", tiny_model_dir, "--mode", "direct", "--limit", "1", "--max-new-tokens", "2"])
+    run = RunStore(db_path).get_run(1)
+    assert (code, run.status) == (130, "cancelled"), run.error
+    assert "Traceback" not in capsys.readouterr().err

@@ -24,5 +24,8 @@ class ModelError(ReasonlabError):
     """A model or adapter cannot be resolved or loaded."""
 
 
-class RunCancelled(Exception):
-    """Raised inside a run when the user asked it to stop (Ctrl-C or SIGTERM)."""
+class RunCancelled(BaseException):
+    """Raised inside a run when the user asked it to stop (Ctrl-C or SIGTERM). A BaseException,
+    like KeyboardInterrupt and for the same reason: the signal handler raises it wherever the
+    run happens to be, and an `except Exception` there (the model loader's one-line errors, a
+    library's fallback) must not turn a cancel into a failed run or swallow it."""

@@ -868,10 +868,10 @@ class RunStore:
         """Each split's samples at its last scored step: a run's final evaluation, splits in the
         order the run first scored them."""
         return list(self.db.query(
-            "select * from samples s where run_id = ? and step ="
-            " (select max(step) from samples where run_id = s.run_id and split = s.split)"
-            " order by (select min(id) from samples where run_id = s.run_id and split = s.split), idx, sample",
-            [run_id],
+            "select s.* from samples s join (select split, max(step) as last, min(id) as first"
+            " from samples where run_id = ? group by split) f on s.split = f.split and s.step = f.last"
+            " where s.run_id = ? order by f.first, s.idx, s.sample",
+            [run_id, run_id],
         ))
 
     # -- artifacts ------------------------------------------------------------------------

@@ -116,7 +116,7 @@ class CollectiveStore:
         self._ranks = ranks
         self.log = log
 
-    def _add_samples(self, run_id: int, rows: list[dict], split: str = "valid") -> None:
+    def _add_samples(self, run_id: int, rows: list[dict], split: str) -> None:
         """Commit gathered rows, and log which (question, sample) pairs each commit held, so
         that a run's log shows every question committed exactly once across its attempts."""
         self._store.add_samples(run_id, rows, split=split)

@@ -217,11 +217,11 @@ class CompareScreen(ChartKeys, ReportsWorkerErrors):
         for metric in metric_order({m for r in c.runs for m in r.summary}):
             table.add_row(metric_title(metric), *(format_value(r.summary.get(metric)) for r in c.runs))
         table.add_row("questions (final)", *(str(len(o)) for o in c.outcomes))
-        splits = dict.fromkeys(s.split for pairs in c.paired for s in pairs)
-        for split in splits:
+        paired = c.paired  # computed once: each split's row reads every run's pairs
+        for split in dict.fromkeys(s.split for pairs in paired for s in pairs):
             table.add_row(
                 plain(f"{split}: gained / lost against #{c.runs[0].id} (p)"),
-                *(_paired_cell(next((s for s in pairs if s.split == split), None)) for pairs in c.paired),
+                *(_paired_cell(next((s for s in pairs if s.split == split), None)) for pairs in paired),
             )
 
 

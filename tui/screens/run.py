@@ -283,8 +283,8 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
         for line in r.log_lines:
             log.write(plain(line))
         samples = self.query_one(SamplesView)
-        shown = (r.sample_split, r.sample_step)
-        if shown != (self.state.sample_split, self.state.sample_step):
+        other_view = (r.sample_split, r.sample_step) != (self.state.sample_split, self.state.sample_step)
+        if other_view:
             samples.reset()
         samples.add(r.samples)
         samples.show_splits(r.sample_splits, r.sample_split)
@@ -300,7 +300,7 @@ class RunScreen(ChartKeys, ReportsWorkerErrors):
             sample_split=r.sample_split,
             sample_step=r.sample_step,
             sample_after_id=r.samples[-1]["id"] if r.samples else (
-                self.state.sample_after_id if shown == (self.state.sample_split, self.state.sample_step) else 0
+                0 if other_view else self.state.sample_after_id
             ),
             sample_filter=self.state.sample_filter,
             sample_pick=self.state.sample_pick,

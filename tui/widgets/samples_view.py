@@ -104,29 +104,29 @@ class SamplesView(Vertical):
 
     def show_splits(self, splits: list[str], shown: str | None) -> None:
         """The splits that have samples, `shown` selected; the picker hides while there is only one."""
-        select = self.query_one("#samples-split", Select)
-        select.display = len(splits) > 1
-        with self.prevent(Select.Changed):
-            if splits and splits != self._splits:
-                self._splits = splits
-                select.set_options((visible(split), split) for split in splits)
-            if shown is not None and select.value != shown:
-                select.value = shown
+        if self._offer("#samples-split", splits, self._splits, shown, [(visible(s), s) for s in splits]):
+            self._splits = splits
 
     def show_steps(self, steps: list[int], shown: int | None) -> None:
         """The steps that have samples, newest first, with `shown` selected; the picker hides
         while there is only one."""
-        select = self.query_one("#samples-step", Select)
-        select.display = len(steps) > 1
+        options = [(f"step {s}" + (" (latest)" if s == steps[-1] else ""), s) for s in reversed(steps)]
+        if self._offer("#samples-step", steps, self._steps, shown, options):
+            self._steps = steps
+
+    def _offer(self, picker: str, values: list, offered: list, shown, options: list[tuple[str, Any]]) -> bool:
+        """Fill one picker without posting `Select.Changed`: new options when `values` differ from
+        those `offered`, then `shown` selected; hidden while there is only one value. Returns
+        whether the options were replaced."""
+        select = self.query_one(picker, Select)
+        select.display = len(values) > 1
+        replaced = bool(values) and values != offered
         with self.prevent(Select.Changed):
-            if steps and steps != self._steps:
-                self._steps = steps
-                latest = steps[-1]
-                select.set_options(
-                    (f"step {s}" + (" (latest)" if s == latest else ""), s) for s in reversed(steps)
-                )
+            if replaced:
+                select.set_options(options)
             if shown is not None and select.value != shown:
                 select.value = shown
+        return replaced
 
     def action_step(self, delta: int) -> None:
         """Show the step `delta` places later (or earlier) than the one shown."""

@@ -115,8 +115,8 @@ class SamplesView(Vertical):
             self._steps = steps
 
     def _offer(self, picker: str, values: list, offered: list, shown, options: list[tuple[str, Any]]) -> bool:
-        """Fill one picker without posting `Select.Changed`: new options when `values` differ from
-        those `offered`, then `shown` selected; hidden while there is only one value. Returns
+        """Fill one picker quietly (no change message): new options when `values` are not the
+        ones `offered`, then `shown` picked; hidden while there is only one value. Returns
         whether the options were replaced."""
         select = self.query_one(picker, Select)
         select.display = len(values) > 1

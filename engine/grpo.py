@@ -109,11 +109,12 @@ def run_grpo(ctx) -> None:
                     if step > logged_through:
                         ctx.tracker.log(step, **values)
                 if spec.eval_interval and step % spec.eval_interval == 0 and step > logged_through:
-                    metrics, evaluated_at = evaluate_splits(ctx, loaded, task, valid, MODE, step), step
+                    metrics = evaluate_splits(ctx, loaded, task, valid, MODE, step, final=step == spec.steps)
+                    evaluated_at = step
                 if spec.checkpoint_interval and step % spec.checkpoint_interval == 0:
                     save()
             if evaluated_at != step:
-                metrics = evaluate_splits(ctx, loaded, task, valid, MODE, step)
+                metrics = evaluate_splits(ctx, loaded, task, valid, MODE, step, final=True)
         results = metrics | window.last | {"steps": step, "train_examples": len(questions)}
         finish_training(ctx, loaded, step, results)
     except (RunCancelled, KeyboardInterrupt):

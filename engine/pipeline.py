@@ -37,9 +37,12 @@ model folder (peft's merge_and_unload, then save_pretrained) and name that folde
 teacher would sample the same chains every round, so round r samples with seed + r - 1.
 Chains are stored as text and tokenized by the student, so the two may differ in tokenizer.
 
-Each training stage scores valid and, at its end, the other held-out splits (`shifted`); the
-pipeline records every stage's `<stage>_accuracy` and `<stage>_shifted_accuracy` and logs the
-stage's scores (per category too) at the stage's index, so its summary holds the last stage's.
+Each training stage scores valid and shifted, and at its end the selection split; the pipeline
+records every stage's `<stage>_accuracy`, `<stage>_shifted_accuracy` and
+`<stage>_selection_accuracy` and logs the stage's scores (per category too) at the stage's index.
+Its model is then the training stage best on the selection split (`chosen_model`), not simply
+the last: the adapter is copied into the pipeline's folder as its own, and that stage's scores
+are logged once more after the stages, so the pipeline's summary is its model's.
 
 Stages are created as runs tagged `pipeline:<id>`, each the child of the previous one (the
 first the child of the pipeline run) and executed in this process. Resuming the pipeline
@@ -49,11 +52,13 @@ skips completed stages and resumes a stopped one.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.datasets import save_examples
 from engine.core.errors import ReasonlabError, RunCancelled
-from engine.core.metrics import CORRECT_RATE, RFT_ROWS, SUCCESS_RATE
+from engine.core.metrics import CORRECT_RATE, MODEL_RUN, RFT_ROWS, SELECTION_ACCURACY, SUCCESS_RATE
 from engine.runner import execute
 from engine.core.spec import STAGE_DEFAULT, RunSpec
 from engine.core.store import UnreadableRun
@@ -98,6 +103,7 @@ def run_pipeline(ctx) -> None:
         if isinstance(child, UnreadableRun):
             raise ReasonlabError(child.reason)
     parent_id, adapter_run = ctx.run.id, ""
+    trained: list[tuple[Stage, object]] = []  # the training stages and their runs: the candidate models
     for index, stage in enumerate(plan):
         ctx.tracker.progress(index, len(plan))
         ctx.tracker.flush()  # the stage runs for minutes: show the progress now
@@ -114,7 +120,43 @@ def run_pipeline(ctx) -> None:
         parent_id = child.id
         if stage.kind != "rollout":
             adapter_run = str(child.id)
+            trained.append((stage, child))
+    _adopt(ctx, *chosen_model(trained), step=len(plan))
     ctx.tracker.progress(len(plan), len(plan))
+
+
+def chosen_model(trained: list[tuple[Stage, object]]) -> tuple[Stage, object]:
+    """The training stage whose adapter is the pipeline's model: the one that scored best on the
+    selection split, the later one on a tie (it trained on more); the last one when none scored
+    it (stages run before the split existed). Why not simply the last: a round can lose what
+    rft0 learnt (README, "Valid and shifted": rft1 lost 0.065 on valid), and why not valid or
+    shifted: both are reported, and a split a choice looks at no longer measures it fairly."""
+    scored = [(stage, run) for stage, run in trained if SELECTION_ACCURACY in run.summary]
+    if not scored:
+        return trained[-1]
+    return max(reversed(scored), key=lambda pair: pair[1].summary[SELECTION_ACCURACY])
+
+
+def _adopt(ctx, stage: Stage, run, step: int) -> None:
+    """Make `run`'s adapter the pipeline's own artifact (so `--adapter <pipeline id>` evaluates
+    or goes on from the pipeline's model, and deleting a stage keeps it), and log that stage's
+    scores at `step`, after the stages, so the pipeline's summary is its model's."""
+    artifact = ctx.store.artifact(run.id, "adapter")
+    if artifact is None or not Path(artifact["path"]).is_dir():
+        raise ReasonlabError(
+            f"stage {stage.label} (run {run.id}) has no adapter folder to hand on (was it removed?); "
+            "start the pipeline again."
+        )
+    folder = ctx.run_dir / "adapter"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(artifact["path"], folder)
+    ctx.add_artifact("adapter", folder)
+    scores = {name: value for name, value in run.summary.items() if _SCORE.fullmatch(name)}
+    ctx.tracker.log(step, **scores, **{MODEL_RUN: run.id})
+    ctx.results |= {"model_stage": stage.label, MODEL_RUN: run.id}
+    ctx.log.info("the pipeline's model: stage %s (run %d), %s", stage.label, run.id, {
+        name: value for name, value in scores.items() if "/" not in name
+    })
 
 
 def _stage_spec(ctx, stage: Stage, previous_id: int, adapter_run: str, pool: range) -> RunSpec:

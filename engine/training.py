@@ -298,13 +298,15 @@ def evaluate_valid(ctx, loaded, task: Task, valid: list[Example], mode: str, ste
     return metrics | category_accuracy(task, valid, [r["correct"] for r in result.rows])
 
 
-def evaluate_held_out(ctx, loaded, task: Task, mode: str, step: int) -> dict[str, float]:
-    """The held-out splits other than valid (shifted), on the same subset size, with their
-    samples and their accuracy by category, as `<split>_<metric>`. The samples let two runs be
-    compared question by question on shifted too (`python -m engine compare`)."""
+def evaluate_held_out(ctx, loaded, task: Task, mode: str, step: int, final: bool) -> dict[str, float]:
+    """The held-out splits other than valid (shifted; at the run's final step also the selection
+    split), on the same subset size, with their samples and their accuracy by category, as
+    `<split>_<metric>`. The samples let two runs be compared question by question on shifted too
+    (`python -m engine compare`). Selection is scored once, at the end: it only chooses between
+    finished models (the pipeline's stages), so a curve of it would cost without telling more."""
     metrics: dict[str, float] = {}
     for split in task.held_out_splits:
-        if split == "valid":
+        if split == "valid" or (split == task.selection_split and not final):
             continue
         examples = scored_subset(task, split, ctx.spec.eval_limit)
         result = score(ctx, loaded, task, examples, mode, on_rows=sample_writer(ctx, split, step))
@@ -315,13 +317,14 @@ def evaluate_held_out(ctx, loaded, task: Task, mode: str, step: int) -> dict[str
     return metrics
 
 
-def evaluate_splits(ctx, loaded, task: Task, valid: list[Example], mode: str, step: int) -> dict[str, float]:
-    """The scores a training run reports, every --eval-interval steps and at its end: valid (with
-    its samples) and every other held-out split (shifted), with their accuracy by category, all
-    logged at `step`. Why shifted too: its curve beside valid's shows, while the run goes, whether
-    it learns to convert or to recall the generator (README, "Valid and shifted")."""
+def evaluate_splits(ctx, loaded, task: Task, valid: list[Example], mode: str, step: int, final: bool) -> dict[str, float]:
+    """The scores a training run reports, every --eval-interval steps and at its end (`final`):
+    valid (with its samples) and every other held-out split (shifted, and at the end the
+    selection split), with their accuracy by category, all logged at `step`. Why shifted too:
+    its curve beside valid's shows, while the run goes, whether it learns to convert or to
+    recall the generator (README, "Valid and shifted")."""
     valid_metrics = evaluate_valid(ctx, loaded, task, valid, mode, step)
-    held_out = evaluate_held_out(ctx, loaded, task, mode, step)
+    held_out = evaluate_held_out(ctx, loaded, task, mode, step, final)
     ctx.tracker.log(step, **{k: v for k, v in (valid_metrics | held_out).items() if "/" in k or k in held_out})
     return valid_metrics | held_out
 
@@ -378,11 +381,12 @@ def train(ctx, task: Task, examples: list[Example], describe: Callable[[int], st
                 if step % spec.log_interval == 0 or step == len(plan):
                     ctx.tracker.log(step, **meter.read(ctx.ranks), lr=scheduler.get_last_lr()[0], grad_norm=grad_norm)
                 if spec.eval_interval and step % spec.eval_interval == 0:
-                    metrics, evaluated_at = evaluate_splits(ctx, loaded, task, valid, mode, step), step
+                    metrics = evaluate_splits(ctx, loaded, task, valid, mode, step, final=step == len(plan))
+                    evaluated_at = step
                 if spec.checkpoint_interval and step % spec.checkpoint_interval == 0:
                     save()
             if evaluated_at != step:
-                metrics = evaluate_splits(ctx, loaded, task, valid, mode, step)
+                metrics = evaluate_splits(ctx, loaded, task, valid, mode, step, final=True)
         finish_training(ctx, loaded, step, metrics | {"steps": step, "train_examples": len(examples)} | meter.totals())
     except (RunCancelled, KeyboardInterrupt):
         save()

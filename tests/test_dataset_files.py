@@ -41,7 +41,7 @@ def test_files_that_are_not_a_list_of_rows_are_refused(tmp_path, content, reason
 
 def test_missing_file_and_folder_are_refused(tmp_path):
     with pytest.raises(
-        DataError, match=r"^no file .*nope\.json; give 'train', 'broad', 'valid', 'shifted' \(or some joined by '\+', e.g. 'train\+broad'\) or an existing JSON file$"
+        DataError, match=r"^no file .*nope\.json; give 'train', 'broad', 'valid', 'shifted', 'selection' \(or some joined by '\+', e.g. 'train\+broad'\) or an existing JSON file$"
     ):
         count_rows(str(tmp_path / "nope.json"))
     with pytest.raises(DataError, match=r"is a folder; give a JSON file$"):

@@ -3,6 +3,8 @@ and a stopped pipeline resuming without redoing or duplicating stages."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine import rollout, training
@@ -10,7 +12,7 @@ from engine.core.errors import ReasonlabError, RunCancelled
 from engine.datasets import load_examples
 from engine.generation import Completion
 from engine.model import load_tokenizer
-from engine.pipeline import reference_questions, rollout_pool, round_questions
+from engine.pipeline import Stage, chosen_model, reference_questions, rollout_pool, round_questions
 from engine.runner import execute
 from engine.core.spec import RunSpec
 from engine.core.store import RunStore
@@ -141,8 +143,11 @@ def test_two_rounds_chain_rollouts_and_rft(tiny_model_dir, db_path, solving_roll
     assert [r.parent_id for r in stages] == [pipeline.id] + [r.id for r in stages[:-1]]
     assert (rollout2.spec.adapter, rft2.spec.adapter, rft2.spec.data) == (str(rft1.id), str(rft1.id), str(rollout2.id))
     assert rft2.summary["train_examples"] == len(POOL_SOLVED)
-    accuracy = store.metric_series(pipeline.id, "accuracy")  # one point per training stage, at its index
-    assert [step for step, _ in accuracy] == [0, 1, 3, 5] and accuracy[-1][1] == rft2.summary["accuracy"]
+    # One point per training stage, at its index, then the chosen model's after the stages (the
+    # tiny model scores alike everywhere, and a tie goes to the later stage).
+    accuracy = store.metric_series(pipeline.id, "accuracy")
+    assert [step for step, _ in accuracy] == [0, 1, 3, 5, 6] and accuracy[-1][1] == rft2.summary["accuracy"]
+    assert store.get_run(pipeline.id).summary["model_run"] == rft2.id
 
 
 def test_stopped_pipeline_resumes_the_stopped_stage(tiny_model_dir, db_path, solving_rollouts, monkeypatch):
@@ -276,3 +281,49 @@ def test_no_rounds_ends_the_pipeline_with_rft0(tiny_model_dir, db_path):
     sft, rft0 = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
     assert (sft.kind, rft0.kind, rft0.spec.adapter) == ("sft", "rft", str(sft.id))
     assert store.get_run(pipeline.id).summary["accuracy"] == rft0.summary["accuracy"]
+
+
+class _Scored:
+    def __init__(self, **summary):
+        self.summary = summary
+
+
+def test_the_pipelines_model_is_the_stage_best_on_selection_the_later_on_a_tie():
+    sft, rft0, rft1 = Stage("sft", "sft"), Stage("rft0", "rft"), Stage("rft1", "rft", 1)
+    runs = [_Scored(selection_accuracy=0.1), _Scored(selection_accuracy=0.6), _Scored(selection_accuracy=0.5)]
+    assert chosen_model(list(zip((sft, rft0, rft1), runs)))[0] == rft0
+    runs[2] = _Scored(selection_accuracy=0.6, accuracy=0.0)
+    assert chosen_model(list(zip((sft, rft0, rft1), runs)))[0] == rft1
+    # Stages that never scored selection (run before the split existed): the last one.
+    unscored = [_Scored(accuracy=0.9), _Scored(accuracy=0.1)]
+    assert chosen_model(list(zip((sft, rft0), unscored)))[0] == rft0
+
+
+def test_the_pipeline_hands_on_the_adapter_of_the_stage_best_on_selection(tiny_model_dir, db_path, solving_rollouts, monkeypatch):
+    """rft1 scores lower on the selection split than rft0 here (a round that lost what rft0 had
+    learnt): the pipeline's model is rft0's adapter, copied into the pipeline's folder, and an
+    eval of `--adapter <pipeline>` scores that adapter."""
+    held_out = training.evaluate_held_out
+
+    def rft0_selects_best(ctx, loaded, task, mode, step, final):
+        metrics = held_out(ctx, loaded, task, mode, step, final)
+        if final:
+            metrics["selection_accuracy"] = 0.75 if ctx.spec.name.endswith(" rft0") else 0.25
+        return metrics
+
+    monkeypatch.setattr(training, "evaluate_held_out", rft0_selects_best)
+    store = RunStore(db_path)
+    pipeline = execute(store, store.create_run(_pipeline(tiny_model_dir)).id)
+    assert pipeline.status == "completed", pipeline.error
+    sft, rft0, rollout1, rft1 = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    assert (pipeline.summary["model_run"], pipeline.summary["selection_accuracy"]) == (rft0.id, 0.75)
+    assert pipeline.summary["accuracy"] == rft0.summary["accuracy"]
+    adapter = Path(store.artifact(pipeline.id, "adapter")["path"])
+    assert adapter.parent == store.run_folder(pipeline)
+    weights = "adapter_model.safetensors"
+    assert (adapter / weights).read_bytes() == (Path(store.artifact(rft0.id, "adapter")["path"]) / weights).read_bytes()
+    assert (adapter / weights).read_bytes() != (Path(store.artifact(rft1.id, "adapter")["path"]) / weights).read_bytes()
+    # The pipeline's model outlives its stage, and evaluates by the pipeline's id.
+    store.delete_run(rft0.id)
+    spec = RunSpec(kind="eval", model=tiny_model_dir, adapter=str(pipeline.id), mode="direct", limit=2, max_new_tokens=4)
+    assert execute(store, store.create_run(spec).id).status == "completed"

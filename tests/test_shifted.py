@@ -23,6 +23,7 @@ from engine.tasks.unit_conversion import (
     BROAD_SIZE,
     BROAD_SUFFIXES,
     FAMILIES,
+    SELECTION_SIZE,
     SHIFTED_MIN_ANSWER,
     SHIFTED_SIZE,
     SHIFTED_TEMPLATES,
@@ -49,7 +50,7 @@ def task():
 
 @pytest.fixture(scope="module")
 def splits(task):
-    return {name: task.load(name) for name in ("train", "valid", "shifted", "broad")}
+    return {name: task.load(name) for name in ("train", "valid", "shifted", "broad", "selection")}
 
 
 def _combo(question: str) -> tuple[str, str, float]:
@@ -60,7 +61,7 @@ def _combo(question: str) -> tuple[str, str, float]:
 
 def test_regenerating_gives_the_committed_files(tmp_path):
     paths = write_data(tmp_path, seed=0)
-    assert [p.name for p in paths] == ["train.json", "valid.json", "shifted.json", "broad.json"]
+    assert [p.name for p in paths] == ["train.json", "valid.json", "shifted.json", "broad.json", "selection.json"]
     for path in paths:
         assert path.read_bytes() == (DATA / path.name).read_bytes(), path.name
     assert generate_shifted(20, 1) == generate_shifted(20, 1) != generate_shifted(20, 0)
@@ -138,6 +139,28 @@ def test_broad_shares_nothing_with_shifted_valid_or_the_worked_examples(splits):
         assert not any(p.fullmatch(core) for p in shifted_patterns for core in cores), example.question
 
 
+def test_selection_mixes_valids_kind_and_broads_and_shares_no_question_with_any_other_split(splits):
+    selection = splits["selection"]
+    assert len(selection) == SELECTION_SIZE == len({e.question for e in selection})
+    others = [e for name in ("train", "valid", "shifted", "broad") for e in splits[name]]
+    assert not {e.question for e in selection} & ({e.question for e in others} | {q for q, _ in WORKED_EXAMPLES})
+    # Interleaved: even rows are the generator's (valid's kind), odd rows broad's kind, so the
+    # first --eval-limit questions hold both alike.
+    like_valid, like_broad = selection[0::2], selection[1::2]
+    assert len(like_valid) == len(like_broad) == SELECTION_SIZE // 2
+    train_values = {_combo(e.question)[2] for e in splits["train"]}
+    assert all(parse_question(e.question).phrasing == "train" for e in like_valid)
+    assert {_combo(e.question)[2] for e in like_valid} <= train_values
+    # Broad's kind: none of its conversions is in any other split or the worked examples.
+    others_combos = {_combo(e.question) for e in others} | {_combo(q) for q, _ in WORKED_EXAMPLES}
+    assert not {_combo(e.question) for e in like_broad} & others_combos
+    assert {parse_question(e.question).phrasing for e in like_broad} <= {"train", "broad"}
+    assert len({value_range(_combo(e.question)[2]) for e in like_broad}) >= 5
+    for example in selection:
+        c = parse_question(example.question)
+        assert example.answer == pytest.approx(c.value * c.source.size / c.target.size, rel=1e-9)
+
+
 def test_broad_is_wide_and_cannot_be_memorised(splits):
     broad = splits["broad"]
     values = [_combo(e.question)[2] for e in broad]
@@ -208,6 +231,10 @@ def test_category_accuracy_counts_each_category_value():
 def test_shifted_is_refused_for_training_and_rollouts_by_name_and_content(task):
     with pytest.raises(ReasonlabError, match="'shifted' is held out"):
         training_questions(task, "shifted", 0)
+    with pytest.raises(ReasonlabError, match="'selection' is held out"):
+        training_questions(task, "selection", 0)
+    with pytest.raises(DataError, match="are selection questions"):
+        training_questions(task, str(data_dir() / "selection.json"), 0)
     with pytest.raises(DataError, match="are shifted questions"):
         training_questions(task, str(data_dir() / "shifted.json"), 0)
     with pytest.raises(DataError, match="are valid questions"):
@@ -279,10 +306,10 @@ def test_training_scores_shifted_at_the_end_and_stores_its_samples_apart(kind, s
         f"shifted_accuracy/family={f}" for f in shifted_families
     }
     assert "accuracy/phrasing=train" in summary and "shifted_accuracy/phrasing=held-out" in summary
-    for split in ("valid", "shifted"):
+    for split in ("valid", "shifted", "selection"):
         samples = store.samples(run.id, split=split)
         assert [s["question"] for s in samples] == [e.question for e in task.load(split)[:3]]
-        assert summary["accuracy" if split == "valid" else "shifted_accuracy"] == sum(s["correct"] for s in samples) / 3
+        assert summary["accuracy" if split == "valid" else f"{split}_accuracy"] == sum(s["correct"] for s in samples) / 3
 
 
 @pytest.mark.parametrize(
@@ -302,6 +329,9 @@ def test_training_scores_valid_and_shifted_at_every_interval_once(kind, settings
     for name in ("accuracy", "shifted_accuracy", "shifted_accuracy/phrasing=held-out"):
         assert [step for step, _ in store.metric_series(run.id, name)] == scored_at, name
     assert sorted({s["step"] for s in store.samples(run.id)}) == scored_at
+    # The selection split chooses between finished models: scored once, at the end.
+    assert [step for step, _ in store.metric_series(run.id, "selection_accuracy")] == scored_at[-1:]
+    assert {s["step"] for s in store.samples(run.id, split="selection")} == {scored_at[-1]}
     assert run.summary["shifted_accuracy"] == store.metric_series(run.id, "shifted_accuracy")[-1][1]
 
 

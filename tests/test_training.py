@@ -46,10 +46,11 @@ def test_sft_lowers_loss_writes_metrics_and_adapter(tiny_model_dir, db_path):
         store.metric_names(run.id)
     )
     assert [s for s, _ in store.metric_series(run.id, "accuracy")] == [4, 8]
-    # valid's and shifted's samples at each eval step, shifted's scored as its metric says
+    # valid's and shifted's samples at each eval step, selection's at the end; shifted's scored
+    # as its metric says
     assert {(r["split"], r["step"]) for r in store.samples(run.id)} == {
         (split, step) for split in ("valid", "shifted") for step in (4, 8)
-    }
+    } | {("selection", 8)}
     shifted = store.samples(run.id, split="shifted", step=8)
     assert [r["question"] for r in shifted] == [ex.question for ex in get_task("unit_conversion").load("shifted")[:2]]
     assert store.metric_series(run.id, "shifted_accuracy")[-1][1] == sum(r["correct"] for r in shifted) / 2

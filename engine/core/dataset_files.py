@@ -16,7 +16,12 @@ from engine.core.errors import DataError
 
 DATA_DIR_ENV = "REASONLAB_DATA_DIR"
 TRAINING_SPLITS = ("train", "broad")
-HELD_OUT_SPLITS = ("valid", "shifted")
+REPORTED_SPLITS = ("valid", "shifted")
+"""The splits a model's quality is reported on, side by side."""
+SELECTION_SPLIT = "selection"
+"""The split models are chosen on (the pipeline's model among its stages), so that no choice
+looks at a reported split: questions of valid's kind and of broad's, interleaved."""
+HELD_OUT_SPLITS = (*REPORTED_SPLITS, SELECTION_SPLIT)
 """The splits that only ever score a model: never trained on, rolled out or shown as examples."""
 NAMED_DATASETS = (*TRAINING_SPLITS, *HELD_OUT_SPLITS)
 """The splits `python -m engine data` writes to the data folder, named without their path."""

@@ -17,6 +17,10 @@ SHIFTED_ACCURACY = "shifted_accuracy"
 SHIFTED_ANSWER_RATE = "shifted_answer_rate"
 STEPS_ACCURACY = "steps_accuracy"
 SHIFTED_STEPS_ACCURACY = "shifted_steps_accuracy"
+SELECTION_ACCURACY = "selection_accuracy"
+SELECTION_ANSWER_RATE = "selection_answer_rate"
+SELECTION_STEPS_ACCURACY = "selection_steps_accuracy"
+MODEL_RUN = "model_run"
 SAMPLES_PER_S = "samples_per_s"
 TOKENS_PER_S = "tokens_per_s"
 QUESTIONS_DONE = "questions_done"
@@ -48,6 +52,10 @@ TITLES = {
     SHIFTED_ANSWER_RATE: "Answer rate on shifted",
     STEPS_ACCURACY: "Accuracy, every step exact",
     SHIFTED_STEPS_ACCURACY: "Accuracy on shifted, every step exact",
+    SELECTION_ACCURACY: "Accuracy on selection",
+    SELECTION_ANSWER_RATE: "Answer rate on selection",
+    SELECTION_STEPS_ACCURACY: "Accuracy on selection, every step exact",
+    MODEL_RUN: "Stage run chosen as the pipeline's model",
     GRAD_NORM: "Gradient norm",
     SAMPLES_PER_S: "Samples / s",
     TOKENS_PER_S: "Tokens / s",
@@ -84,7 +92,7 @@ CHARTS_BY_KIND: dict[str, tuple[str, ...]] = {
 """The metrics charted on a run's page, by kind."""
 
 
-HIGHER_IS_BETTER = frozenset({ACCURACY, ANSWER_RATE, SHIFTED_ACCURACY, SHIFTED_ANSWER_RATE, STEPS_ACCURACY, SHIFTED_STEPS_ACCURACY, SAMPLES_PER_S, TOKENS_PER_S, SUCCESS_RATE, CORRECT_RATE, REWARD_MEAN})
+HIGHER_IS_BETTER = frozenset({ACCURACY, ANSWER_RATE, SHIFTED_ACCURACY, SHIFTED_ANSWER_RATE, STEPS_ACCURACY, SHIFTED_STEPS_ACCURACY, SELECTION_ACCURACY, SELECTION_ANSWER_RATE, SELECTION_STEPS_ACCURACY, SAMPLES_PER_S, TOKENS_PER_S, SUCCESS_RATE, CORRECT_RATE, REWARD_MEAN})
 LOWER_IS_BETTER = frozenset({LOSS, GRAD_NORM})
 """Which way a metric improves; the others (learning rate, counts, sizes) have no best value."""
 

@@ -80,7 +80,7 @@ class RunSpec:
     task: str = setting("unit_conversion", "Task: dataset, prompts, parser and checker.")
     dataset: str = setting(
         "train",
-        "Questions: 'train', 'broad', 'valid', 'shifted', named splits joined by '+' (interleaved, "
+        "Questions: 'train', 'broad', 'valid', 'shifted', 'selection', named splits joined by '+' (interleaved, "
         "e.g. 'train+broad') or a JSON file path.",
         ("eval", "sft", "rollout", "pipeline", "grpo"),
         by_kind={"eval": "valid"},
@@ -168,7 +168,7 @@ class RunSpec:
         TRAINING_KINDS, minimum=0, maximum=10_000_000,
     )
     eval_limit: int = setting(
-        50, "Questions of valid and of shifted scored while training, the first N of each (0: all).",
+        50, "Questions of valid and of shifted scored while training (and of selection at the end), the first N of each (0: all).",
         TRAINING_KINDS, minimum=0, maximum=10_000_000,
     )
     log_interval: int = setting(5, "Write training metrics every N steps.", TRAINING_KINDS, minimum=1,

@@ -28,8 +28,10 @@ class ChatTokenizer(Protocol):
 class Task(Protocol):
     name: str
     # Splits that only ever score a model ('valid' first): training, rollouts and worked
-    # examples never see their questions. Training runs also score the others at the end.
+    # examples never see their questions. Training runs score valid and the reported ones at
+    # every interval, and the selection split (if the task has one) at their end.
     held_out_splits: tuple[str, ...]
+    selection_split: str | None
 
     def dataset_path(self, dataset: str) -> Path:
         """The file behind a dataset setting ('train', 'valid' or a path), for error messages."""

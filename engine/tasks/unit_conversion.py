@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
 from engine import datasets, scoring
-from engine.core.dataset_files import HELD_OUT_SPLITS, dataset_parts, dataset_path
+from engine.core.dataset_files import HELD_OUT_SPLITS, SELECTION_SPLIT, dataset_parts, dataset_path
 from engine.core.errors import DataError, SpecError
 from engine.core.spec import DEFAULT_REASONING, STEP_CHECKED_REASONING
 from engine.tasks.base import ChatTokenizer, Example
@@ -48,6 +48,9 @@ MODES = ("direct", "cot")
 TRAIN_SIZE, VALID_SIZE = 5000, 200
 SHIFTED_SIZE = 200
 BROAD_SIZE = 8000
+# The selection split: half of valid's kind, half of broad's, none trained on, for choosing
+# between models (the pipeline's stages) without looking at the reported splits.
+SELECTION_SIZE = 200
 # Valid is questions 1000-1199 of the generated stream and train all the others, so the
 # valid split stayed the same when the train split grew from 1000 questions.
 VALID_START = 1000
@@ -415,13 +418,18 @@ def _broad_value(rng: random.Random) -> float:
             return value
 
 
-def generate_broad(n: int, seed: int, excluded_questions: set[str] = frozenset()) -> list[Example]:
-    """`n` distinct broad questions, the same ones for the same seed, families equally likely:
-    composed phrasings, train spellings, log-uniform values; never a shifted or worked
-    example's conversion, nor a question in `excluded_questions` (valid's)."""
-    rng = random.Random(f"broad:{seed}")
+def generate_broad(
+    n: int, seed: int, excluded_questions: set[str] = frozenset(), *,
+    stream: str = "broad", excluded_combos: set[tuple[str, str, float]] = frozenset(),
+) -> list[Example]:
+    """`n` distinct broad questions, the same ones for the same seed and `stream`, families
+    equally likely: composed phrasings, train spellings, log-uniform values; never a shifted or
+    worked example's conversion, nor one in `excluded_combos` ((source, target, value)), nor a
+    question in `excluded_questions` (valid's). The selection split is another stream of the
+    same kind."""
+    rng = random.Random(f"{stream}:{seed}")
     families = list(FAMILIES.values())
-    excluded = _worked_combos() | {_combo(e.question) for e in generate_shifted(SHIFTED_SIZE, seed)}
+    excluded = _worked_combos() | {_combo(e.question) for e in generate_shifted(SHIFTED_SIZE, seed)} | set(excluded_combos)
     cores = TEMPLATES + BROAD_CORES
 
     def draw() -> tuple[str, float] | None:
@@ -438,19 +446,35 @@ def generate_broad(n: int, seed: int, excluded_questions: set[str] = frozenset()
     return _distinct_examples(n, draw, excluded_questions)
 
 
-def write_data(directory: str | os.PathLike, seed: int = 0) -> tuple[Path, Path, Path, Path]:
-    """Write train.json, valid.json, shifted.json and broad.json, which share no question text.
-    Byte-for-byte reproducible for a given seed."""
+def write_data(directory: str | os.PathLike, seed: int = 0) -> tuple[Path, ...]:
+    """Write train.json, valid.json, shifted.json, broad.json and selection.json, which share no
+    question text. Byte-for-byte reproducible for a given seed.
+
+    Selection interleaves questions of valid's kind (the generator's, from its stream after
+    valid's) with questions of broad's kind whose conversions no other split has: a model chosen
+    on it is chosen for both what valid measures and what shifted measures, without either."""
     directory = Path(directory)
-    examples = generate_questions(TRAIN_SIZE + VALID_SIZE, seed)
+    generated = generate_questions(TRAIN_SIZE + VALID_SIZE + SELECTION_SIZE, seed)
     valid_end = VALID_START + VALID_SIZE
-    train, valid, shifted, broad = (directory / f"{split}.json" for split in ("train", "valid", "shifted", "broad"))
-    valid_examples = examples[VALID_START:valid_end]
-    datasets.save_examples(train, examples[:VALID_START] + examples[valid_end:])
+    paths = train, valid, shifted, broad, selection = tuple(
+        directory / f"{split}.json" for split in ("train", "valid", "shifted", "broad", "selection")
+    )
+    train_examples = generated[:VALID_START] + generated[valid_end : TRAIN_SIZE + VALID_SIZE]
+    valid_examples = generated[VALID_START:valid_end]
+    broad_examples = generate_broad(BROAD_SIZE, seed, {e.question for e in valid_examples})
+    datasets.save_examples(train, train_examples)
     datasets.save_examples(valid, valid_examples)
     datasets.save_examples(shifted, generate_shifted(SHIFTED_SIZE, seed))
-    datasets.save_examples(broad, generate_broad(BROAD_SIZE, seed, {e.question for e in valid_examples}))
-    return train, valid, shifted, broad
+    datasets.save_examples(broad, broad_examples)
+    seen = train_examples + valid_examples + broad_examples
+    taken = {e.question for e in broad_examples} | {q for q, _ in WORKED_QUESTIONS}
+    like_valid = [e for e in generated[TRAIN_SIZE + VALID_SIZE :] if e.question not in taken]
+    like_broad = generate_broad(
+        SELECTION_SIZE // 2, seed, {e.question for e in seen}, stream="selection",
+        excluded_combos={_combo(e.question) for e in seen},
+    )
+    datasets.save_examples(selection, datasets.interleave([like_valid[: SELECTION_SIZE // 2], like_broad]))
+    return paths
 
 
 class Conversion(NamedTuple):
@@ -677,6 +701,7 @@ def _check_mode(mode: str) -> None:
 class UnitConversionTask:
     name = "unit_conversion"
     held_out_splits = HELD_OUT_SPLITS
+    selection_split = SELECTION_SPLIT
     write_data = staticmethod(write_data)
     category = staticmethod(category)
 

@@ -134,7 +134,7 @@ def seed_families(db_path: Path) -> RunStore:
     )
     store.log_metrics(rft1.id, [(20, "loss", 0.35, T0), (20, "accuracy", 0.49, T0)])
     _finish(store, rft1.id, "completed", start + 650, 250)
-    store.log_metrics(pipe.id, [(3, "accuracy", 0.49, T0)])
+    store.log_metrics(pipe.id, [(3, "accuracy", 0.49, T0), (4, "accuracy", 0.49, T0), (4, "model_run", rft1.id, T0)])
     _finish(store, pipe.id, "completed", start, 900)
 
     check = store.create_run(RunSpec(kind="eval", name="eval-pipe", adapter=str(rft1.id)), parent_id=rft1.id)

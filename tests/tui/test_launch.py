@@ -215,7 +215,7 @@ async def test_dataset_is_checked_inline(make_app, db_path, tmp_path):
         dataset.value = str(tmp_path / "missing.json")
         await pilot.pause()
         assert field.error == (
-            f"no file {tmp_path / 'missing.json'}; give 'train', 'broad', 'valid', 'shifted' "
+            f"no file {tmp_path / 'missing.json'}; give 'train', 'broad', 'valid', 'shifted', 'selection' "
             "(or some joined by '+', e.g. 'train+broad') or an existing JSON file"
         )
         await pilot.press("ctrl+s")

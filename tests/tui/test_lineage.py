@@ -107,6 +107,8 @@ async def test_f_shows_the_pipeline_in_order_and_enter_opens_a_stage(make_app, f
         assert str(family.query_one("#family-title", Label).render()) == "Pipeline #7 pipe-small · 5 runs: 5 completed"
         assert table.cursor_row == 2  # on the run it was opened from
         assert [str(c) for c in table.get_row_at(3)] == [" 10", "pipe-small rollout1", "rollout", "completed", "2m30s", "Correct rate 0.38"]
+        # The pipeline records rft1 (run 11) as its model: only that stage is marked.
+        assert [str(table.get_row_at(i)[-1]) for i in (2, 4)] == ["Accuracy 0.44", "Accuracy 0.49 · model"]
         await pilot.press("down")
         await wait_for(pilot, lambda: table.cursor_row == 3)
         await pilot.press("enter")

@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
-from engine.core.metrics import ACCURACY, CORRECT_RATE, LOSS, REWARD_MEAN, title
+from engine.core.metrics import ACCURACY, CORRECT_RATE, LOSS, MODEL_RUN, REWARD_MEAN, title
 from engine.core.store import Family, FamilyMember, open_store
 from tui.data import STATUS_THEME_COLOURS, format_duration, format_value, plain
 from tui.screens.worker_errors import ReportsWorkerErrors
@@ -40,6 +40,18 @@ def headline(member: FamilyMember) -> str:
     """'Accuracy 0.49', or '' before the run has logged any of its kind's headline metrics."""
     metric = next((m for m in HEADLINES.get(member.kind, ()) if m in member.summary), None)
     return "" if metric is None else f"{title(metric)} {format_value(member.summary[metric])}"
+
+
+def pipeline_model(family: Family) -> int | None:
+    """The stage whose adapter a finished pipeline hands on (its best on the selection split),
+    as the pipeline run records it; None for a sweep, a lineage or an unfinished pipeline."""
+    head = next((m for m in family.members if m.kind == "pipeline"), None) if family.kind == "pipeline" else None
+    value = head.summary.get(MODEL_RUN) if head else None
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+MODEL_MARK = " · model"
+"""Follows the result of the stage that is its pipeline's model."""
 
 
 def family_title(family: Family, run_id: int) -> str:
@@ -140,19 +152,20 @@ class FamilyScreen(ReportsWorkerErrors):
         self.refresh_bindings()
         self.query_one("#family-empty", Static).display = alone
         table.clear()
+        model = pipeline_model(family)
         for member in family.members:
-            table.add_row(*self._cells(member), key=str(member.id))
+            table.add_row(*self._cells(member, member.id == model), key=str(member.id))
         ids = [m.id for m in family.members]
         if current in ids:
             table.move_cursor(row=ids.index(current))
 
-    def _cells(self, member: FamilyMember) -> list[Text | str]:
+    def _cells(self, member: FamilyMember, is_model: bool) -> list[Text | str]:
         status_style = self.app.theme_variables.get(STATUS_THEME_COLOURS.get(member.status, ""), "")
         label = member.label if len(member.label) <= LABEL_WIDTH else member.label[: LABEL_WIDTH - 1] + "…"
         marker = "▸" if member.id == self.run_id else " "
         return [
             f"{marker}{member.id}", plain(label), member.kind, Text(member.status, style=status_style),
-            format_duration(member.duration), headline(member),
+            format_duration(member.duration), headline(member) + (MODEL_MARK if is_model else ""),
         ]
 
     def current_member_id(self) -> int | None:

@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--train-limit", type=int, default=0, help="train questions (0: all)")
-    parser.add_argument("--valid-limit", type=int, default=0, help="valid and shifted questions scored, each (0: all 200)")
+    parser.add_argument("--valid-limit", type=int, default=0, help="valid, shifted and selection questions scored, each (0: all 200)")
     parser.add_argument("--samples", type=int, default=_default("num_samples"), help="rollout samples per question (k)")
     parser.add_argument("--rollout-limit", type=int, default=_default("rollout_limit"), help="train questions rolled out per round")
     parser.add_argument("--epochs", type=int, default=_default("epochs"), help="0: 6 for SFT, 3 for RFT")
@@ -78,7 +78,7 @@ def main() -> None:
     reference = {} if args.reference_limit is None else {"reference_limit": args.reference_limit}
     teacher += f", rft0 on {args.reference_dataset}" + (f"[:{args.reference_limit}]" if reference else "")
     teacher += f", rollouts on {args.rollout_dataset}"
-    table = Table(title=f"quality: train {args.train_limit or 'all'}, valid and shifted {args.valid_limit or 'all'}, "
+    table = Table(title=f"quality: train {args.train_limit or 'all'}, valid, shifted and selection {args.valid_limit or 'all'}, "
                   f"k={args.samples} on {args.rollout_limit or 'all'}, epochs {args.epochs or 'sft 6 / rft 3'}, lr {args.learning_rate:g}, "
                   f"rounds {args.rounds}{teacher}, reward {args.reward}; steps: right with every step exact",
                   title_justify="left")

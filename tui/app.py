@@ -35,8 +35,9 @@ HELP_SECTIONS = (
     ("Compare", "Curves of every metric overlaid, the settings that differ, a summary, and each "
      "question's outcome per run.", CompareScreen),
     ("Family", "A pipeline (its run, then its stages) or a sweep as a whole: each run's kind, status, "
-     "time and headline result. For a run in neither, its lineage: the runs it was built from "
-     "and the runs built from it.", FamilyScreen),
+     "time and headline result; a finished pipeline's model, its stage best on the selection "
+     "split, is marked. For a run in neither, its lineage: the runs it was built from and the "
+     "runs built from it.", FamilyScreen),
 )
 
 

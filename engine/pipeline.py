@@ -61,7 +61,7 @@ from engine.core.errors import ReasonlabError, RunCancelled
 from engine.core.metrics import CORRECT_RATE, MODEL_RUN, RFT_ROWS, SELECTION_ACCURACY, SUCCESS_RATE
 from engine.runner import execute
 from engine.core.spec import STAGE_DEFAULT, RunSpec
-from engine.core.store import UnreadableRun
+from engine.core.store import Run, UnreadableRun
 from engine.tasks import get_task
 from engine.tasks.base import Example
 from engine.training import training_questions
@@ -103,7 +103,7 @@ def run_pipeline(ctx) -> None:
         if isinstance(child, UnreadableRun):
             raise ReasonlabError(child.reason)
     parent_id, adapter_run = ctx.run.id, ""
-    trained: list[tuple[Stage, object]] = []  # the training stages and their runs: the candidate models
+    trained: list[tuple[Stage, Run]] = []  # the training stages and their runs: the candidate models
     for index, stage in enumerate(plan):
         ctx.tracker.progress(index, len(plan))
         ctx.tracker.flush()  # the stage runs for minutes: show the progress now
@@ -125,7 +125,7 @@ def run_pipeline(ctx) -> None:
     ctx.tracker.progress(len(plan), len(plan))
 
 
-def chosen_model(trained: list[tuple[Stage, object]]) -> tuple[Stage, object]:
+def chosen_model(trained: list[tuple[Stage, Run]]) -> tuple[Stage, Run]:
     """The training stage whose adapter is the pipeline's model: the one that scored best on the
     selection split, the later one on a tie (it trained on more); the last one when none scored
     it (stages run before the split existed). Why not simply the last: a round can lose what
@@ -137,7 +137,7 @@ def chosen_model(trained: list[tuple[Stage, object]]) -> tuple[Stage, object]:
     return max(reversed(scored), key=lambda pair: pair[1].summary[SELECTION_ACCURACY])
 
 
-def _adopt(ctx, stage: Stage, run, step: int) -> None:
+def _adopt(ctx, stage: Stage, run: Run, step: int) -> None:
     """Make `run`'s adapter the pipeline's own artifact (so `--adapter <pipeline id>` evaluates
     or goes on from the pipeline's model, and deleting a stage keeps it), and log that stage's
     scores at `step`, after the stages, so the pipeline's summary is its model's."""

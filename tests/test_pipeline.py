@@ -220,7 +220,7 @@ def test_rollouts_and_grpo_sample_broad_after_rft0s_questions_sft_trains_on_data
 
 
 @pytest.mark.parametrize("setting", ["rollout_dataset", "reference_dataset"])
-@pytest.mark.parametrize("held_out", ["valid", "shifted", "train+shifted"])
+@pytest.mark.parametrize("held_out", ["valid", "shifted", "selection", "train+shifted"])
 def test_a_held_out_sampled_or_reference_dataset_is_refused_before_any_stage(tiny_model_dir, db_path, setting, held_out):
     store = RunStore(db_path)
     run_id = store.create_run(_pipeline(tiny_model_dir).replace(**{setting: held_out})).id

@@ -72,6 +72,11 @@ from engine.training import training_questions
 _SCORE = re.compile(r"(?:[a-z_]+_)?(?:accuracy|answer_rate)(?:/.+)?")
 
 
+def _scores(run: Run) -> dict[str, float]:
+    """A training stage's scores from its summary, overall and by category."""
+    return {name: value for name, value in run.summary.items() if _SCORE.fullmatch(name)}
+
+
 @dataclass(frozen=True)
 class Stage:
     label: str
@@ -151,7 +156,7 @@ def _adopt(ctx, stage: Stage, run: Run, step: int) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(artifact["path"], folder)
     ctx.add_artifact("adapter", folder)
-    scores = {name: value for name, value in run.summary.items() if _SCORE.fullmatch(name)}
+    scores = _scores(run)
     ctx.tracker.log(step, **scores, **{MODEL_RUN: run.id})
     ctx.results |= {"model_stage": stage.label, MODEL_RUN: run.id}
     ctx.log.info("the pipeline's model: stage %s (run %d), %s", stage.label, run.id, {
@@ -246,7 +251,7 @@ def _record(ctx, index: int, stage: Stage, child) -> None:
         names = (SUCCESS_RATE, CORRECT_RATE, RFT_ROWS)
         values = {name: child.summary[name] for name in names if name in child.summary}
     else:
-        values = {name: value for name, value in child.summary.items() if _SCORE.fullmatch(name)}
+        values = _scores(child)
     overall = {name: value for name, value in values.items() if "/" not in name}
     ctx.results.update({f"{stage.label}_{name}": value for name, value in overall.items()})
     ctx.results[f"{stage.label}_run"] = child.id

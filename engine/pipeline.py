@@ -25,7 +25,9 @@ of them (1000 by default; with k=10 rollouts are the slowest stage on a CPU): ro
 block, each later round the next, back to the first after the last (`round_questions`). On
 questions a close adapter already rolled out most chains repeat; new questions earn new chains,
 as new reference questions lifted both splits each time they were added (README, "More broad
-questions in partial products"). With `rounds` 0 the pipeline ends with rft0.
+questions in partial products"). A round whose rollout keeps no rows has nothing to train on:
+its RFT is skipped and the next stage goes on from the same adapter (`_skip`). With `rounds` 0
+the pipeline ends with rft0.
 
 Teacher and student: with `rollout_model` set to another model, the rollouts sample from that
 model (the teacher) and the SFT and RFT stages train `model` (the student) on its correct
@@ -109,12 +111,18 @@ def run_pipeline(ctx) -> None:
             raise ReasonlabError(child.reason)
     parent_id, adapter_run = ctx.run.id, ""
     trained: list[tuple[Stage, Run]] = []  # the training stages and their runs: the candidate models
+    # Stages skipped leave no run, so the stored runs are the plan's stages in order, less those.
+    # A skip is decided from stored rows alone, so a resumed pipeline skips the same ones.
+    stored = iter(children)
+    previous: Run | None = None
     for index, stage in enumerate(plan):
         ctx.tracker.progress(index, len(plan))
         ctx.tracker.flush()  # the stage runs for minutes: show the progress now
-        if index < len(children):
-            child = children[index]
-        else:
+        if stage.kind == "rft" and stage.round and previous is not None and previous.summary.get(RFT_ROWS) == 0:
+            _skip(ctx, stage, previous, adapter_run)
+            continue
+        child = next(stored, None)
+        if child is None:
             child = store.create_run(_stage_spec(ctx, stage, parent_id, adapter_run, pool), parent_id=parent_id, tags=[tag])
         if child.status != "completed":
             ctx.log.info("stage %s: run %d", stage.label, child.id)
@@ -122,12 +130,24 @@ def run_pipeline(ctx) -> None:
             if child.status == "cancelled":
                 raise RunCancelled()
         _record(ctx, index, stage, child)
-        parent_id = child.id
+        parent_id, previous = child.id, child
         if stage.kind != "rollout":
             adapter_run = str(child.id)
             trained.append((stage, child))
     _adopt(ctx, *chosen_model(trained), step=len(plan))
     ctx.tracker.progress(len(plan), len(plan))
+
+
+def _skip(ctx, stage: Stage, rollout: Run, adapter_run: str) -> None:
+    """A round whose rollout kept no rows has nothing to fine-tune on: its RFT is skipped rather
+    than failing the pipeline, and the next round (or GRPO) goes on from the same adapter, on
+    the next block of questions, where a model that solved none of this block may solve some.
+    Why not fail: the stages before it are good models, and the pipeline's model is chosen
+    among the stages that trained."""
+    ctx.log.info(
+        "stage %s skipped: its rollout (run %d) kept no rows, so the next stage goes on from run %s",
+        stage.label, rollout.id, adapter_run,
+    )
 
 
 def chosen_model(trained: list[tuple[Stage, Run]]) -> tuple[Stage, Run]:

@@ -33,12 +33,12 @@ def solving_rollouts(tiny_model_dir, monkeypatch):
     _solve_every_other(tiny_model_dir, monkeypatch, "broad")
 
 
-def _solve_every_other(tiny_model_dir, monkeypatch, dataset: str) -> None:
+def _solve_every_other(tiny_model_dir, monkeypatch, dataset: str, solved=SOLVED) -> None:
     task = get_task("unit_conversion")
     tokenizer = load_tokenizer(tiny_model_dir)
     questions = task.load(dataset)[:8]
     answers = {
-        task.prompt(ex.question, "cot", tokenizer): task.completion(ex, "cot") if i in SOLVED else "<answer>-1</answer>"
+        task.prompt(ex.question, "cot", tokenizer): task.completion(ex, "cot") if i in solved else "<answer>-1</answer>"
         for i, ex in enumerate(questions)
     }
 
@@ -281,6 +281,52 @@ def test_no_rounds_ends_the_pipeline_with_rft0(tiny_model_dir, db_path):
     sft, rft0 = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
     assert (sft.kind, rft0.kind, rft0.spec.adapter) == ("sft", "rft", str(sft.id))
     assert store.get_run(pipeline.id).summary["accuracy"] == rft0.summary["accuracy"]
+
+
+def test_a_round_whose_rollout_kept_no_rows_skips_its_rft_and_the_next_goes_on_from_the_same_adapter(
+    tiny_model_dir, db_path, monkeypatch
+):
+    """Round 1 rolls out broad's questions 4-5 and solves neither, round 2 rolls out 6-7 and
+    solves 6: rft1 is skipped (no run), round 2 rolls out from rft0's adapter and trains it. A
+    stop in rft2 resumes without rerunning or duplicating a stage."""
+    _solve_every_other(tiny_model_dir, monkeypatch, "broad", solved={6})
+    real_step, steps = training.optimizer_step, []
+
+    def stop_in_rft2(*args):
+        steps.append(1)
+        if len(steps) == 3:  # sft and rft0 take one step each (8 rows, batch 8)
+            raise RunCancelled()
+        return real_step(*args)
+
+    monkeypatch.setattr(training, "optimizer_step", stop_in_rft2)
+    store = RunStore(db_path)
+    spec = _pipeline(tiny_model_dir).replace(rounds=2, rollout_limit=2)
+    pipeline = execute(store, store.create_run(spec).id)
+    assert pipeline.status == "cancelled"
+    assert [r.kind for r in sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)] == [
+        "sft", "rft", "rollout", "rollout", "rft"
+    ]
+    pipeline = execute(store, pipeline.id, resume=True)
+    assert pipeline.status == "completed", pipeline.error
+    stages = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    sft, rft0, rollout1, rollout2, rft2 = stages
+    assert [r.kind for r in stages] == ["sft", "rft", "rollout", "rollout", "rft"]
+    assert (rollout1.summary["rft_rows"], rollout2.summary["rft_rows"]) == (0, 1)
+    assert (rollout1.spec.offset, rollout2.spec.offset) == (4, 6)
+    assert rollout2.spec.adapter == rft2.spec.adapter == str(rft0.id) and rollout2.parent_id == rollout1.id
+    assert (rft2.spec.data, rft2.summary["train_examples"], rft2.status) == (str(rollout2.id), 1, "completed")
+    log = (store.run_folder(pipeline) / "log.txt").read_text()
+    assert f"stage rft1 skipped: its rollout (run {rollout1.id}) kept no rows" in log
+    assert pipeline.summary["model_run"] == rft2.id  # the tiny model scores alike: the later stage
+
+
+def test_when_no_round_earns_rows_the_pipeline_ends_with_rft0s_model(tiny_model_dir, db_path, monkeypatch):
+    _solve_every_other(tiny_model_dir, monkeypatch, "broad", solved=())
+    store = RunStore(db_path)
+    pipeline = execute(store, store.create_run(_pipeline(tiny_model_dir)).id)
+    assert pipeline.status == "completed", pipeline.error
+    sft, rft0, rollout1 = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
+    assert rollout1.summary["rft_rows"] == 0 and pipeline.summary["model_run"] == rft0.id
 
 
 class _Scored:

@@ -16,6 +16,9 @@ trains on train+broad's first N and the rounds roll out broad's next N/2:
     .venv/bin/python bench/quality.py --train-limit 1000 --samples 4 --rollout-limit 400 --threads 2
 A quick check:
     nice .venv/bin/python bench/quality.py --train-limit 400 --valid-limit 50 --samples 4
+A run longer than a sitting: give --db, stop it with `python -m engine cancel N` (it saves a
+checkpoint), and later go on with `--db PATH --pipeline N`, which resumes it and reuses the base
+model's evals; once it is done the same call prints its tables.
 """
 
 from __future__ import annotations
@@ -66,48 +69,44 @@ def main() -> None:
     parser.add_argument("--dtype", default=_default("dtype"), choices=_choices("dtype"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--db", type=Path, default=None, help="run database (default: a temporary folder)")
+    parser.add_argument("--pipeline", type=int, default=0,
+                        help="go on with pipeline run N of --db (resumed when stopped; printed when done) instead of "
+                             "starting one; its own settings apply, and the base model's evals already in --db are reused")
     args = parser.parse_args()
+    if args.pipeline and args.db is None:
+        parser.error("--pipeline needs --db, the database that holds that run")
     if args.threads:
         torch.set_num_threads(args.threads)
     db = args.db or Path(tempfile.mkdtemp(prefix="reasonlab-quality-")) / "runs.db"
     store = RunStore(db)
     console = Console(stderr=True)
     console.print(f"runs in {db}; torch threads: {torch.get_num_threads()}")
+    try:
+        run = _existing_pipeline(store, args.pipeline) if args.pipeline else store.create_run(_pipeline_spec(args))
+    except ReasonlabError as error:
+        console.print(f"error: {error}", highlight=False, markup=False, soft_wrap=True)
+        raise SystemExit(2)
+    spec = run.spec
 
-    teacher = f", rollouts from {args.rollout_model}" if args.rollout_model else ""
-    reference = {} if args.reference_limit is None else {"reference_limit": args.reference_limit}
-    teacher += f", rft0 on {args.reference_dataset}" + (f"[:{args.reference_limit}]" if reference else "")
-    teacher += f", rollouts on {args.rollout_dataset}"
-    table = Table(title=f"quality: train {args.train_limit or 'all'}, valid, shifted and selection {args.valid_limit or 'all'}, "
-                  f"k={args.samples} on {args.rollout_limit or 'all'}, epochs {args.epochs or 'sft 6 / rft 3'}, lr {args.learning_rate:g}, "
-                  f"rounds {args.rounds}{teacher}, reward {args.reward}; steps: right with every step exact",
-                  title_justify="left")
+    table = Table(title=_title(spec), title_justify="left")
     for column in ("stage", "run", "valid", "shifted", "selection", "valid steps", "shifted steps", "answer_rate", "other", "wall s"):
         table.add_column(column, justify="left" if column in ("stage", "other") else "right")
 
     began = time.perf_counter()
-    hardware = {"device": args.device, "dtype": args.dtype}
     base = {}
     for split in ("valid", "shifted"):
-        spec = RunSpec(kind="eval", model=args.model, mode="cot", dataset=split, limit=args.valid_limit, **hardware)
-        base[split] = execute(store, store.create_run(spec).id, console=console)
+        evaluation = RunSpec(kind="eval", model=spec.model, mode="cot", dataset=split, limit=spec.eval_limit,
+                             device=spec.device, dtype=spec.dtype)
+        base[split] = _finished_or_new(store, evaluation, console)
     _row(table, "cot (base model)", base["valid"], base["shifted"])
     breakdown = {("cot (base model)", split): run.summary for split, run in base.items()}
     scored = [("cot (base model)", list(base.values()))]
-    pipeline = RunSpec(
-        kind="pipeline", model=args.model, limit=args.train_limit, eval_limit=args.valid_limit,
-        eval_interval=0, num_samples=args.samples, rollout_limit=args.rollout_limit, epochs=args.epochs,
-        learning_rate=args.learning_rate, rounds=args.rounds, batch_size=args.batch_size,
-        rollout_batch_size=args.rollout_batch_size,
-        bootstrap=args.bootstrap, reward=args.reward, rollout_model=args.rollout_model,
-        reference_dataset=args.reference_dataset, rollout_dataset=args.rollout_dataset, **reference, **hardware,
-    )
-    run = store.create_run(pipeline)
-    try:
-        run = execute(store, run.id, console=console)
-    except ReasonlabError as error:  # hours in: still show the stages that finished
-        console.print(f"pipeline run {run.id} failed: {error}", highlight=False, markup=False)
-        run = store.get_run(run.id)
+    if run.status != "completed":
+        try:
+            run = execute(store, run.id, resume=run.status != "queued", console=console)
+        except ReasonlabError as error:  # hours in: still show the stages that finished
+            console.print(f"pipeline run {run.id} failed: {error}", highlight=False, markup=False, soft_wrap=True)
+            run = store.get_run(run.id)
     for stage in sorted(store.list_runs(tag=f"pipeline:{run.id}"), key=lambda r: r.id):
         label = stage.name.split()[-1]
         _row(table, label, stage)
@@ -119,12 +118,61 @@ def main() -> None:
         chosen = store.get_run(int(run.summary["model_run"]))
         table.add_row("the pipeline's model", str(chosen.id), *(_score(run.summary.get(name)) for name in (
             "accuracy", "shifted_accuracy", "selection_accuracy")), "", "", "", f"{chosen.name.split()[-1]}, chosen on selection", "")
-    table.add_row("total", str(run.id), "", "", "", "", "", "", run.status, f"{time.perf_counter() - began:.0f}")
+    table.add_row("pipeline", str(run.id), "", "", "", "", "", "", run.status, f"{run.duration or 0:.0f}")
+    table.add_row("this call", "", "", "", "", "", "", "", "", f"{time.perf_counter() - began:.0f}")
     out = Console()
     out.print(table)
     out.print(_paired_table(store, scored))
     for category_table in _breakdown_tables(breakdown):
         out.print(category_table)
+
+
+def _pipeline_spec(args) -> RunSpec:
+    """The pipeline the arguments describe; scored at each stage's end only, on --valid-limit."""
+    reference = {} if args.reference_limit is None else {"reference_limit": args.reference_limit}
+    return RunSpec(
+        kind="pipeline", model=args.model, limit=args.train_limit, eval_limit=args.valid_limit,
+        eval_interval=0, num_samples=args.samples, rollout_limit=args.rollout_limit, epochs=args.epochs,
+        learning_rate=args.learning_rate, rounds=args.rounds, batch_size=args.batch_size,
+        rollout_batch_size=args.rollout_batch_size,
+        bootstrap=args.bootstrap, reward=args.reward, rollout_model=args.rollout_model,
+        reference_dataset=args.reference_dataset, rollout_dataset=args.rollout_dataset, **reference,
+        device=args.device, dtype=args.dtype,
+    )
+
+
+def _existing_pipeline(store: RunStore, run_id: int):
+    """Pipeline run `run_id` of the database, to go on with: a full pipeline runs for hours, on a
+    CPU longer than one sitting, and `engine resume` continues it where it stopped."""
+    run = store.get_run(run_id)
+    if run.kind != "pipeline":
+        raise ReasonlabError(f"run {run_id} ({run.kind}) is not a pipeline; give a pipeline's id with --pipeline.")
+    if run.status == "running" and run.owner is not None and run.owner.is_alive():
+        raise ReasonlabError(
+            f"pipeline run {run_id} is running in process {run.pid}; wait for it to end, or stop it with "
+            f"`python -m engine cancel {run_id}`, then go on with it here."
+        )
+    return run
+
+
+def _finished_or_new(store: RunStore, spec: RunSpec, console: Console):
+    """A completed run of `spec` already in the database (a bench gone on with keeps its base
+    scores), else a new one, run now."""
+    done = [run for run in store.list_runs(kind="eval", status="completed") if getattr(run, "spec", None) == spec]
+    return done[0] if done else execute(store, store.create_run(spec).id, console=console)
+
+
+def _title(spec: RunSpec) -> str:
+    """The pipeline's settings, from its spec: the arguments when the bench starts it, the run's
+    own when it goes on with one."""
+    teacher = f", rollouts from {spec.rollout_model}" if spec.rollout_model else ""
+    return (
+        f"quality: train {spec.limit or 'all'}, valid, shifted and selection {spec.eval_limit or 'all'}, "
+        f"k={spec.num_samples} on {spec.rollout_limit or 'all'}, epochs {spec.epochs or 'sft 6 / rft 3'}, "
+        f"lr {spec.learning_rate:g}, rounds {spec.rounds}{teacher}, rft0 on {spec.reference_dataset}"
+        f"[:{spec.reference_limit}], rollouts on {spec.rollout_dataset}, reward {spec.reward}; "
+        "steps: right with every step exact"
+    )
 
 
 def _default(name: str):

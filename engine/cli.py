@@ -394,7 +394,7 @@ def _show(args, console: Console) -> int:
 
 
 def _compare(args, console: Console) -> int:
-    from engine.core.paired import compare_runs
+    from engine.core.paired import compare_runs, numerics_note
 
     store = RunStore(args.db)
     a, b = store.get_run(args.a), store.get_run(args.b)
@@ -404,8 +404,9 @@ def _compare(args, console: Console) -> int:
             f"Runs {a.id} and {b.id} have no scored question in common; compare runs that scored the "
             "same split (an eval's --dataset, or a training run's valid and shifted)."
         )
+    note = numerics_note(a, b)
     if args.json:
-        print(json.dumps({"a": a.id, "b": b.id, "splits": [s.as_json() for s in splits]}))
+        print(json.dumps({"a": a.id, "b": b.id, "splits": [s.as_json() for s in splits], "note": note}))
         return 0
     out = _stdout_console()
     out.print(Text.assemble("A: ", (f"run {a.id}", "bold"), " ", _text(a.label), "   B: ", (f"run {b.id}", "bold"), " ", _text(b.label)))
@@ -418,6 +419,8 @@ def _compare(args, console: Console) -> int:
             str(s.gained), str(s.lost), f"{s.p_value:.3g}",
         )
     out.print(table)
+    if note:
+        out.print(Text(note), soft_wrap=True)
     return 0
 
 

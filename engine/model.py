@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from typing import Any
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -154,6 +155,20 @@ def load_model(
         model = attach_adapter(model, adapter, trainable=trainable_adapter, base=name, label=adapter_label)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, device=target, source=source)
+
+
+def numerics(loaded: LoadedModel) -> dict[str, Any]:
+    """What a run's greedy outputs depend on beyond its spec and weights: the device, the base
+    weights' dtype and, on a CPU, torch's thread count. In bf16, one thread against two changed
+    14 of 32 greedy chains of one adapter, with identical outputs at equal settings (README,
+    "Scoring numerics"), so comparisons name them when they differ."""
+    values: dict[str, Any] = {
+        "device": loaded.device.type,
+        "dtype": str(loaded.model.get_input_embeddings().weight.dtype).removeprefix("torch."),
+    }
+    if loaded.device.type == "cpu":
+        values["threads"] = torch.get_num_threads()
+    return values
 
 
 def require_cache_argument(model) -> None:

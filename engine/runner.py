@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engine.core.errors import ReasonlabError, RunCancelled
 from engine.core.ids import is_run_id, parse_run_id
+from engine.core.paired import NUMERICS
 from engine.core.processes import Owner
 from engine.core.spec import RunSpec
 from engine.core.store import Run, RunStore
@@ -81,16 +82,18 @@ class RunContext:
         return path
 
     def load_model(self, *, adapter: str | None = None, trainable_adapter: bool = False):
-        from engine.model import load_model
+        from engine.model import load_model, numerics
 
         adapter = self.spec.adapter if adapter is None else adapter
         adapter_path = self.run_artifact(adapter, "adapter", "adapter") if adapter else None
         self.log.info("loading model %s%s", self.spec.model, f" with adapter {adapter_path}" if adapter_path else "")
-        return load_model(
+        loaded = load_model(
             self.spec.model, adapter=adapter_path, device=self.spec.device, dtype=self.spec.dtype,
             trainable_adapter=trainable_adapter,
             adapter_label=f"adapter #{adapter}" if adapter and is_run_id(adapter) else None,
         )
+        self.store.add_environment(self.run.id, {NUMERICS: numerics(loaded)})
+        return loaded
 
     def add_artifact(self, kind: str, path: Path) -> None:
         self.store.add_artifact(self.run.id, kind, path)

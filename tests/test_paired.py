@@ -88,3 +88,32 @@ def test_compare_refusals_are_one_line(capsys, db_path, argv, expected):
     assert main([*argv, "--db", str(db_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1 and expected in err
+
+
+def test_compare_names_differing_scoring_conditions(capsys, db_path):
+    """In bf16 the thread count alone changes some greedy chains (README, "Scoring numerics"):
+    a paired test of runs scored under different conditions says so in one line; alike, or
+    unrecorded (runs from before), it says nothing."""
+    store = _seed(db_path, [{"valid": {1: [1, 0]}}] * 3)
+    store.add_environment(1, {"numerics": {"device": "cpu", "dtype": "bfloat16", "threads": 1}})
+    store.add_environment(2, {"numerics": {"device": "cpu", "dtype": "bfloat16", "threads": 2}})
+    assert main(["compare", "1", "2", "--db", str(db_path)]) == 0
+    note = "note: run 1 scored with cpu bfloat16, 1 thread, batch 32, run 2 with cpu bfloat16, 2 threads, batch 32;"
+    assert note in capsys.readouterr().out.splitlines()[-1]
+    store.add_environment(2, {"numerics": {"threads": 1}})  # merged into what is recorded
+    assert store.get_run(2).environment["numerics"] == {"device": "cpu", "dtype": "bfloat16", "threads": 1}
+    for pair in (["1", "2"], ["1", "3"]):
+        assert main(["compare", *pair, "--json", "--db", str(db_path)]) == 0
+        assert json.loads(capsys.readouterr().out)["note"] == ""
+
+
+def test_a_run_records_the_numerics_it_scored_with(tiny_model_dir, db_path):
+    import torch
+
+    from engine.runner import execute
+
+    store = RunStore(db_path)
+    spec = RunSpec(kind="eval", model=tiny_model_dir, mode="direct", limit=2, max_new_tokens=4, dtype="float32")
+    run = execute(store, store.create_run(spec).id)
+    assert run.environment["numerics"] == {"device": "cpu", "dtype": "float32", "threads": torch.get_num_threads()}
+    assert "python" in run.environment  # merged with what the claim recorded

@@ -15,7 +15,10 @@ from math import comb
 from typing import Any
 
 from engine.core.dataset_files import HELD_OUT_SPLITS
-from engine.core.store import RunStore
+from engine.core.store import Run, RunStore
+
+NUMERICS = "numerics"
+"""The run environment's record of the device, dtype and threads it scored with (engine.model.numerics)."""
 
 Key = tuple[str, str]
 """(split, question text): a question as two runs both see it."""
@@ -112,3 +115,30 @@ def split_order(split: str) -> tuple[int, str]:
 def compare_runs(store: RunStore, run_a: int, run_b: int) -> list[PairedSplit]:
     """Two stored runs' final evaluations, paired question by question on each common split."""
     return paired_splits(outcomes(store.final_samples(run_a)), outcomes(store.final_samples(run_b)))
+
+
+def scoring_conditions(run: Run) -> str:
+    """How the run computed its outputs, beyond its weights: 'cpu bfloat16, 2 threads, batch 32'
+    ('' when its environment recorded none: runs from before this was kept). Why it matters to a
+    paired test: in bf16 these alone change some greedy chains (README, "Scoring numerics")."""
+    recorded = run.environment.get(NUMERICS)
+    if not isinstance(recorded, dict):
+        return ""
+    parts = [f"{recorded.get('device')} {recorded.get('dtype')}"]
+    if "threads" in recorded:
+        parts.append(f"{recorded['threads']} thread{'s' if recorded['threads'] != 1 else ''}")
+    if run.spec.batch_size:
+        parts.append(f"batch {run.spec.batch_size}")
+    return ", ".join(parts)
+
+
+def numerics_note(a: Run, b: Run) -> str:
+    """One line for a paired test whose two runs scored under different conditions ('' when
+    they match or either is unknown): some of the questions may differ by numerics alone."""
+    first, second = scoring_conditions(a), scoring_conditions(b)
+    if not first or not second or first == second:
+        return ""
+    return (
+        f"note: run {a.id} scored with {first}, run {b.id} with {second}; these alone change some "
+        "greedy chains (rarely an answer), so a few of the questions gained or lost may be numerics, not the models."
+    )

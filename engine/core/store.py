@@ -569,6 +569,15 @@ class RunStore:
         with self.transaction():
             self.db["runs"].update(run_id, fields)
 
+    def add_environment(self, run_id: int, values: dict[str, Any]) -> None:
+        """Merge `values` into the run's environment: what it ran with that is known only once
+        its model is loaded (the device, dtype and threads its outputs depend on)."""
+        with self.transaction():
+            self.db.execute(
+                "update runs set environment = json_patch(coalesce(environment, '{}'), ?) where id = ?",
+                [json.dumps(values), run_id],
+            )
+
     def claim_run(self, run_id: int, owner: Owner, environment: dict[str, Any], *, resume: bool) -> Run:
         """Make `owner` the run's one process, atomically: `start` takes a queued run, `resume`
         a cancelled or failed one (or a running one whose process is gone). Of two processes

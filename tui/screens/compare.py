@@ -19,7 +19,7 @@ from engine.core.store import Run, RunStore, open_store
 from engine.core.text import visible
 from tui.screens.side_by_side import RunOutputs, SideBySideDialog
 from tui.screens.worker_errors import ReportsWorkerErrors
-from engine.core.paired import Key, Outcome, PairedSplit, outcomes, paired_splits
+from engine.core.paired import Key, Outcome, PairedSplit, outcomes, paired_splits, scoring_conditions
 from tui.data import format_duration, format_timestamp, format_value, plain, spec_diff
 from tui.chart_math import RunScale, Series
 from tui.widgets.metric_chart import ChartKeys, MetricChart, chart_bindings, legend
@@ -212,6 +212,9 @@ class CompareScreen(ChartKeys, ReportsWorkerErrors):
             "started": [format_timestamp(r.started_at) for r in c.runs],
             "duration": [format_duration(r.duration) for r in c.runs],
         }
+        conditions = [scoring_conditions(r) for r in c.runs]
+        if any(conditions):  # runs from before these were recorded have none
+            facts["scored with"] = [value or "–" for value in conditions]
         for name, values in facts.items():
             table.add_row(name, *(plain(v) for v in values))
         for metric in metric_order({m for r in c.runs for m in r.summary}):

@@ -102,7 +102,7 @@ READS = {
     "done_indices": (sorted, set),
     "samples": (lambda rows: rows, lambda rows: rows),
 }
-WRITES = ("add_samples", "log_metrics", "add_artifact", "set_progress")
+WRITES = ("add_samples", "log_metrics", "add_artifact", "set_progress", "add_environment")
 
 
 class CollectiveStore:

@@ -82,11 +82,11 @@ def main() -> None:
     console = Console(stderr=True)
     console.print(f"runs in {db}; torch threads: {torch.get_num_threads()}")
     try:
-        run = _existing_pipeline(store, args.pipeline) if args.pipeline else store.create_run(_pipeline_spec(args))
+        existing = _existing_pipeline(store, args.pipeline) if args.pipeline else None
+        spec = existing.spec if existing else _pipeline_spec(args)
     except ReasonlabError as error:
         console.print(f"error: {error}", highlight=False, markup=False, soft_wrap=True)
         raise SystemExit(2)
-    spec = run.spec
 
     table = Table(title=_title(spec), title_justify="left")
     for column in ("stage", "run", "valid", "shifted", "selection", "valid steps", "shifted steps", "answer_rate", "other", "wall s"):
@@ -101,6 +101,7 @@ def main() -> None:
     _row(table, "cot (base model)", base["valid"], base["shifted"])
     breakdown = {("cot (base model)", split): run.summary for split, run in base.items()}
     scored = [("cot (base model)", list(base.values()))]
+    run = existing or store.create_run(spec)  # created now: a queued run may be taken by the app's queue
     if run.status != "completed":
         try:
             run = execute(store, run.id, resume=run.status != "queued", console=console)

@@ -145,10 +145,11 @@ def _pipeline_spec(args) -> RunSpec:
 def _existing_pipeline(store: RunStore, run_id: int):
     """Pipeline run `run_id` of the database, to go on with: a full pipeline runs for hours, on a
     CPU longer than one sitting, and `engine resume` continues it where it stopped."""
+    store.reap_dead_runs()  # the store's one rule for a live run: after it, "running" means live
     run = store.get_run(run_id)
     if run.kind != "pipeline":
         raise ReasonlabError(f"run {run_id} ({run.kind}) is not a pipeline; give a pipeline's id with --pipeline.")
-    if run.status == "running" and run.owner is not None and run.owner.is_alive():
+    if run.status == "running":
         raise ReasonlabError(
             f"pipeline run {run_id} is running in process {run.pid}; wait for it to end, or stop it with "
             f"`python -m engine cancel {run_id}`, then go on with it here."

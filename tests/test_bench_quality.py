@@ -92,3 +92,16 @@ def test_the_bench_refuses_a_run_that_is_not_a_pipeline_in_one_line(tiny_model_d
     assert exit_.value.code == 2
     assert f"error: run {run.id} (eval) is not a pipeline" in capsys.readouterr().err.splitlines()[-1]
     assert len(store.list_runs()) == 1
+
+
+def test_the_bench_refuses_a_pipeline_still_running_in_a_live_process(tiny_model_dir, db_path, monkeypatch, capsys):
+    from engine.core.processes import Owner
+
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="pipeline", model=tiny_model_dir))
+    store.claim_run(run.id, Owner.of_this_process(), {}, resume=False)  # this test's process holds it
+    with pytest.raises(SystemExit) as exit_:
+        _bench(monkeypatch, "--db", str(db_path), "--pipeline", str(run.id))
+    assert exit_.value.code == 2
+    assert f"error: pipeline run {run.id} is running in process" in capsys.readouterr().err.splitlines()[-1]
+    assert [r.kind for r in store.list_runs()] == ["pipeline"]  # no eval ran

@@ -156,8 +156,15 @@ def rank_main(run_id: int | None, db: str | None, owner_text: str | None, resume
     for a crash (so torch elastic reports it) or a refused start."""
     from accelerate import PartialState
 
+    if "LOCAL_WORLD_SIZE" not in os.environ:  # set by torch elastic on every rank it starts
+        print(
+            "error: `python -m engine rank` is what a multi-process launch runs on each rank; start the run "
+            "with `python -m engine <kind> --processes N` (or `join` on another machine).",
+            file=sys.stderr,
+        )
+        return 2
     state = PartialState(cpu=cpu)
-    torch.set_num_threads(threads_per_rank(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    torch.set_num_threads(threads_per_rank(int(os.environ["LOCAL_WORLD_SIZE"])))
     owner = _parse_owner(owner_text)
     ranks = AccelerateRanks(state, owner)
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -261,3 +261,9 @@ def test_sft_prints_no_future_warning_and_records_its_base_model(db_path, tiny_m
     adapter = RunStore(db_path).artifact(1, "adapter")["path"]
     config = json.loads(open(f"{adapter}/adapter_config.json").read())
     assert config["base_model_name_or_path"] == tiny_model_dir  # the model as the run named it
+
+
+def test_the_hidden_rank_command_outside_a_launch_is_one_line(capsys, db_path, monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    code, out, err = _run(capsys, "rank")
+    assert code == 2 and "--processes N" in _error_line(err)

@@ -47,6 +47,25 @@ def test_resumed_run_keeps_its_first_start(db_path):
     assert resumed.started_at == 1000.0 and resumed.finished_at is None and resumed.status == "running"
 
 
+def test_an_attempts_pace_starts_at_its_first_progress_report(db_path):
+    store = RunStore(db_path)
+    run = store.create_run(RunSpec(kind="sft"))
+    store.claim_run(run.id, ME, {}, resume=False)
+    assert store.get_run(run.id).pace_since is None  # no progress yet: nothing to measure from
+    store.log_metrics(run.id, [], (0, 100))
+    first = store.get_run(run.id)
+    assert first.pace_since is not None and first.pace_since_done == 0
+    store.set_progress(run.id, 40, 100)
+    assert (store.get_run(run.id).pace_since, store.get_run(run.id).pace_since_done) == (first.pace_since, 0)
+    store.mark_finished(run.id, "failed", "stopped")
+    store.claim_run(run.id, ME, {}, resume=True)
+    resumed = store.get_run(run.id)
+    assert resumed.pace_since is None and resumed.progress_done == 40  # the bar stays; the pace starts over
+    store.set_progress(run.id, 25, 100)  # back to its checkpoint
+    again = store.get_run(run.id)
+    assert again.pace_since >= first.pace_since and again.pace_since_done == 25
+
+
 def test_metrics_samples_artifacts(db_path, tmp_path):
     store = RunStore(db_path)
     run = store.create_run(RunSpec(kind="eval"))
@@ -96,6 +115,7 @@ def test_migrates_an_existing_older_database(tmp_path):
     assert {m.name for m in migrations.applied(store.db)} == {
         "m001_initial", "m002_progress_and_summary", "m003_run_folders_per_database",
         "m004_process_start_time", "m005_unique_metric_points", "m006_queue", "m007_sample_splits",
+        "m008_attempt_pace",
     }
     assert store.db.execute("pragma journal_mode").fetchone()[0] == "wal"
 

@@ -88,11 +88,12 @@ def format_bytes(size: int | None) -> str:
     return f"{value:.1f} GB"
 
 
-def eta_seconds(done: int | None, total: int | None, elapsed: float | None) -> float | None:
-    """Time left, assuming the rate so far holds; None when it cannot be estimated."""
-    if not done or not total or elapsed is None or done >= total:
+def eta_seconds(done: int | None, total: int | None, elapsed: float | None, since_done: int = 0) -> float | None:
+    """Time left, assuming the rate since progress stood at `since_done` (`elapsed` seconds
+    ago) holds; None when it cannot be estimated yet."""
+    if done is None or not total or elapsed is None or done <= since_done or done >= total:
         return None
-    return elapsed * (total - done) / done
+    return elapsed * (total - done) / (done - since_done)
 
 
 def parse_tags(text: str) -> list[str]:

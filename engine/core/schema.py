@@ -147,3 +147,13 @@ def m007_sample_splits(db: sqlite_utils.Database) -> None:
     )
     db.execute("drop index if exists idx_samples_run_id_step_idx_sample")
     db["samples"].create_index(["run_id", "split", "step", "idx", "sample"], unique=True, index_name="sample_key")
+
+
+@migrations()
+def m008_attempt_pace(db: sqlite_utils.Database) -> None:
+    """Where the running attempt's pace is measured from: the time and progress of its first
+    progress report since it was claimed. A resumed run keeps its first start time (its
+    duration spans every attempt and the hours it sat stopped), so an estimate of the time left
+    from that start would count the stop as work."""
+    db["runs"].add_column("pace_since", float)
+    db["runs"].add_column("pace_since_done", int)

@@ -67,6 +67,8 @@ class Run:
     progress_done: int | None
     progress_total: int | None
     summary: dict[str, float]
+    pace_since: float | None = None  # when, and at what progress, this attempt first reported progress
+    pace_since_done: int | None = None
 
     @property
     def label(self) -> str:
@@ -107,7 +109,8 @@ class Run:
             tags=tuple(json.loads(row["tags"] or "[]")), notes=row["notes"] or "",
             environment=json.loads(row["environment"] or "{}"), run_dir=row["run_dir"] or "",
             progress_done=row["progress_done"], progress_total=row["progress_total"],
-            summary=json.loads(row["summary"] or "{}"),
+            summary=json.loads(row["summary"] or "{}"), pace_since=row["pace_since"],
+            pace_since_done=row["pace_since_done"],
         )
 
 
@@ -582,7 +585,8 @@ class RunStore:
         """Make `owner` the run's one process, atomically: `start` takes a queued run, `resume`
         a cancelled or failed one (or a running one whose process is gone). Of two processes
         claiming one run at once, exactly one wins; the other gets a one-line error. A resumed
-        run keeps its first start time, so its duration spans every attempt."""
+        run keeps its first start time, so its duration spans every attempt; its pace (what an
+        estimate of the time left goes by) is measured afresh from this attempt's first progress."""
         run = self.get_run(run_id)
         self.run_folder(run)  # a row naming a folder elsewhere is refused before anything runs
         if resume and run.status == "running":
@@ -597,7 +601,8 @@ class RunStore:
         with self.transaction():
             claimed = self.db.execute(
                 "update runs set status = 'running', pid = ?, pid_started = ?,"
-                " started_at = coalesce(started_at, ?), finished_at = null, error = null, environment = ?"
+                " started_at = coalesce(started_at, ?), finished_at = null, error = null, environment = ?,"
+                " pace_since = null, pace_since_done = null"
                 f" where id = ? and status in ({marks})",
                 [owner.pid, owner.started, time.time(), json.dumps(environment), run_id, *allowed],
             ).rowcount
@@ -702,7 +707,16 @@ class RunStore:
             self.db["settings"].upsert({"name": name, "value": value}, pk="name")
 
     def set_progress(self, run_id: int, done: int, total: int | None) -> None:
-        self.update_run(run_id, progress_done=done, progress_total=total)
+        with self.transaction():
+            self._write_progress(run_id, done, total)
+
+    def _write_progress(self, run_id: int, done: int, total: int | None) -> None:
+        """The run's progress; the attempt's first report is also where its pace is measured from."""
+        self.db.execute(
+            "update runs set progress_done = ?, progress_total = ?,"
+            " pace_since = coalesce(pace_since, ?), pace_since_done = coalesce(pace_since_done, ?) where id = ?",
+            [done, total, time.time(), done, run_id],
+        )
 
     def delete_run(self, run_id: int, *, remove_files: bool = True) -> str:
         """Delete a run's rows and, with `remove_files`, its folder (returned). Works on a row
@@ -761,9 +775,7 @@ class RunStore:
         latest = {n: float(v) for _, n, v, _ in points if math.isfinite(float(v))}
         with self.transaction():
             if progress is not None:
-                self.db.execute(
-                    "update runs set progress_done = ?, progress_total = ? where id = ?", [*progress, run_id]
-                )
+                self._write_progress(run_id, *progress)
             self.db.conn.executemany(
                 "insert into metrics (run_id, step, name, value, time) values (?, ?, ?, ?, ?)"
                 " on conflict (run_id, name, step) do update set value = excluded.value, time = excluded.time",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from engine.core.spec import RunSpec
+from engine.core.store import Run
 from tui.data import (
     Axis,
     best_value,
@@ -20,6 +24,7 @@ from tui.data import (
     tick_labels,
 )
 from engine.core.paired import Outcome, outcomes
+from tui.widgets.run_progress import progress_text
 from tui.widgets.runs_table import fit
 
 
@@ -39,6 +44,23 @@ def test_eta():
     assert eta_seconds(25, 100, 10.0) == 30.0
     assert eta_seconds(0, 100, 10.0) is None
     assert eta_seconds(100, 100, 10.0) is None
+    assert eta_seconds(30, 100, 10.0, since_done=20) == 70.0  # 10 steps in 10 s, 70 to go
+    assert eta_seconds(20, 100, 10.0, since_done=20) is None  # no step yet since the pace began
+
+
+def test_a_resumed_runs_eta_counts_this_attempt_only():
+    """Started 10 h ago, stopped most of that time, resumed 100 s ago at step 75: the ETA goes
+    by the 50 steps since then, not by 125 steps in 10 h."""
+    now = 1_000_000.0
+    spec = RunSpec(kind="rft")
+    run = Run(
+        id=3, kind="rft", name="", status="running", spec=spec, created_at=now - 36_000, started_at=now - 36_000,
+        finished_at=None, pid=None, pid_started=None, error=None, parent_id=None, tags=(), notes="",
+        environment={}, run_dir="", progress_done=125, progress_total=939, summary={},
+        pace_since=now - 100, pace_since_done=75,
+    )
+    assert progress_text(run, now) == "125/939 · ETA 27m08s"  # 814 steps at 2 s each
+    assert progress_text(dataclasses.replace(run, pace_since=None), now) == "125/939 · ETA --"
 
 
 def test_parse_tags():

@@ -16,8 +16,9 @@ def progress_text(run: Run, now: float) -> str:
     done, total = run.progress_done, run.progress_total
     counts = f"{done or 0}/{total}" if total else (f"{done}" if done else "")
     if run.status == "running":
-        elapsed = now - run.started_at if run.started_at else None
-        eta = eta_seconds(done, total, elapsed)
+        # At this attempt's pace: a resumed run's stop and its model loading are not work.
+        elapsed = now - run.pace_since if run.pace_since is not None else None
+        eta = eta_seconds(done, total, elapsed, run.pace_since_done or 0)
         tail = f"ETA {format_duration(eta)}" if eta is not None else "ETA --"
     else:
         tail = run.status
@@ -25,8 +26,8 @@ def progress_text(run: Run, now: float) -> str:
 
 
 class RunProgress(Horizontal):
-    """The ETA is computed from the run's own start time and progress, not from how fast the
-    bar moved while this screen was open."""
+    """The ETA is computed from the store's record of the attempt (when and where its progress
+    began), not from how fast the bar moved while this screen was open."""
 
     def compose(self) -> ComposeResult:
         yield ProgressBar(show_eta=False, id="progress-bar")

@@ -27,6 +27,7 @@ _STOP_WINDOW = 8  # tokens decoded to look for a stop string; '</answer>' is 3 t
 # the top token e^100 times likelier than the next, and far smaller ones (1e-300) overflow the
 # logits to inf, so softmax gives NaN and sampling fails.
 GREEDY_BELOW = 1e-4
+NUCLEUS_CANDIDATES = 256  # the likeliest tokens a top-p cut is looked for in before a whole row is sorted
 
 
 @dataclass(frozen=True)
@@ -173,14 +174,39 @@ def _pick(logits: torch.Tensor, sampling: Sampling, uniforms: torch.Tensor | Non
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
     if sampling.top_p < 1.0:
-        sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
-        outside = sorted_probs.cumsum(-1) - sorted_probs > sampling.top_p
-        sorted_probs[outside] = 0.0
-        probs = torch.zeros_like(probs).scatter(-1, sorted_ids, sorted_probs)
+        probs = probs * (probs >= _nucleus_floor(probs, sampling.top_p)[:, None])
     cumulative = probs.cumsum(-1)
     # right=True: the first token whose cumulative mass exceeds the draw, never one of mass 0.
     picked = torch.searchsorted(cumulative, (uniforms[:, None] * cumulative[:, -1:]).contiguous(), right=True)
     return picked.squeeze(-1).clamp(max=probs.shape[-1] - 1)
+
+
+def _nucleus_floor(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Each row's least probability a token may have and stay in its top-p nucleus: the likeliest
+    tokens are kept while the mass before them is within top_p, and a token tied with the last
+    one kept is kept too, so the cut depends on the probabilities alone, never on how a sort
+    orders ties (bf16 logits tie often). The cut is looked for among each row's
+    NUCLEUS_CANDIDATES likeliest tokens; only a row whose nucleus may reach past them is sorted
+    whole. Sorting every row's whole vocabulary at every step cost three times the model's
+    forward pass on a CPU (bench/sampling.py)."""
+    top = probs.topk(min(NUCLEUS_CANDIDATES, probs.shape[-1]), dim=-1).values
+    floor = _floor_of_sorted(top, top_p)
+    wide = _mass_before(top)[:, -1] <= top_p  # the last candidate is kept: the nucleus may go further
+    if wide.any():
+        floor[wide] = _floor_of_sorted(probs[wide].sort(dim=-1, descending=True).values, top_p)
+    return floor
+
+
+def _floor_of_sorted(descending: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The last kept probability of each row of probabilities sorted in descending order."""
+    kept = (_mass_before(descending) <= top_p).sum(-1)  # a prefix: the mass before only grows
+    return descending.gather(-1, (kept - 1)[:, None]).squeeze(-1)
+
+
+def _mass_before(descending: torch.Tensor) -> torch.Tensor:
+    """The mass of the tokens before each one; a cumulative sum shifted by one, so it never
+    decreases along the row (cumsum minus the token's own mass can, by rounding)."""
+    return torch.nn.functional.pad(descending.cumsum(-1)[:, :-1], (1, 0))
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import random
 
+from unittest.mock import patch
+
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine import generation
 from engine.generation import Sampling, generate
@@ -181,6 +185,47 @@ def test_a_draw_inverts_the_tempered_top_p_distribution():
 
 
 GREEDY_TEMPERATURE = generation.GREEDY_BELOW / 2
+
+
+def _sort_cut(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The top-p cut as it was written before the candidate search: sort each whole row, drop
+    the tokens whose mass before them exceeds top_p, and scatter the rest back."""
+    values, ids = probs.sort(dim=-1, descending=True)
+    values[values.cumsum(-1) - values > top_p] = 0.0
+    return torch.zeros_like(probs).scatter(-1, ids, values)
+
+
+@given(
+    vocab=st.integers(2, 600), rows=st.integers(1, 4), spread=st.floats(0.0, 8.0), seed=st.integers(0, 2**31),
+    top_p=st.floats(0.01, 0.999), candidates=st.sampled_from([1, 4, 64, 256]), ties=st.booleans(),
+)
+def test_the_nucleus_depends_on_the_probabilities_alone(vocab, rows, spread, seed, top_p, candidates, ties):
+    """Looked for among a few candidates or over the whole row, the cut is the same; tokens tied
+    with the last one kept are all kept (bf16 logits tie often); the tokens above the cut hold at
+    most top_p of the mass and the kept ones more, unless every token is kept."""
+    logits = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(seed)) * spread
+    if ties:
+        logits = logits.bfloat16()
+    probs = torch.softmax(logits.float(), dim=-1)
+    with patch.object(generation, "NUCLEUS_CANDIDATES", candidates):
+        floor = generation._nucleus_floor(probs, top_p)
+    whole = generation._floor_of_sorted(probs.sort(dim=-1, descending=True).values, top_p)
+    assert torch.equal(floor, whole)
+    for row, cut in zip(probs.double(), floor.double()):
+        above, kept = row[row > cut].sum(), row[row >= cut].sum()
+        assert above <= top_p + 1e-6 and (kept > top_p - 1e-6 or bool((row >= cut).all()))
+        if not ties and len(set(row.tolist())) == vocab:  # no ties: exactly the tokens the sort kept
+            assert torch.equal(row >= cut, _sort_cut(row[None].float(), top_p)[0] > 0)
+
+
+def test_a_wide_nucleus_is_cut_past_the_candidates():
+    """A nearly flat row keeps far more tokens than the candidates searched first; they are cut
+    exactly where a sort of the whole row cuts them, and a peaked row beside it keeps its few."""
+    probs = torch.softmax(torch.stack([torch.linspace(0.0, 0.5, 1000), torch.linspace(0.0, 40.0, 1000)]), dim=-1)
+    floor = generation._nucleus_floor(probs, 0.9)
+    kept = (probs >= floor[:, None]).sum(-1).tolist()
+    assert kept == (_sort_cut(probs, 0.9) > 0).sum(-1).tolist()
+    assert kept[0] > generation.NUCLEUS_CANDIDATES > kept[1] > 0
 
 
 def test_progress_counts_every_sequence_once_and_keys_must_match_the_prompts(loaded):

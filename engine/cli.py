@@ -225,17 +225,8 @@ def _resume(args, console: Console) -> int:
     _export_main_address(args)
     store = RunStore(args.db)
     if args.processes is not None:
-        _change_processes(store, args.run, args.processes)
+        store.change_processes(args.run, args.processes)
     return _execute(store, args.run, args, console, resume=True)
-
-
-def _change_processes(store: RunStore, run_id: int, processes: int) -> None:
-    """Resume on another number of ranks: the training plan and the checkpoint do not depend on
-    it, so only the stored setting changes (a stopped run only)."""
-    run = store.get_run(run_id)
-    if run.status not in RESUMABLE_STATUSES:
-        raise ReasonlabError(f"--processes: run {run_id} is {run.status}; only a cancelled or failed run can be resumed on other processes.")
-    store.update_run(run_id, spec=run.spec.replace(processes=processes).to_json())
 
 
 def _execute(store: RunStore, run_id: int, args, console: Console, *, resume: bool) -> int:

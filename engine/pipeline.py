@@ -63,7 +63,7 @@ from engine.core.errors import ReasonlabError, RunCancelled
 from engine.core.metrics import CORRECT_RATE, MODEL_RUN, RFT_ROWS, SELECTION_ACCURACY, SUCCESS_RATE
 from engine.runner import execute
 from engine.core.spec import STAGE_DEFAULT, RunSpec
-from engine.core.store import Run, UnreadableRun
+from engine.core.store import RESUMABLE_STATUSES, Run, UnreadableRun
 from engine.tasks import get_task
 from engine.tasks.base import Example
 from engine.training import training_questions
@@ -125,6 +125,9 @@ def run_pipeline(ctx) -> None:
         if child is None:
             child = store.create_run(_stage_spec(ctx, stage, parent_id, adapter_run, pool), parent_id=parent_id, tags=[tag])
         if child.status != "completed":
+            if child.status in RESUMABLE_STATUSES and child.spec.processes != spec.processes:
+                # The pipeline was resumed on another number of ranks: so is its stopped stage.
+                store.change_processes(child.id, spec.processes)
             ctx.log.info("stage %s: run %d", stage.label, child.id)
             child = execute(store, child.id, resume=child.status != "queued", console=ctx.console)
             if child.status == "cancelled":

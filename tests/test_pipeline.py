@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import pipeline as pipeline_module
 from engine import rollout, training
 from engine.core.errors import ReasonlabError, RunCancelled
 from engine.datasets import load_examples
@@ -169,6 +170,33 @@ def test_stopped_pipeline_resumes_the_stopped_stage(tiny_model_dir, db_path, sol
     stages = sorted(store.list_runs(tag=f"pipeline:{pipeline.id}"), key=lambda r: r.id)
     assert [r.kind for r in stages] == ["sft", "rollout", "rft"] and stages[0].id == sft.id
     assert all(r.status == "completed" for r in stages)
+
+
+def test_a_pipeline_resumed_on_other_processes_resumes_its_stopped_stage_on_them(
+    tiny_model_dir, db_path, solving_rollouts, monkeypatch
+):
+    """`resume --processes N` changes the pipeline's setting; the stage it stopped in follows, as
+    the stages still to come do (they are made from the pipeline's spec)."""
+    store = RunStore(db_path)
+    spec = _pipeline(tiny_model_dir).replace(bootstrap="rollout")
+
+    def stop(*args, **kwargs):
+        raise RunCancelled()
+
+    monkeypatch.setattr(training, "optimizer_step", stop)
+    pipeline = execute(store, store.create_run(spec).id)
+    (sft,) = store.list_runs(tag=f"pipeline:{pipeline.id}")
+    assert sft.status == "cancelled" and sft.spec.processes == 1
+    store.change_processes(pipeline.id, 2)
+    launched: list[int] = []
+
+    def launch(store, run_id, **kwargs):  # what the stage would be launched with
+        launched.append(store.get_run(run_id).spec.processes)
+        raise RunCancelled()
+
+    monkeypatch.setattr(pipeline_module, "execute", launch)
+    assert execute(store, pipeline.id, resume=True).status == "cancelled"
+    assert launched == [2] and store.get_run(sft.id).spec.processes == 2
 
 
 def test_each_round_rolls_out_the_next_rollout_limit_questions(tiny_model_dir, db_path, solving_rollouts):

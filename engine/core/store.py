@@ -610,6 +610,16 @@ class RunStore:
             raise ReasonlabError(_refusal(self.get_run(run_id), resume))
         return self.get_run(run_id)
 
+    def change_processes(self, run_id: int, processes: int) -> None:
+        """Let a stopped run resume on another number of ranks: its training plan and its
+        checkpoint do not depend on it, so only the stored setting changes."""
+        run = self.get_run(run_id)
+        if run.status not in RESUMABLE_STATUSES:
+            raise ReasonlabError(
+                f"--processes: run {run_id} is {run.status}; only a cancelled or failed run can be resumed on other processes."
+            )
+        self.update_run(run_id, spec=run.spec.replace(processes=processes).to_json())
+
     def mark_finished(self, run_id: int, status: str, error: str | None = None) -> None:
         assert status in FINAL_STATUSES, status
         self.update_run(run_id, status=status, error=error, finished_at=time.time())

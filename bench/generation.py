@@ -19,7 +19,10 @@ from engine.model import load_model
 from engine.tasks import get_task
 
 
-def hf_generate(loaded, prompts, max_new_tokens, batch_size) -> int:
+def hf_generate(loaded, prompts, max_new_tokens, batch_size, **options) -> int:
+    """`model.generate` on micro-batches of `batch_size` prompts, greedy unless `options` say
+    otherwise (bench/sampling.py samples k per prompt); the tokens each sequence needed."""
+    options = {"do_sample": False} | options
     tok = loaded.tokenizer
     useful = 0
     for start in range(0, len(prompts), batch_size):
@@ -27,8 +30,8 @@ def hf_generate(loaded, prompts, max_new_tokens, batch_size) -> int:
                   add_special_tokens=False).to(loaded.device)
         with torch.inference_mode():
             out = loaded.model.generate(
-                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                stop_strings="</answer>", tokenizer=tok,
+                **enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                stop_strings="</answer>", tokenizer=tok, **options,
             )
         for row in out[:, enc["input_ids"].shape[1]:]:
             text_ids = row.tolist()

@@ -25,6 +25,8 @@ import time
 
 import torch
 
+from generation import hf_generate  # bench/generation.py: this folder is the script's first import path
+
 from engine import generation
 from engine.core.spec import RunSpec
 from engine.generation import Sampling, generate
@@ -48,23 +50,6 @@ def engine_sample(loaded, prompts: list[str], top_p: float, candidates: int = ge
     return tokens
 
 
-def hf_sample(loaded, prompts: list[str], top_p: float) -> int:
-    tok = loaded.tokenizer
-    tokens = 0
-    for start in range(0, len(prompts), PER_BATCH):
-        enc = tok(prompts[start : start + PER_BATCH], return_tensors="pt", padding=True, padding_side="left",
-                  add_special_tokens=False).to(loaded.device)
-        with torch.inference_mode():
-            out = loaded.model.generate(
-                **enc, do_sample=True, temperature=ROLLOUT.temperature, top_p=top_p, top_k=0,
-                num_return_sequences=ROLLOUT.num_samples, max_new_tokens=ROLLOUT.max_new_tokens,
-                pad_token_id=tok.pad_token_id, stop_strings="</answer>", tokenizer=tok,
-            )
-        for row in out[:, enc["input_ids"].shape[1]:].tolist():
-            tokens += next((i for i, t in enumerate(row) if t in (tok.eos_token_id, tok.pad_token_id)), len(row))
-    return tokens
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=ROLLOUT.model)
@@ -80,7 +65,10 @@ def main() -> None:
         "engine": lambda: engine_sample(loaded, prompts, ROLLOUT.top_p),
         "engine, whole rows": lambda: engine_sample(loaded, prompts, ROLLOUT.top_p, candidates=vocabulary),
         "engine, no cut": lambda: engine_sample(loaded, prompts, 1.0),
-        "hf": lambda: hf_sample(loaded, prompts, ROLLOUT.top_p),
+        "hf": lambda: hf_generate(
+            loaded, prompts, ROLLOUT.max_new_tokens, PER_BATCH, do_sample=True, temperature=ROLLOUT.temperature,
+            top_p=ROLLOUT.top_p, top_k=0, num_return_sequences=ROLLOUT.num_samples,
+        ),
     }
     print(f"model {args.model}{' + ' + args.adapter if args.adapter else ''} on {loaded.device}, "
           f"{torch.get_num_threads()} threads; {len(prompts)} questions x k={ROLLOUT.num_samples}, "

@@ -26,6 +26,12 @@ STEP = 0  # rollout samples all live at step 0; idx = question index, sample = j
 KEPT = {"answer": "correct samples", "steps": "correct samples with every step exact"}
 
 
+def questions_per_batch(spec) -> int:
+    """Questions per generation batch and per commit: as many as fill `batch_size` sequences of
+    k samples each, at least one."""
+    return max(1, spec.batch_size // spec.num_samples)
+
+
 def run_rollout(ctx) -> None:
     spec = ctx.spec
     task = get_task(spec.task, spec.reasoning)
@@ -42,7 +48,7 @@ def run_rollout(ctx) -> None:
     )
     k = spec.num_samples
     sampling = Sampling(spec.max_new_tokens, spec.temperature, spec.top_p, spec.seed)
-    per_batch = max(1, spec.batch_size // k)  # questions per generation batch and per commit
+    per_batch = questions_per_batch(spec)
     ctx.log.info("rollout: %d questions (%d already done), k=%d, %d questions per batch", len(questions), len(done), k, per_batch)
     with ctx.progress(f"rollout k={k}", total=len(questions), completed=len(done)) as bar:
         # With several ranks, each samples its share of a round and rank 0 commits them all.

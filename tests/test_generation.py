@@ -90,8 +90,18 @@ def test_greedy_with_a_shared_prefix_equals_model_generate(loaded, monkeypatch, 
     assert [c[0].text for c in ours] == _reference(loaded, prompts)
 
 
+@pytest.fixture(scope="module")
+def loaded_fp32(tiny_model_dir):
+    return load_model(tiny_model_dir, dtype="float32")
+
+
 @pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (1.0, 0.9)])
-def test_seeded_sampling_is_the_same_at_any_batch_size(loaded, temperature, top_p):
+def test_seeded_sampling_is_the_same_at_any_batch_size(loaded_fp32, temperature, top_p):
+    """Each sequence draws from its own seed, so its chain does not depend on its batch. In fp32,
+    where a row's logits come out the same in any batch; bf16 kernels round a row a little
+    differently in batches of other shapes, which flips a draw that falls at a boundary (on an
+    AMD EPYC: 1 to 4 of these 36 chains at batch 7 or 32)."""
+    loaded = loaded_fp32
     prompts = [reversal_prompt(d) for d in _digit_strings(12, seed=3)]
     sampling = Sampling(MAX_NEW, temperature=temperature, top_p=top_p, seed=5)
 

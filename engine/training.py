@@ -11,6 +11,7 @@ the batch and runs only the rest of each example: the same gradients for ~4x few
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -159,17 +160,34 @@ def completion_logits(model, rows: list[Encoded], prefix_len: int, pad_id: int) 
     ids, scored = ids.to(device), scored.to(device)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cache = None
-    if prefix_len:
-        from transformers import DynamicCache
+    with lora_products_in_base_dtype(model, base):
+        if prefix_len:
+            from transformers import DynamicCache
 
-        cache = DynamicCache()
-        prefix = torch.tensor([rows[0].ids[:prefix_len]], device=device)
-        base.get_decoder()(input_ids=prefix, cache=cache, use_cache=True)
-        cache.batch_repeat_interleave(len(rows))
-    hidden = base.get_decoder()(input_ids=ids, cache=cache, use_cache=cache is not None).last_hidden_state
-    # The hidden state at position t predicts token t + 1: project only where that is a target.
-    logits = base.get_output_embeddings()(hidden[:, :-1][scored[:, 1:]])
+            cache = DynamicCache()
+            prefix = torch.tensor([rows[0].ids[:prefix_len]], device=device)
+            base.get_decoder()(input_ids=prefix, cache=cache, use_cache=True)
+            cache.batch_repeat_interleave(len(rows))
+        hidden = base.get_decoder()(input_ids=ids, cache=cache, use_cache=cache is not None).last_hidden_state
+        # The hidden state at position t predicts token t + 1: project only where that is a target.
+        logits = base.get_output_embeddings()(hidden[:, :-1][scored[:, 1:]])
     return logits.float(), ids[:, 1:][scored[:, 1:]]
+
+
+@contextlib.contextmanager
+def lora_products_in_base_dtype(model, base):
+    """On a bf16 base the LoRA layers multiply in bf16 too (autocast), while their weights,
+    gradients and AdamW state stay fp32. Left to itself peft casts each LoRA layer's input to its
+    fp32 weights' dtype, and backward keeps those fp32 copies: a quarter of a cot step's saved
+    tensors, and a slower step (bench/bf16_training.py measures both). An fp32 base runs as is."""
+    base_dtype = base.get_input_embeddings().weight.dtype
+    if base_dtype == torch.float32:
+        yield
+        return
+    from peft.helpers import disable_input_dtype_casting
+
+    with torch.autocast(base.device.type, dtype=base_dtype), disable_input_dtype_casting(model):
+        yield
 
 
 def batch_loss(model, rows: list[Encoded], prefix_len: int, pad_id: int) -> torch.Tensor:
@@ -218,9 +236,10 @@ def load_trainable(ctx, checkpoint_dir: Path):
         target_modules="all-linear", bias="none", task_type="CAUSAL_LM",
     )
     # On a bf16 base (dtype auto on a bf16 CPU or GPU, or bfloat16) the LoRA weights, their
-    # gradients and AdamW's state stay fp32. bench/bf16_training.py compares this with autocast
-    # over fp32 weights: both track fp32's loss to ~1%; this one holds the base weights once in
-    # bf16 instead of recasting them at every forward.
+    # gradients and AdamW's state stay fp32 (the products run in bf16: lora_products_in_base_dtype).
+    # bench/bf16_training.py compares this with autocast over fp32 weights: both track fp32's
+    # loss within bf16's noise; this one holds the base weights once in bf16 instead of recasting
+    # them at every forward, and keeps the least for backward.
     with quiet_peft_checkpointing_warning():
         loaded.model = get_peft_model(loaded.model, config, autocast_adapter_dtype=True)
     # Saved in adapter_config.json, so loading the adapter onto another model is refused.

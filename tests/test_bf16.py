@@ -87,3 +87,62 @@ def test_a_saved_adapter_loads_trainable_in_fp32_on_a_bf16_base(tiny_model_dir, 
     trainable = [p for p in loaded.model.parameters() if p.requires_grad]
     assert trainable and {p.dtype for p in trainable} == {torch.float32}
     assert {p.dtype for p in loaded.model.parameters() if not p.requires_grad} == {torch.bfloat16}
+
+
+def _saved_and_grads(model, rows, prefix) -> tuple[dict[int, int], list[torch.Tensor]]:
+    """The storages one loss's forward keeps for backward (address: bytes) and the LoRA gradients."""
+    from engine.training import batch_loss
+
+    kept: dict[int, int] = {}
+
+    def remember(tensor):
+        kept[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(remember, lambda t: t):
+        loss = batch_loss(model, rows, prefix, pad_id=0)
+    loss.backward()
+    grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    model.zero_grad(set_to_none=True)
+    return kept, grads
+
+
+def test_lora_layers_on_a_bf16_base_multiply_in_bf16_and_keep_no_fp32_copies(tiny_model_dir, monkeypatch):
+    """peft casts each LoRA layer's input to the fp32 of its weights, and backward keeps those
+    copies; training on a bf16 base turns that off (engine.training.lora_products_in_base_dtype),
+    while the fp32 LoRA weights get gradients within bf16's rounding of the fp32-input ones."""
+    import contextlib
+
+    from peft import LoraConfig, get_peft_model
+
+    from engine import training
+    from engine.tasks import get_task
+
+    loaded = load_model(tiny_model_dir, device="cpu", dtype="bfloat16")
+    # init_lora_weights=False: B is random too, so the LoRA path adds to every layer's output.
+    config = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    torch.manual_seed(0)
+    model = get_peft_model(loaded.model, config, autocast_adapter_dtype=True)
+    task = get_task("unit_conversion")
+    rows = training.encode(loaded.tokenizer, task, task.load("train")[:4], "cot")
+    prefix = training.shared_prefix_length(rows)
+
+    lora_inputs: dict[int, torch.dtype] = {}  # storage address: dtype, of every LoRA A's input
+    for name, module in model.named_modules():
+        if name.endswith("lora_A.default"):
+            module.register_forward_pre_hook(
+                lambda _, args: lora_inputs.update({args[0].untyped_storage().data_ptr(): args[0].dtype})
+            )
+    engine_kept, engine_grads = _saved_and_grads(model, rows, prefix)
+    assert set(lora_inputs.values()) == {torch.bfloat16}  # the base layers' own inputs, shared
+
+    lora_inputs.clear()
+    monkeypatch.setattr(training, "lora_products_in_base_dtype", lambda model, base: contextlib.nullcontext())
+    cast_kept, cast_grads = _saved_and_grads(model, rows, prefix)
+    assert set(lora_inputs.values()) == {torch.float32}  # peft's own cast, which the engine turns off
+    fp32_copies = sum(cast_kept[address] for address in lora_inputs if address in cast_kept)
+    assert fp32_copies > 0
+    assert sum(engine_kept.values()) <= sum(cast_kept.values()) - fp32_copies / 2
+    assert {grad.dtype for grad in engine_grads} == {torch.float32}
+    difference = sum(((e - c) ** 2).sum() for e, c in zip(engine_grads, cast_grads, strict=True)) ** 0.5
+    assert difference <= 0.05 * sum((c**2).sum() for c in cast_grads) ** 0.5  # 0.016 seen

@@ -34,22 +34,16 @@ from engine.core.spec import RunSpec
 from engine.model import cpu_native_bf16, load_model
 from engine.tasks import get_task
 from engine.tasks.base import Example
-from engine.training import MAX_GRAD_NORM, batch_loss, encode, shared_prefix_length, training_plan
+from engine.training import MAX_GRAD_NORM, batch_loss, encode, new_adapter, shared_prefix_length, training_plan
 
 MIB = 2**20
 
 
 def lora_model(model_name: str, dtype: str):
-    from peft import LoraConfig, get_peft_model
-
     spec = RunSpec(kind="sft")
     loaded = load_model(model_name, dtype=dtype)
     torch.manual_seed(0)
-    config = LoraConfig(
-        r=spec.lora_rank, lora_alpha=spec.lora_alpha, lora_dropout=0.0,
-        target_modules="all-linear", bias="none", task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(loaded.model, config, autocast_adapter_dtype=True)
+    model = new_adapter(loaded.model, spec)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     return loaded.tokenizer, model, params, torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.0)

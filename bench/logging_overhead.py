@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model
 from transformers import get_scheduler
 
 from engine.model import load_model
@@ -26,7 +25,7 @@ from engine.core.store import RunStore
 from engine.tasks import get_task
 from engine.tiny import save_tiny_model
 from engine.core.tracker import Tracker
-from engine.training import encode, optimizer_step, shared_prefix_length, training_plan
+from engine.training import encode, new_adapter, optimizer_step, shared_prefix_length, training_plan
 
 
 def main() -> None:
@@ -39,7 +38,7 @@ def main() -> None:
     model_name = args.model or save_tiny_model(folder / "tiny", train_steps=0)  # untrained: only step speed matters
     torch.manual_seed(0)
     loaded = load_model(model_name)
-    model = get_peft_model(loaded.model, LoraConfig(r=8, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
+    model = new_adapter(loaded.model, RunSpec(kind="sft"))
     model.train()
     task = get_task("unit_conversion")
     encoded = encode(loaded.tokenizer, task, task.load("train")[:64], "direct")

@@ -36,7 +36,7 @@ from engine.generation import Sampling, generate
 from engine.model import cpu_native_bf16, load_model
 from engine.tasks import get_task
 from engine.tasks.base import Example
-from engine.training import encode, optimizer_step, shared_prefix_length, training_plan
+from engine.training import encode, new_adapter, optimizer_step, shared_prefix_length, training_plan
 
 MATMUL_SIZE = 2048
 PEAK_SECONDS = 3.0  # repeat the product until this much time has passed (at least 2 runs)
@@ -99,16 +99,10 @@ def measure_generation(loaded, prompts: list[str], sampling: Sampling, k: int, b
 
 
 def measure_training(model_name: str, dtype: str, examples: list[Example], mode: str, steps: int, batch_size: int) -> Measured:
-    from peft import LoraConfig, get_peft_model
-
     torch.manual_seed(0)
     loaded = load_model(model_name, dtype=dtype)
     spec = RunSpec(kind="sft")
-    config = LoraConfig(
-        r=spec.lora_rank, lora_alpha=spec.effective_lora_alpha, lora_dropout=0.0,
-        target_modules="all-linear", bias="none", task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(loaded.model, config)
+    model = new_adapter(loaded.model, spec)
     model.train()
     encoded = encode(loaded.tokenizer, get_task(spec.task), examples, mode)
     prefix = shared_prefix_length(encoded)

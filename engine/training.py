@@ -226,11 +226,19 @@ def load_trainable(ctx, checkpoint_dir: Path):
         return ctx.load_model(adapter=str(checkpoint_dir / ADAPTER), trainable_adapter=True)
     if spec.adapter:
         return ctx.load_model(trainable_adapter=True)
+    loaded = ctx.load_model(adapter="")
+    loaded.model = new_adapter(loaded.model, spec)
+    # Saved in adapter_config.json, so loading the adapter onto another model is refused.
+    loaded.model.peft_config["default"].base_model_name_or_path = spec.model
+    return loaded
+
+
+def new_adapter(model, spec):
+    """`model` with a fresh LoRA adapter of the spec's rank and alpha on every linear layer."""
     from peft import LoraConfig, get_peft_model
 
     from engine.model import quiet_peft_checkpointing_warning
 
-    loaded = ctx.load_model(adapter="")
     config = LoraConfig(
         r=spec.lora_rank, lora_alpha=spec.lora_alpha, lora_dropout=0.0,
         target_modules="all-linear", bias="none", task_type="CAUSAL_LM",
@@ -241,10 +249,7 @@ def load_trainable(ctx, checkpoint_dir: Path):
     # loss within bf16's noise; this one holds the base weights once in bf16 instead of recasting
     # them at every forward, and keeps the least for backward.
     with quiet_peft_checkpointing_warning():
-        loaded.model = get_peft_model(loaded.model, config, autocast_adapter_dtype=True)
-    # Saved in adapter_config.json, so loading the adapter onto another model is refused.
-    loaded.model.peft_config["default"].base_model_name_or_path = spec.model
-    return loaded
+        return get_peft_model(model, config, autocast_adapter_dtype=True)
 
 
 def make_optimizer(spec, params, total_steps: int):

@@ -63,7 +63,7 @@ def main() -> None:
     if args.mode == "cot":
         rows = [Example(ex.question, ex.answer, task.completion(ex, "cot")) for ex in rows]
     fp32_lora_inputs = lambda: mock.patch.object(  # noqa: E731
-        training, "lora_products_in_base_dtype", lambda model, base: contextlib.nullcontext()
+        training, "lora_products_in_base_dtype", lambda base: contextlib.nullcontext()
     )
     variants = {
         "fp32": ("float32", contextlib.nullcontext),

@@ -160,7 +160,7 @@ def completion_logits(model, rows: list[Encoded], prefix_len: int, pad_id: int) 
     ids, scored = ids.to(device), scored.to(device)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cache = None
-    with lora_products_in_base_dtype(model, base):
+    with lora_products_in_base_dtype(base):
         if prefix_len:
             from transformers import DynamicCache
 
@@ -175,18 +175,19 @@ def completion_logits(model, rows: list[Encoded], prefix_len: int, pad_id: int) 
 
 
 @contextlib.contextmanager
-def lora_products_in_base_dtype(model, base):
-    """On a bf16 base the LoRA layers multiply in bf16 too (autocast), while their weights,
-    gradients and AdamW state stay fp32. Left to itself peft casts each LoRA layer's input to its
-    fp32 weights' dtype, and backward keeps those fp32 copies: a quarter of a cot step's saved
-    tensors, and a slower step (bench/bf16_training.py measures both). An fp32 base runs as is."""
+def lora_products_in_base_dtype(base):
+    """On a bf16 base (which holds peft's LoRA layers in place of its linear ones) the LoRA layers
+    multiply in bf16 too (autocast), while their weights, gradients and AdamW state stay fp32.
+    Left to itself peft casts each LoRA layer's input to its fp32 weights' dtype, and backward
+    keeps those fp32 copies: a quarter of a cot step's saved tensors, and a slower step
+    (bench/bf16_training.py measures both). An fp32 base runs as is."""
     base_dtype = base.get_input_embeddings().weight.dtype
     if base_dtype == torch.float32:
         yield
         return
     from peft.helpers import disable_input_dtype_casting
 
-    with torch.autocast(base.device.type, dtype=base_dtype), disable_input_dtype_casting(model):
+    with torch.autocast(base.device.type, dtype=base_dtype), disable_input_dtype_casting(base):
         yield
 
 

@@ -137,7 +137,7 @@ def test_lora_layers_on_a_bf16_base_multiply_in_bf16_and_keep_no_fp32_copies(tin
     assert set(lora_inputs.values()) == {torch.bfloat16}  # the base layers' own inputs, shared
 
     lora_inputs.clear()
-    monkeypatch.setattr(training, "lora_products_in_base_dtype", lambda model, base: contextlib.nullcontext())
+    monkeypatch.setattr(training, "lora_products_in_base_dtype", lambda base: contextlib.nullcontext())
     cast_kept, cast_grads = _saved_and_grads(model, rows, prefix)
     assert set(lora_inputs.values()) == {torch.float32}  # peft's own cast, which the engine turns off
     fp32_copies = sum(cast_kept[address] for address in lora_inputs if address in cast_kept)
